@@ -1,0 +1,1 @@
+"""agentdeck: the operations backend of an AI-agent platform."""

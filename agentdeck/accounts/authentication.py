@@ -1,0 +1,186 @@
+"""How callers prove who they are.
+
+* ``Authorization: Bearer adk_...``: an API key (:class:`ApiKeyAuthentication`).
+* ``Authorization: Bearer <JWT>``: a short-lived token signed by the Next.js server
+  (:class:`NextJsJWTAuthentication`). HS256 with ``JWT_SIGNING_KEY`` by default, or keys from
+  ``JWT_JWKS_URL``; ``exp`` and ``sub`` are required; ``aud``/``iss`` are checked when set.
+  The tokens carry no simplejwt-specific claims (``token_type``, ``jti``).
+
+``request.auth`` is the :class:`ApiKey` for API keys and the claims dict for JWTs.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Any
+
+import jwt
+from django.conf import settings
+from django.utils.translation import gettext_lazy as _
+from rest_framework import exceptions
+from rest_framework.authentication import BaseAuthentication, get_authorization_header
+from rest_framework_simplejwt.authentication import JWTAuthentication
+from rest_framework_simplejwt.backends import TokenBackend
+from rest_framework_simplejwt.exceptions import TokenBackendError, TokenBackendExpiredToken
+
+from agentdeck.accounts.models import ApiKey, User
+from agentdeck.accounts.selectors import api_key_get_by_secret
+from agentdeck.accounts.services import (
+    API_KEY_PREFIX,
+    api_key_touch,
+    user_get_or_create_from_claims,
+)
+from agentdeck.core.exceptions import ApplicationError
+
+
+class AuthFailed(exceptions.AuthenticationFailed):
+    """401 with a stable problem ``code`` of its own (token_expired, api_key_revoked, ...)."""
+
+    def __init__(self, detail: str, code: str) -> None:
+        super().__init__(detail, code)
+        self.problem_code = code
+
+
+class ApiKeyAuthentication(BaseAuthentication):
+    keyword = "Bearer"
+
+    def authenticate(self, request) -> tuple[User, ApiKey] | None:
+        secret = bearer_token(request)
+        if secret is None or not secret.startswith(API_KEY_PREFIX):
+            return None  # not ours: let the JWT authentication look at it
+        return authenticate_api_key(secret)
+
+    def authenticate_header(self, request) -> str:
+        return f'{self.keyword} realm="api"'
+
+
+def authenticate_api_key(secret: str) -> tuple[User, ApiKey]:
+    api_key = api_key_get_by_secret(secret=secret)
+    if api_key is None:
+        raise AuthFailed("Invalid API key.", "api_key_invalid")
+    if api_key.is_revoked:
+        raise AuthFailed("This API key has been revoked.", "api_key_revoked")
+    if api_key.is_expired:
+        raise AuthFailed("This API key has expired.", "api_key_expired")
+    if not api_key.owner.is_active:
+        raise AuthFailed("User is inactive.", "user_inactive")
+    api_key_touch(api_key=api_key)
+    return api_key.owner, api_key
+
+
+def bearer_token(request) -> str | None:
+    parts = get_authorization_header(request).split()
+    if not parts or parts[0].lower() != b"bearer":
+        return None
+    if len(parts) != 2:
+        raise AuthFailed(
+            "Authorization header must be 'Bearer <token>'.", "authorization_malformed"
+        )
+    try:
+        return parts[1].decode()
+    except UnicodeDecodeError:
+        raise AuthFailed(
+            "Authorization header is not valid text.", "authorization_malformed"
+        ) from None
+
+
+class NextJsTokenBackend(TokenBackend):
+    """simplejwt's backend, accepting a list of algorithms (a JWKS may hold RSA and EC keys)
+    and requiring ``exp`` and ``sub``."""
+
+    def __init__(self, *, algorithms: list[str], **kwargs: Any) -> None:
+        super().__init__(algorithm=algorithms[0], **kwargs)
+        for alg in algorithms:
+            self._validate_algorithm(alg)
+        self.algorithms = list(algorithms)
+
+    def get_verifying_key(self, token: Any) -> Any:
+        if self.jwks_client:
+            try:
+                return self.jwks_client.get_signing_key_from_jwt(token).key
+            except jwt.PyJWKClientError as e:
+                raise TokenBackendError(_("Token is invalid")) from e
+        return self.prepared_signing_key
+
+    def decode(self, token: Any, verify: bool = True) -> dict[str, Any]:
+        try:
+            return jwt.decode(
+                token,
+                self.get_verifying_key(token),
+                algorithms=self.algorithms,
+                audience=self.audience,
+                issuer=self.issuer,
+                leeway=self.get_leeway(),
+                options={
+                    "verify_aud": self.audience is not None,
+                    "verify_signature": verify,
+                    "require": ["exp", "sub"],
+                },
+            )
+        except jwt.ExpiredSignatureError as e:
+            raise TokenBackendExpiredToken(_("Token is expired")) from e
+        except jwt.ImmatureSignatureError as e:
+            raise TokenBackendError(_("Token is not valid yet")) from e
+        except jwt.MissingRequiredClaimError as e:
+            raise TokenBackendError(f"Token has no '{e.claim}' claim") from e
+        except jwt.InvalidAlgorithmError as e:
+            raise TokenBackendError(_("Token algorithm is not accepted")) from e
+        except jwt.InvalidTokenError as e:
+            raise TokenBackendError(_("Token is invalid")) from e
+
+
+@lru_cache(maxsize=1)
+def token_backend() -> NextJsTokenBackend:
+    # Cached per process: the JWKS client inside keeps fetched keys between requests.
+    return NextJsTokenBackend(
+        algorithms=settings.JWT_ALGORITHMS,
+        signing_key=settings.JWT_SIGNING_KEY or None,
+        audience=settings.JWT_AUDIENCE,
+        issuer=settings.JWT_ISSUER,
+        jwk_url=settings.JWT_JWKS_URL or None,
+        leeway=settings.JWT_LEEWAY_SECONDS,
+    )
+
+
+def decode_jwt(raw_token: str) -> dict[str, Any]:
+    try:
+        claims = token_backend().decode(raw_token)
+    except TokenBackendExpiredToken:
+        raise AuthFailed("Token has expired.", "token_expired") from None
+    except TokenBackendError as e:
+        raise AuthFailed(str(e), "token_invalid") from None
+    if not isinstance(claims.get("sub"), str) or not claims["sub"]:
+        raise AuthFailed("Token 'sub' must be a non-empty string.", "token_invalid")
+    return claims
+
+
+def user_from_claims(claims: dict[str, Any]) -> User:
+    user = User.objects.filter(pk=claims["sub"]).first()
+    if user is None:
+        if not settings.USERS_TABLE_MANAGED:
+            # Prisma owns the table: a user we cannot see does not exist (yet) for us.
+            raise AuthFailed("Unknown user.", "user_not_found")
+        try:
+            user = user_get_or_create_from_claims(
+                user_id=claims["sub"],
+                email=claims.get("email") if isinstance(claims.get("email"), str) else None,
+                name=claims.get("name") if isinstance(claims.get("name"), str) else None,
+                image=claims.get("picture") if isinstance(claims.get("picture"), str) else None,
+            )
+        except ApplicationError as e:
+            raise AuthFailed(e.detail, e.code) from None
+    if not user.is_active:
+        raise AuthFailed("User is inactive.", "user_inactive")
+    return user
+
+
+class NextJsJWTAuthentication(JWTAuthentication):
+    def authenticate(self, request) -> tuple[User, dict[str, Any]] | None:
+        raw = bearer_token(request)
+        if raw is None or raw.startswith(API_KEY_PREFIX):
+            return None
+        claims = decode_jwt(raw)
+        return user_from_claims(claims), claims
+
+    def authenticate_header(self, request) -> str:
+        return 'Bearer realm="api"'

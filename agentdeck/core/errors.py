@@ -1,0 +1,200 @@
+"""One error shape for the whole API: RFC 9457 ``application/problem+json``.
+
+Every error body has ``type``, ``title``, ``status``, ``detail``, ``code`` and ``instance``;
+validation failures add ``errors``: a list of ``{field, code, detail}``. DRF views reach
+:func:`problem_exception_handler`; errors raised outside DRF on API paths (unknown URLs, Django's
+own 400/405/500) are rewritten by ``agentdeck.core.middleware.ProblemJsonMiddleware``.
+"""
+
+from __future__ import annotations
+
+import logging
+from http import HTTPStatus
+from typing import Any, NotRequired, TypedDict
+
+from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.http import Http404, HttpRequest, JsonResponse
+from rest_framework import exceptions as drf_exceptions
+from rest_framework.response import Response
+
+from agentdeck.core.exceptions import ApplicationError
+
+logger = logging.getLogger("agentdeck.errors")
+
+PROBLEM_CONTENT_TYPE = "application/problem+json"
+PROBLEM_TYPE_PREFIX = "urn:agentdeck:problem:"
+
+
+class FieldError(TypedDict):
+    field: str
+    code: str
+    detail: str
+
+
+class Problem(TypedDict):
+    type: str
+    title: str
+    status: int
+    detail: str
+    code: str
+    instance: NotRequired[str]
+    errors: NotRequired[list[FieldError]]
+
+
+# Codes for Django/DRF errors that carry no code of ours; keyed by HTTP status.
+STATUS_CODES: dict[int, str] = {
+    400: "bad_request",
+    401: "not_authenticated",
+    403: "permission_denied",
+    404: "not_found",
+    405: "method_not_allowed",
+    406: "not_acceptable",
+    409: "conflict",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    429: "throttled",
+    500: "internal_error",
+    503: "service_unavailable",
+}
+
+
+def problem(
+    *,
+    status: int,
+    code: str,
+    detail: str,
+    title: str | None = None,
+    instance: str | None = None,
+    errors: list[FieldError] | None = None,
+    extra: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "type": PROBLEM_TYPE_PREFIX + code,
+        "title": title or HTTPStatus(status).phrase,
+        "status": status,
+        "detail": detail,
+        "code": code,
+    }
+    if instance:
+        body["instance"] = instance
+    if errors is not None:
+        body["errors"] = errors
+    if extra:
+        # Extension members never override the standard ones.
+        body.update({k: v for k, v in extra.items() if k not in body})
+    return body
+
+
+def problem_response(
+    request: HttpRequest | None, body: dict[str, Any], headers=None
+) -> JsonResponse:
+    response = JsonResponse(body, status=body["status"], content_type=PROBLEM_CONTENT_TYPE)
+    for name, value in (headers or {}).items():
+        response[name] = value
+    return response
+
+
+def flatten_validation_errors(detail: Any, prefix: str = "") -> list[FieldError]:
+    """Turn DRF's nested ``get_full_details()`` into a flat list with dotted field paths."""
+    out: list[FieldError] = []
+    if isinstance(detail, dict) and set(detail) == {"message", "code"}:
+        out.append(
+            {
+                "field": prefix or "non_field_errors",
+                "code": str(detail["code"]),
+                "detail": str(detail["message"]),
+            }
+        )
+    elif isinstance(detail, dict):
+        for key, value in detail.items():
+            out.extend(flatten_validation_errors(value, f"{prefix}.{key}" if prefix else str(key)))
+    elif isinstance(detail, list):
+        for index, value in enumerate(detail):
+            nested = isinstance(value, dict) and set(value) != {"message", "code"}
+            nested = nested or isinstance(value, list)
+            out.extend(flatten_validation_errors(value, f"{prefix}.{index}" if nested else prefix))
+    else:
+        out.append(
+            {"field": prefix or "non_field_errors", "code": "invalid", "detail": str(detail)}
+        )
+    return out
+
+
+def _detail_text(detail: Any) -> str:
+    if isinstance(detail, dict):
+        # simplejwt puts {"detail": ..., "code": ..., "messages": [...]} in exc.detail.
+        return str(detail.get("detail") or next(iter(detail.values()), ""))
+    if isinstance(detail, list):
+        return "; ".join(str(d) for d in detail)
+    return str(detail)
+
+
+def exception_to_problem(
+    exc: Exception, instance: str | None
+) -> tuple[dict[str, Any], dict[str, str]]:
+    """Map any exception to (problem body, extra headers)."""
+    headers: dict[str, str] = {}
+
+    if isinstance(exc, ApplicationError):
+        body = problem(
+            status=exc.status,
+            code=exc.code,
+            title=exc.title,
+            detail=exc.detail,
+            instance=instance,
+            extra=exc.extra,
+        )
+        return body, dict(exc.headers)
+
+    if isinstance(exc, Http404):
+        exc = drf_exceptions.NotFound()
+    elif isinstance(exc, DjangoPermissionDenied):
+        exc = drf_exceptions.PermissionDenied()
+    elif isinstance(exc, DjangoValidationError):
+        exc = drf_exceptions.ValidationError(detail=drf_exceptions.as_serializer_error(exc))
+
+    if isinstance(exc, drf_exceptions.ValidationError):
+        errors = flatten_validation_errors(exc.get_full_details())
+        body = problem(
+            status=400,
+            code="validation_error",
+            title="Invalid input",
+            detail="The request has invalid fields; see `errors`.",
+            instance=instance,
+            errors=errors,
+        )
+        return body, headers
+
+    if isinstance(exc, drf_exceptions.APIException):
+        status = exc.status_code
+        code = getattr(exc, "problem_code", None)
+        if code is None and isinstance(exc.detail, dict) and "code" in exc.detail:
+            code = str(exc.detail["code"])
+        if code is None:
+            code = getattr(exc.detail, "code", None) or exc.default_code
+        if getattr(exc, "auth_header", None):
+            headers["WWW-Authenticate"] = exc.auth_header
+        if getattr(exc, "wait", None):
+            headers["Retry-After"] = str(int(exc.wait))
+        body = problem(
+            status=status, code=str(code), detail=_detail_text(exc.detail), instance=instance
+        )
+        return body, headers
+
+    logger.error("Unhandled exception on %s", instance, exc_info=exc)
+    body = problem(
+        status=500,
+        code="internal_error",
+        detail="An unexpected error occurred; it has been logged.",
+        instance=instance,
+    )
+    return body, headers
+
+
+def problem_exception_handler(exc: Exception, context: dict[str, Any]) -> Response:
+    """DRF ``EXCEPTION_HANDLER``: every exception becomes problem+json, a 500 included."""
+    request = context.get("request")
+    instance = request.get_full_path() if request is not None else None
+    body, headers = exception_to_problem(exc, instance)
+    return Response(body, status=body["status"], headers=headers, content_type=PROBLEM_CONTENT_TYPE)

@@ -1,0 +1,103 @@
+"""Liveness and readiness for load balancers and orchestrators.
+
+``/healthz`` answers 200 while the process can serve a request and touches nothing else.
+``/readyz`` answers 200 only when the database, the task queue's broker and the channel layer
+all answer, else 503 with the failing parts named in ``failing``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Callable
+from typing import TypedDict
+
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
+from django.db import connections
+from django.http import HttpRequest, JsonResponse
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_GET
+
+CHANNEL_LAYER_TIMEOUT_SECONDS = 3.0
+
+
+class CheckResult(TypedDict, total=False):
+    ok: bool
+    ms: float
+    error: str
+    info: str
+
+
+def check_database() -> str | None:
+    connection = connections["default"]
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+            cursor.fetchone()
+    except Exception:
+        # Drop the broken connection so the next request reconnects instead of reusing it.
+        connection.close()
+        raise
+    return None
+
+
+def check_queue() -> str | None:
+    from django_q.brokers import get_broker
+
+    broker = get_broker()
+    broker.ping()
+    # ORM's ping() is a constant True; queue_size() makes either broker really answer.
+    size = broker.queue_size()
+    return f"{broker.info()}, {size} queued"
+
+
+def check_channel_layer() -> str | None:
+    layer = get_channel_layer()
+    if layer is None:
+        raise RuntimeError("no channel layer configured")
+
+    async def roundtrip() -> None:
+        channel = await layer.new_channel("readyz.")
+        token = uuid.uuid4().hex
+        await layer.send(channel, {"type": "readyz.ping", "token": token})
+        message = await asyncio.wait_for(layer.receive(channel), CHANNEL_LAYER_TIMEOUT_SECONDS)
+        if message.get("token") != token:
+            raise RuntimeError("channel layer returned a different message")
+
+    async_to_sync(roundtrip)()
+    return type(layer).__name__
+
+
+CHECKS: dict[str, Callable[[], str | None]] = {
+    "database": check_database,
+    "queue": check_queue,
+    "channel_layer": check_channel_layer,
+}
+
+
+@never_cache
+@require_GET
+def healthz(request: HttpRequest) -> JsonResponse:
+    return JsonResponse({"status": "ok"})
+
+
+@never_cache
+@require_GET
+def readyz(request: HttpRequest) -> JsonResponse:
+    results: dict[str, CheckResult] = {}
+    for name, check in CHECKS.items():
+        started = time.perf_counter()
+        try:
+            info = check()
+            result: CheckResult = {"ok": True}
+            if info:
+                result["info"] = info
+        except Exception as exc:  # any failure means "not ready", and says why
+            result = {"ok": False, "error": f"{type(exc).__name__}: {exc}".strip()[:500]}
+        result["ms"] = round((time.perf_counter() - started) * 1000, 1)
+        results[name] = result
+    failing = [name for name, r in results.items() if not r["ok"]]
+    body = {"status": "unavailable" if failing else "ok", "failing": failing, "checks": results}
+    return JsonResponse(body, status=503 if failing else 200)

