@@ -89,7 +89,12 @@ def problem(
 def problem_response(
     request: HttpRequest | None, body: dict[str, Any], headers=None
 ) -> JsonResponse:
-    response = JsonResponse(body, status=body["status"], content_type=PROBLEM_CONTENT_TYPE)
+    response = JsonResponse(
+        body,
+        status=body["status"],
+        content_type=PROBLEM_CONTENT_TYPE,
+        json_dumps_params={"separators": (",", ":")},
+    )
     for name, value in (headers or {}).items():
         response[name] = value
     return response

@@ -226,3 +226,22 @@ def test_jwks_rejects_unknown_kid_foreign_key_and_hmac(api_client, make_jwt, use
 
     for token in (forged, unknown_kid, hmac):
         assert_401(get_me(api_client, token), "token_invalid")
+
+
+def test_dev_token_command_signs_a_token_the_api_accepts(api_client, capsys):
+    from django.core.management import call_command
+
+    call_command("dev_token", "--sub", "cli-user", "--email", "cli@example.com")
+    token = capsys.readouterr().out.strip()
+
+    response = get_me(api_client, token)
+    assert response.status_code == 200
+    assert response.json()["email"] == "cli@example.com"
+
+
+def test_dev_token_command_is_refused_in_production(settings):
+    from django.core.management import CommandError, call_command
+
+    settings.IS_PRODUCTION = True
+    with pytest.raises(CommandError, match="development"):
+        call_command("dev_token")

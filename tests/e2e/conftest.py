@@ -27,7 +27,7 @@ def http(method: str, url: str, *, headers: dict | None = None, timeout: float =
     """(status, parsed body) with only the standard library, like curl would see it."""
     request = urllib.request.Request(url, method=method, headers=headers or {})
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310 (loopback)
+        with urllib.request.urlopen(request, timeout=timeout) as response:
             return response.status, json.loads(response.read() or b"null")
     except urllib.error.HTTPError as e:
         return e.code, json.loads(e.read() or b"null")
@@ -47,16 +47,29 @@ class Server:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self, extra_env: dict[str, str] | None = None, timeout: float = 90) -> Server:
-        env = {k: v for k, v in os.environ.items()
-               if k not in {"DATABASE_URL", "CHANNEL_LAYER", "ENVIRONMENT", "REDIS_URL",
-                            "DJANGO_SETTINGS_MODULE", "ADMIN_PASSWORD"}}
+        env = {
+            k: v
+            for k, v in os.environ.items()
+            if k
+            not in {
+                "DATABASE_URL",
+                "CHANNEL_LAYER",
+                "ENVIRONMENT",
+                "REDIS_URL",
+                "DJANGO_SETTINGS_MODULE",
+                "ADMIN_PASSWORD",
+            }
+        }
         env.update({"AGENTDECK_VAR_DIR": str(self.var_dir), "PORT": str(self.port)})
         env.update(extra_env or {})
         self.var_dir.mkdir(parents=True, exist_ok=True)
         self.log_path = self.var_dir / f"serve-{time.time_ns()}.log"
-        self.process = subprocess.Popen(  # noqa: S603
+        self.process = subprocess.Popen(
             [sys.executable, str(BASE_DIR / "manage.py"), "serve"],
-            cwd=BASE_DIR, env=env, stdout=self.log_path.open("w"), stderr=subprocess.STDOUT,
+            cwd=BASE_DIR,
+            env=env,
+            stdout=self.log_path.open("w"),
+            stderr=subprocess.STDOUT,
             start_new_session=True,
         )
         deadline = time.monotonic() + timeout

@@ -36,7 +36,9 @@ def test_serve_starts_everything_stops_on_ctrl_c_and_keeps_data(server_factory):
         assert ready["checks"]["queue"]["info"].startswith("ORM")
 
         token = dev_token("user_e2e", email="e2e@example.com", name="E2E")
-        status, me = http("GET", f"{server.url}/api/v1/me", headers={"Authorization": f"Bearer {token}"})
+        status, me = http(
+            "GET", f"{server.url}/api/v1/me", headers={"Authorization": f"Bearer {token}"}
+        )
         assert status == 200, me
         assert me["id"] == "user_e2e"
 
@@ -54,7 +56,9 @@ def test_serve_starts_everything_stops_on_ctrl_c_and_keeps_data(server_factory):
     again = server_factory(server.var_dir).start()
     try:
         token = dev_token("user_e2e")
-        status, me = http("GET", f"{again.url}/api/v1/me", headers={"Authorization": f"Bearer {token}"})
+        status, me = http(
+            "GET", f"{again.url}/api/v1/me", headers={"Authorization": f"Bearer {token}"}
+        )
         assert status == 200
         assert me["email"] == "e2e@example.com"
     finally:
