@@ -131,6 +131,9 @@ _db["HOST"] = unquote(str(_db.get("HOST") or ""))
 _db["CONN_MAX_AGE"] = env.int("DATABASE_CONN_MAX_AGE", default=60)
 _db["CONN_HEALTH_CHECKS"] = True
 _db.setdefault("OPTIONS", {})["connect_timeout"] = env.int("DATABASE_CONNECT_TIMEOUT", default=5)
+# Lets several test sessions share one server without sharing a test database.
+if env.str("TEST_DATABASE_NAME", default=""):
+    _db["TEST"] = {"NAME": env.str("TEST_DATABASE_NAME")}
 DATABASES = {"default": _db}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
@@ -291,6 +294,12 @@ else:
     raise ImproperlyConfigured(
         f"CHANNEL_LAYER must be redis, postgres or memory, not {CHANNEL_LAYER!r}"
     )
+
+# --- secrets at rest ---------------------------------------------------------------------------
+
+SECRETS_ENCRYPTION_KEYS = env.list("SECRETS_ENCRYPTION_KEYS", default=[])
+if IS_PRODUCTION and not SECRETS_ENCRYPTION_KEYS:
+    raise ImproperlyConfigured("SECRETS_ENCRYPTION_KEYS must be set when ENVIRONMENT=production")
 
 # --- admin bootstrap --------------------------------------------------------------------------
 
