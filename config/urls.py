@@ -10,6 +10,7 @@ admin.site.index_title = "Agents, runs, credits and the people behind them"
 
 api_v1 = [
     path("", include("agentdeck.accounts.urls")),
+    path("", include("agentdeck.agents.urls")),
 ]
 
 urlpatterns = [

@@ -8,4 +8,9 @@ class CoreConfig(AppConfig):
 
     def ready(self) -> None:
         # Registers the OpenAPI extensions (security schemes) with drf-spectacular.
+        from django.db.models.signals import post_migrate
+
         from agentdeck.core import schema  # noqa: F401
+        from agentdeck.core.schedules import sync_schedules
+
+        post_migrate.connect(sync_schedules, sender=self, dispatch_uid="agentdeck.sync_schedules")

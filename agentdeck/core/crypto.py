@@ -36,7 +36,9 @@ def decrypt_secret(token: str) -> str:
     try:
         return _fernet().decrypt(token.encode()).decode()
     except InvalidToken as e:
-        raise SecretDecryptionError("secret cannot be decrypted with SECRETS_ENCRYPTION_KEYS") from e
+        raise SecretDecryptionError(
+            "secret cannot be decrypted with SECRETS_ENCRYPTION_KEYS"
+        ) from e
 
 
 def mask_secret(plaintext: str) -> str:

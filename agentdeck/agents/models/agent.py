@@ -29,7 +29,9 @@ class Agent(TimestampedModel):
         SUSPENDED = "suspended", "Suspended"
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
-    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="agents")
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="agents"
+    )
     name = models.CharField(max_length=200)
     slug = models.SlugField(max_length=220)
     description = models.TextField(blank=True, default="")
@@ -39,7 +41,9 @@ class Agent(TimestampedModel):
     # temperature, top_p, max_output_tokens, reasoning_effort, tool_choice, parallel_tool_calls
     model_settings = models.JSONField(default=dict, blank=True)
     output_schema = models.JSONField(null=True, blank=True)
-    visibility = models.CharField(max_length=16, choices=Visibility.choices, default=Visibility.PRIVATE)
+    visibility = models.CharField(
+        max_length=16, choices=Visibility.choices, default=Visibility.PRIVATE
+    )
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.ACTIVE)
     current_version = models.PositiveIntegerField(default=0)
 
@@ -47,17 +51,23 @@ class Agent(TimestampedModel):
         db_table = "agents"
         constraints = [
             models.UniqueConstraint(fields=["owner", "slug"], name="agents_owner_slug_unique"),
-            models.CheckConstraint(condition=models.Q(visibility__in=["private", "public"]),
-                                   name="agents_visibility_valid"),
-            models.CheckConstraint(condition=models.Q(status__in=["active", "suspended"]),
-                                   name="agents_status_valid"),
+            models.CheckConstraint(
+                condition=models.Q(visibility__in=["private", "public"]),
+                name="agents_visibility_valid",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(status__in=["active", "suspended"]), name="agents_status_valid"
+            ),
         ]
         indexes = [
             # GET /api/v1/agents/: the caller's agents, newest first.
             models.Index(fields=["owner", "-created_at"], name="agents_owner_created"),
             # GET /api/v1/agents/: public agents for everyone, newest first.
-            models.Index(fields=["-created_at"], name="agents_public_created",
-                         condition=models.Q(visibility="public")),
+            models.Index(
+                fields=["-created_at"],
+                name="agents_public_created",
+                condition=models.Q(visibility="public"),
+            ),
         ]
 
     def __str__(self) -> str:
@@ -81,7 +91,9 @@ class AgentVersion(models.Model):
     class Meta:
         db_table = "agent_versions"
         constraints = [
-            models.UniqueConstraint(fields=["agent", "number"], name="agent_versions_agent_number_unique"),
+            models.UniqueConstraint(
+                fields=["agent", "number"], name="agent_versions_agent_number_unique"
+            ),
         ]
         ordering = ["-number"]
 
@@ -93,7 +105,9 @@ class AgentMetadata(models.Model):
     """Marketplace display fields, in the table the Next.js side reads (``agent_metadata``).
     ``run_count`` and ``last_run_at`` are maintained by the run services with atomic updates."""
 
-    agent = models.OneToOneField(Agent, primary_key=True, on_delete=models.CASCADE, related_name="metadata")
+    agent = models.OneToOneField(
+        Agent, primary_key=True, on_delete=models.CASCADE, related_name="metadata"
+    )
     category = models.CharField(max_length=100, blank=True, default="")
     tags = ArrayField(models.CharField(max_length=50), default=list, blank=True)
     icon = models.CharField(max_length=500, blank=True, default="")

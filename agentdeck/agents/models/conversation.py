@@ -14,8 +14,12 @@ class Conversation(TimestampedModel):
     conversation (a partial unique index on ``agent_runs`` enforces it)."""
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
-    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="conversations")
-    agent = models.ForeignKey("agents.Agent", on_delete=models.CASCADE, related_name="conversations")
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="conversations"
+    )
+    agent = models.ForeignKey(
+        "agents.Agent", on_delete=models.CASCADE, related_name="conversations"
+    )
     title = models.CharField(max_length=200, blank=True, default="")
     # Next position to hand out; advanced under the row lock writers take (see DjangoSession).
     next_position = models.BigIntegerField(default=0)
@@ -38,13 +42,20 @@ class ConversationItem(models.Model):
     conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="items")
     position = models.BigIntegerField()
     data = models.JSONField()
-    run = models.ForeignKey("agents.AgentRun", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    run = models.ForeignKey(
+        "agents.AgentRun", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
         db_table = "conversation_items"
         constraints = [
             # Also the index for reading a conversation in order and for "the last N items".
-            models.UniqueConstraint(fields=["conversation", "position"], name="conversation_items_position_unique"),
+            models.UniqueConstraint(
+                fields=["conversation", "position"], name="conversation_items_position_unique"
+            ),
         ]
         ordering = ["position"]
+
+    def __str__(self) -> str:
+        return f"{self.conversation_id}@{self.position}"

@@ -25,7 +25,11 @@ class Provider(TimestampedModel):
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     owner = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.CASCADE, related_name="providers"
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="providers",
     )
     name = models.CharField(max_length=100)
     kind = models.CharField(max_length=32, choices=Kind.choices)
@@ -43,7 +47,9 @@ class Provider(TimestampedModel):
         constraints = [
             models.UniqueConstraint(fields=["owner", "name"], name="providers_owner_name_unique"),
             models.UniqueConstraint(
-                fields=["name"], condition=models.Q(owner__isnull=True), name="providers_shared_name_unique"
+                fields=["name"],
+                condition=models.Q(owner__isnull=True),
+                name="providers_shared_name_unique",
             ),
             models.CheckConstraint(
                 condition=models.Q(kind__in=["openai", "openai_compatible", "litellm", "mock"]),

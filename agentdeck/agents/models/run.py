@@ -39,9 +39,13 @@ class AgentRun(TimestampedModel):
         WAIT = "wait", "Wait"
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
-    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="runs")
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="runs"
+    )
     agent = models.ForeignKey("agents.Agent", on_delete=models.CASCADE, related_name="runs")
-    agent_version = models.ForeignKey("agents.AgentVersion", on_delete=models.PROTECT, related_name="runs")
+    agent_version = models.ForeignKey(
+        "agents.AgentVersion", on_delete=models.PROTECT, related_name="runs"
+    )
     conversation = models.ForeignKey(
         "agents.Conversation", null=True, blank=True, on_delete=models.SET_NULL, related_name="runs"
     )
@@ -56,7 +60,8 @@ class AgentRun(TimestampedModel):
     error_message = models.TextField(blank=True, default="")
     # {model: {requests, input_tokens, cached_input_tokens, output_tokens, reasoning_tokens, total_tokens}}
     usage = models.JSONField(default=dict, blank=True)
-    idempotency_key = models.CharField(max_length=200, null=True, blank=True)
+    # NULL (not "") when absent, so the partial unique constraint ignores runs without a key.
+    idempotency_key = models.CharField(max_length=200, null=True, blank=True)  # noqa: DJ001
     request_hash = models.CharField(max_length=64, blank=True, default="")
     started_at = models.DateTimeField(null=True, blank=True)
     first_token_at = models.DateTimeField(null=True, blank=True)
@@ -71,7 +76,8 @@ class AgentRun(TimestampedModel):
         db_table = "agent_runs"
         constraints = [
             models.CheckConstraint(
-                condition=models.Q(status__in=[*ACTIVE_STATUSES, *TERMINAL_STATUSES]), name="agent_runs_status_valid"
+                condition=models.Q(status__in=[*ACTIVE_STATUSES, *TERMINAL_STATUSES]),
+                name="agent_runs_status_valid",
             ),
             # Idempotency-Key: one run per (caller, key).
             models.UniqueConstraint(
@@ -92,8 +98,11 @@ class AgentRun(TimestampedModel):
             # Admin and agent pages: an agent's recent runs.
             models.Index(fields=["agent", "-created_at"], name="agent_runs_agent_created"),
             # The reaper: running runs by heartbeat age.
-            models.Index(fields=["heartbeat_at"], name="agent_runs_running_heartbeat",
-                         condition=models.Q(status="running")),
+            models.Index(
+                fields=["heartbeat_at"],
+                name="agent_runs_running_heartbeat",
+                condition=models.Q(status="running"),
+            ),
         ]
 
     def __str__(self) -> str:

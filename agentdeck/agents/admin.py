@@ -1,0 +1,280 @@
+"""Staff oversight of agents, runs and providers. Writes go through services; run events and
+versions are read-only; the provider key is write-only and shown masked."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from django import forms
+from django.contrib import admin, messages
+from django.db.models import Count, Max, Q, QuerySet
+from django.http import HttpRequest
+from django.utils import timezone
+from django.utils.html import format_html, format_html_join
+
+from agentdeck.agents.models import (
+    Agent,
+    AgentMetadata,
+    AgentRun,
+    AgentVersion,
+    Conversation,
+    Provider,
+    RunEvent,
+)
+from agentdeck.agents.models.run import TERMINAL_STATUSES
+from agentdeck.agents.services.agents import agent_set_status
+from agentdeck.agents.services.providers import provider_update
+from agentdeck.agents.services.runs import agent_run_cancel
+from agentdeck.core.crypto import SecretDecryptionError, decrypt_secret, encrypt_secret, mask_secret
+
+
+class ProviderForm(forms.ModelForm):
+    api_key = forms.CharField(
+        required=False,
+        widget=forms.PasswordInput(render_value=False),
+        help_text="Write-only. Leave empty to keep the current key; tick 'remove key' to delete it.",
+    )
+    remove_api_key = forms.BooleanField(required=False, label="Remove key")
+
+    class Meta:
+        model = Provider
+        fields = ("name", "owner", "kind", "base_url", "default_model", "extra_headers", "enabled")
+
+
+@admin.register(Provider)
+class ProviderAdmin(admin.ModelAdmin):
+    form = ProviderForm
+    list_display = ("name", "kind", "owner", "base_url", "enabled", "masked_key", "created_at")
+    list_filter = ("kind", "enabled", ("owner", admin.EmptyFieldListFilter))
+    search_fields = ("name", "base_url", "owner__email")
+    list_select_related = ("owner",)
+    raw_id_fields = ("owner",)
+    readonly_fields = ("masked_key", "models_cache", "models_cached_at", "created_at", "updated_at")
+
+    @admin.display(description="API key")
+    def masked_key(self, obj: Provider) -> str:
+        if not obj.api_key_encrypted:
+            return "—"
+        try:
+            return mask_secret(decrypt_secret(obj.api_key_encrypted))
+        except SecretDecryptionError:
+            return "(cannot decrypt: check SECRETS_ENCRYPTION_KEYS)"
+
+    def save_model(
+        self, request: HttpRequest, obj: Provider, form: ProviderForm, change: bool
+    ) -> None:
+        key = form.cleaned_data.get("api_key")
+        if form.cleaned_data.get("remove_api_key"):
+            key = ""
+        if change:
+            fields = {
+                name: form.cleaned_data[name]
+                for name in form.changed_data
+                if name in ProviderForm.Meta.fields
+            }
+            provider_update(
+                provider=obj,
+                actor=request.user,
+                api_key=key
+                if key is not None and (key or form.cleaned_data.get("remove_api_key"))
+                else None,
+                **fields,
+            )
+        else:
+            obj.api_key_encrypted = encrypt_secret(key) if key else ""
+            obj.save()
+
+
+class AgentVersionInline(admin.TabularInline):
+    model = AgentVersion
+    fields = ("number", "note", "created_by", "created_at")
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+    ordering = ("-number",)
+    show_change_link = True
+
+    def has_add_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False
+
+
+class AgentMetadataInline(admin.StackedInline):
+    model = AgentMetadata
+    fields = ("category", "tags", "icon", "featured", "run_count", "last_run_at")
+    readonly_fields = ("run_count", "last_run_at")
+    can_delete = False
+
+
+@admin.register(Agent)
+class AgentAdmin(admin.ModelAdmin):
+    list_display = (
+        "name",
+        "owner",
+        "provider",
+        "model",
+        "status",
+        "visibility",
+        "runs_24h",
+        "last_run",
+        "created_at",
+    )
+    list_filter = ("status", "visibility", "provider__kind")
+    search_fields = ("name", "slug", "owner__email")
+    list_select_related = ("owner", "provider")
+    raw_id_fields = ("owner", "provider")
+    readonly_fields = ("id", "slug", "current_version", "created_at", "updated_at")
+    inlines = (AgentMetadataInline, AgentVersionInline)
+    actions = ("suspend", "activate")
+    show_full_result_count = False
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Agent]:
+        since = timezone.now() - timedelta(hours=24)
+        return (
+            super()
+            .get_queryset(request)
+            .annotate(
+                _runs_24h=Count("runs", filter=Q(runs__created_at__gte=since)),
+                _last_run=Max("runs__created_at"),
+            )
+        )
+
+    @admin.display(description="runs (24 h)", ordering="_runs_24h")
+    def runs_24h(self, obj: Agent) -> int:
+        return obj._runs_24h
+
+    @admin.display(description="last run", ordering="_last_run")
+    def last_run(self, obj: Agent):
+        return obj._last_run
+
+    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
+        # Behaviour edits must create versions; they go through the API. Status via actions.
+        return request.method == "GET" and super().has_change_permission(request, obj)
+
+    @admin.action(description="Suspend selected agents")
+    def suspend(self, request: HttpRequest, queryset: QuerySet[Agent]) -> None:
+        n = 0
+        for agent in queryset.exclude(status=Agent.Status.SUSPENDED):
+            agent_set_status(agent=agent, status=Agent.Status.SUSPENDED)
+            n += 1
+        self.message_user(request, f"Suspended {n} agent(s).", messages.SUCCESS)
+
+    @admin.action(description="Activate selected agents")
+    def activate(self, request: HttpRequest, queryset: QuerySet[Agent]) -> None:
+        n = 0
+        for agent in queryset.exclude(status=Agent.Status.ACTIVE):
+            agent_set_status(agent=agent, status=Agent.Status.ACTIVE)
+            n += 1
+        self.message_user(request, f"Activated {n} agent(s).", messages.SUCCESS)
+
+
+@admin.register(AgentVersion)
+class AgentVersionAdmin(admin.ModelAdmin):
+    list_display = ("agent", "number", "note", "created_by", "created_at")
+    list_select_related = ("agent", "created_by")
+    search_fields = ("agent__name",)
+    readonly_fields = ("agent", "number", "snapshot", "note", "created_by", "created_at")
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
+        return request.method == "GET"
+
+    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False
+
+
+@admin.register(AgentRun)
+class AgentRunAdmin(admin.ModelAdmin):
+    list_display = (
+        "id",
+        "agent",
+        "owner",
+        "status",
+        "error_code",
+        "created_at",
+        "started_at",
+        "finished_at",
+    )
+    list_filter = ("status", "agent__provider__kind", "error_code", "created_at")
+    search_fields = ("id", "agent__name", "owner__email")
+    list_select_related = ("agent", "owner")
+    # Runs are big (input, output, usage); the change list needs none of it, nor an exact count.
+    show_full_result_count = False
+    date_hierarchy = "created_at"
+    actions = ("cancel_runs",)
+    fields = (
+        "id",
+        "agent",
+        "agent_version",
+        "owner",
+        "conversation",
+        "status",
+        "mode",
+        "input",
+        "output",
+        "last_agent",
+        "error_code",
+        "error_message",
+        "usage",
+        "max_turns",
+        "metadata",
+        "idempotency_key",
+        "created_at",
+        "started_at",
+        "first_token_at",
+        "finished_at",
+        "heartbeat_at",
+        "cancel_requested_at",
+        "attempts",
+        "worker",
+        "transcript",
+    )
+    readonly_fields = fields
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[AgentRun]:
+        qs = super().get_queryset(request)
+        if request.resolver_match and request.resolver_match.url_name.endswith("changelist"):
+            qs = qs.defer("input", "output", "usage", "metadata")
+        return qs
+
+    @admin.display(description="events")
+    def transcript(self, obj: AgentRun) -> str:
+        events = RunEvent.objects.filter(run=obj).order_by("seq")[:500]
+        rows = format_html_join(
+            "",
+            "<tr><td>{}</td><td><code>{}</code></td><td>{}</td><td><pre style='white-space:pre-wrap;margin:0'>{}"
+            "</pre></td></tr>",
+            ((e.seq, e.type, e.created_at.strftime("%H:%M:%S.%f")[:-3], e.data) for e in events),
+        )
+        return format_html(
+            "<table><tr><th>seq</th><th>type</th><th>at</th><th>data</th></tr>{}</table>", rows
+        )
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
+        return request.method == "GET"
+
+    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False
+
+    @admin.action(description="Cancel selected runs")
+    def cancel_runs(self, request: HttpRequest, queryset: QuerySet[AgentRun]) -> None:
+        n = 0
+        for run in queryset.exclude(status__in=TERMINAL_STATUSES):
+            agent_run_cancel(run=run)
+            n += 1
+        self.message_user(request, f"Cancellation requested for {n} run(s).", messages.SUCCESS)
+
+
+@admin.register(Conversation)
+class ConversationAdmin(admin.ModelAdmin):
+    list_display = ("id", "title", "agent", "owner", "created_at")
+    list_select_related = ("agent", "owner")
+    search_fields = ("id", "title", "owner__email")
+    readonly_fields = ("id", "owner", "agent", "title", "next_position", "created_at", "updated_at")
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False

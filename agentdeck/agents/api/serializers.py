@@ -1,0 +1,390 @@
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+from drf_spectacular.utils import extend_schema_field
+from rest_framework import serializers
+
+from agentdeck.agents.models import (
+    Agent,
+    AgentRun,
+    AgentVersion,
+    Conversation,
+    ConversationItem,
+    Provider,
+    RunEvent,
+)
+from agentdeck.agents.runtime.events import EVENT_TYPES
+
+# --- providers -----------------------------------------------------------------------------------
+
+
+class ProviderSerializer(serializers.ModelSerializer):
+    shared = serializers.BooleanField(source="is_shared", read_only=True)
+    has_api_key = serializers.BooleanField(read_only=True)
+    extra_headers = serializers.SerializerMethodField(
+        help_text="Header names; values are never returned."
+    )
+
+    class Meta:
+        model = Provider
+        fields = [
+            "id",
+            "name",
+            "kind",
+            "base_url",
+            "default_model",
+            "enabled",
+            "shared",
+            "has_api_key",
+            "extra_headers",
+            "created_at",
+            "updated_at",
+        ]
+        read_only_fields = fields
+
+    def get_extra_headers(self, obj: Provider) -> dict[str, str]:
+        return {name: "********" for name in (obj.extra_headers or {})}
+
+
+class ProviderWriteSerializer(serializers.Serializer):
+    name = serializers.CharField(max_length=100)
+    kind = serializers.ChoiceField(choices=Provider.Kind.choices)
+    base_url = serializers.URLField(max_length=500, required=False, allow_blank=True, default="")
+    api_key = serializers.CharField(
+        required=False,
+        allow_blank=True,
+        write_only=True,
+        trim_whitespace=True,
+        help_text="Stored encrypted; never returned. Empty string removes it.",
+    )
+    extra_headers = serializers.DictField(
+        child=serializers.CharField(max_length=2000), required=False
+    )
+    default_model = serializers.CharField(
+        max_length=200, required=False, allow_blank=True, default=""
+    )
+    enabled = serializers.BooleanField(required=False, default=True)
+    shared = serializers.BooleanField(
+        required=False, default=False, help_text="Staff only: usable by everyone."
+    )
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        kind = attrs.get("kind") or getattr(self.instance, "kind", None)
+        base_url = attrs.get("base_url", getattr(self.instance, "base_url", ""))
+        if kind == Provider.Kind.OPENAI_COMPATIBLE and not base_url:
+            raise serializers.ValidationError(
+                {"base_url": "An openai_compatible provider needs a base URL."}, code="required"
+            )
+        return attrs
+
+
+class ProviderModelsSerializer(serializers.Serializer):
+    models = serializers.ListField(child=serializers.CharField())
+    listable = serializers.BooleanField(
+        help_text="False when the provider's API cannot list its models."
+    )
+
+
+# --- agents --------------------------------------------------------------------------------------
+
+
+class ModelSettingsSerializer(serializers.Serializer):
+    temperature = serializers.FloatField(min_value=0, max_value=2, required=False, allow_null=True)
+    top_p = serializers.FloatField(min_value=0, max_value=1, required=False, allow_null=True)
+    max_output_tokens = serializers.IntegerField(
+        min_value=1, max_value=1_000_000, required=False, allow_null=True
+    )
+    reasoning_effort = serializers.ChoiceField(
+        choices=["minimal", "low", "medium", "high"], required=False, allow_null=True
+    )
+    tool_choice = serializers.CharField(
+        required=False,
+        allow_null=True,
+        max_length=200,
+        help_text="auto, required, none, or a tool name.",
+    )
+    parallel_tool_calls = serializers.BooleanField(required=False, allow_null=True)
+
+    def to_internal_value(self, data: Any) -> dict[str, Any]:
+        if isinstance(data, dict):
+            unknown = set(data) - set(self.fields)
+            if unknown:
+                raise serializers.ValidationError(
+                    {name: "Unknown model setting." for name in sorted(unknown)},
+                    code="unknown_field",
+                )
+        values = super().to_internal_value(data)
+        return {k: v for k, v in values.items() if v is not None}
+
+
+class AgentMetadataSerializer(serializers.Serializer):
+    category = serializers.CharField(max_length=100, required=False, allow_blank=True)
+    tags = serializers.ListField(
+        child=serializers.CharField(max_length=50), required=False, max_length=20
+    )
+    icon = serializers.CharField(max_length=500, required=False, allow_blank=True)
+    featured = serializers.BooleanField(required=False, help_text="Staff only.")
+    run_count = serializers.IntegerField(read_only=True)
+    last_run_at = serializers.DateTimeField(read_only=True, allow_null=True)
+
+
+class AgentSerializer(serializers.ModelSerializer):
+    provider = serializers.UUIDField(source="provider_id", read_only=True)
+    provider_kind = serializers.CharField(source="provider.kind", read_only=True)
+    owner = serializers.CharField(source="owner_id", read_only=True)
+    metadata = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Agent
+        fields = [
+            "id",
+            "owner",
+            "name",
+            "slug",
+            "description",
+            "instructions",
+            "provider",
+            "provider_kind",
+            "model",
+            "model_settings",
+            "output_schema",
+            "visibility",
+            "status",
+            "current_version",
+            "metadata",
+            "created_at",
+            "updated_at",
+        ]
+        read_only_fields = fields
+
+    @extend_schema_field(AgentMetadataSerializer)
+    def get_metadata(self, obj: Agent) -> dict[str, Any]:
+        meta = getattr(obj, "metadata", None)
+        if meta is None:
+            return {}
+        return AgentMetadataSerializer(meta).data
+
+
+class AgentWriteSerializer(serializers.Serializer):
+    name = serializers.CharField(max_length=200)
+    description = serializers.CharField(required=False, allow_blank=True, default="")
+    instructions = serializers.CharField(
+        required=False, allow_blank=True, default="", max_length=100_000
+    )
+    provider = serializers.UUIDField()
+    model = serializers.CharField(max_length=200)
+    model_settings = ModelSettingsSerializer(required=False)
+    output_schema = serializers.JSONField(
+        required=False, allow_null=True, help_text="JSON Schema of a structured final output."
+    )
+    visibility = serializers.ChoiceField(
+        choices=Agent.Visibility.choices, required=False, default=Agent.Visibility.PRIVATE
+    )
+    status = serializers.ChoiceField(
+        choices=Agent.Status.choices, required=False, help_text="Staff only."
+    )
+    metadata = AgentMetadataSerializer(required=False)
+
+
+class AgentVersionSerializer(serializers.ModelSerializer):
+    created_by = serializers.CharField(source="created_by_id", read_only=True, allow_null=True)
+
+    class Meta:
+        model = AgentVersion
+        fields = ["number", "snapshot", "note", "created_by", "created_at"]
+        read_only_fields = fields
+
+
+# --- runs ----------------------------------------------------------------------------------------
+
+
+@extend_schema_field(
+    {
+        "oneOf": [
+            {"type": "string", "minLength": 1},
+            {"type": "array", "minItems": 1, "items": {"type": "object"}},
+        ],
+        "description": "Text, or a list of SDK input items (e.g. {role, content}).",
+    }
+)
+class RunInputField(serializers.JSONField):
+    def to_internal_value(self, data: Any) -> Any:
+        value = super().to_internal_value(data)
+        if isinstance(value, str):
+            if not value.strip():
+                raise serializers.ValidationError("Input must not be empty.", code="blank")
+            return value
+        if isinstance(value, list):
+            if not value:
+                raise serializers.ValidationError("Input must not be empty.", code="blank")
+            if not all(isinstance(item, dict) for item in value):
+                raise serializers.ValidationError("Input items must be objects.", code="invalid")
+            return value
+        raise serializers.ValidationError(
+            "Input must be text or a list of input items.", code="invalid"
+        )
+
+
+class RunCreateSerializer(serializers.Serializer):
+    input = RunInputField()
+    conversation_id = serializers.UUIDField(required=False, allow_null=True)
+    mode = serializers.ChoiceField(
+        choices=AgentRun.Mode.choices, required=False, default=AgentRun.Mode.BACKGROUND
+    )
+    max_turns = serializers.IntegerField(required=False, min_value=1, default=10)
+    metadata = serializers.DictField(required=False, default=dict)
+
+    def validate_max_turns(self, value: int) -> int:
+        if value > settings.RUN_MAX_TURNS_LIMIT:
+            raise serializers.ValidationError(
+                f"At most {settings.RUN_MAX_TURNS_LIMIT}.", code="max_value"
+            )
+        return value
+
+    def validate_metadata(self, value: dict[str, Any]) -> dict[str, Any]:
+        if len(value) > 32:
+            raise serializers.ValidationError("At most 32 keys.", code="max_length")
+        return value
+
+
+class RunErrorSerializer(serializers.Serializer):
+    code = serializers.CharField()
+    message = serializers.CharField()
+
+
+class RunTimingsSerializer(serializers.Serializer):
+    queued_at = serializers.DateTimeField()
+    started_at = serializers.DateTimeField(allow_null=True)
+    first_token_at = serializers.DateTimeField(allow_null=True)
+    finished_at = serializers.DateTimeField(allow_null=True)
+
+
+class RunSerializer(serializers.ModelSerializer):
+    agent = serializers.UUIDField(source="agent_id", read_only=True)
+    agent_version = serializers.IntegerField(source="agent_version.number", read_only=True)
+    conversation = serializers.UUIDField(source="conversation_id", read_only=True, allow_null=True)
+    error = serializers.SerializerMethodField()
+    timings = serializers.SerializerMethodField()
+    cancel_requested = serializers.SerializerMethodField()
+    input = serializers.JSONField(read_only=True)
+    output = serializers.JSONField(read_only=True, allow_null=True)
+    usage = serializers.JSONField(
+        read_only=True,
+        help_text=(
+            "Per model: requests, input_tokens, cached_input_tokens, output_tokens, reasoning_tokens, total_tokens."
+        ),
+    )
+
+    class Meta:
+        model = AgentRun
+        fields = [
+            "id",
+            "agent",
+            "agent_version",
+            "conversation",
+            "status",
+            "mode",
+            "input",
+            "output",
+            "last_agent",
+            "error",
+            "usage",
+            "max_turns",
+            "metadata",
+            "timings",
+            "cancel_requested",
+            "created_at",
+        ]
+        read_only_fields = fields
+
+    @extend_schema_field(RunErrorSerializer(allow_null=True))
+    def get_error(self, obj: AgentRun) -> dict[str, str] | None:
+        return {"code": obj.error_code, "message": obj.error_message} if obj.error_code else None
+
+    @extend_schema_field(RunTimingsSerializer)
+    def get_timings(self, obj: AgentRun) -> dict[str, Any]:
+        return RunTimingsSerializer(
+            {
+                "queued_at": obj.created_at,
+                "started_at": obj.started_at,
+                "first_token_at": obj.first_token_at,
+                "finished_at": obj.finished_at,
+            }
+        ).data
+
+    def get_cancel_requested(self, obj: AgentRun) -> bool:
+        return obj.cancel_requested_at is not None
+
+
+class RunEventSerializer(serializers.ModelSerializer):
+    run_id = serializers.UUIDField(read_only=True)
+    type = serializers.ChoiceField(choices=sorted(EVENT_TYPES), read_only=True)
+    data = serializers.JSONField(read_only=True)
+
+    class Meta:
+        model = RunEvent
+        fields = ["seq", "type", "run_id", "created_at", "data"]
+        read_only_fields = fields
+
+
+class RunEventPageSerializer(serializers.Serializer):
+    results = RunEventSerializer(many=True)
+    next_after = serializers.IntegerField(help_text="Pass as ?after= to continue.")
+    finished = serializers.BooleanField(
+        help_text="The run is over and every event has been returned."
+    )
+
+
+class RunEventsQuerySerializer(serializers.Serializer):
+    after = serializers.IntegerField(min_value=0, required=False, default=0)
+    limit = serializers.IntegerField(min_value=1, max_value=1000, required=False, default=500)
+
+
+class RunListQuerySerializer(serializers.Serializer):
+    agent = serializers.UUIDField(required=False)
+    status = serializers.ChoiceField(choices=AgentRun.Status.choices, required=False)
+    created_after = serializers.DateTimeField(required=False)
+    created_before = serializers.DateTimeField(required=False)
+
+
+class AgentListQuerySerializer(serializers.Serializer):
+    search = serializers.CharField(required=False, allow_blank=True, default="")
+    tag = serializers.CharField(required=False, allow_blank=True, default="")
+    mine = serializers.BooleanField(required=False, default=False)
+    visibility = serializers.ChoiceField(
+        choices=Agent.Visibility.choices, required=False, default=""
+    )
+    status = serializers.ChoiceField(choices=Agent.Status.choices, required=False, default="")
+
+
+# --- conversations -------------------------------------------------------------------------------
+
+
+class ConversationSerializer(serializers.ModelSerializer):
+    agent = serializers.UUIDField(source="agent_id", read_only=True)
+
+    class Meta:
+        model = Conversation
+        fields = ["id", "agent", "title", "created_at", "updated_at"]
+        read_only_fields = fields
+
+
+class ConversationCreateSerializer(serializers.Serializer):
+    agent = serializers.UUIDField()
+    title = serializers.CharField(max_length=200, required=False, allow_blank=True, default="")
+
+
+class ConversationUpdateSerializer(serializers.Serializer):
+    title = serializers.CharField(max_length=200, allow_blank=True)
+
+
+class ConversationItemSerializer(serializers.ModelSerializer):
+    run = serializers.UUIDField(source="run_id", read_only=True, allow_null=True)
+    data = serializers.JSONField(read_only=True)
+
+    class Meta:
+        model = ConversationItem
+        fields = ["position", "data", "run", "created_at"]
+        read_only_fields = fields

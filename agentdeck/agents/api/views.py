@@ -1,0 +1,417 @@
+"""HTTP layer of the agents domain: validate, call one service or selector, render."""
+
+from __future__ import annotations
+
+import time
+
+from django.conf import settings
+from django.shortcuts import get_object_or_404
+from drf_spectacular.utils import (
+    OpenApiParameter,
+    OpenApiResponse,
+    extend_schema,
+    extend_schema_view,
+)
+from rest_framework import status as http
+from rest_framework import viewsets
+from rest_framework.decorators import action
+from rest_framework.generics import ListAPIView
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from agentdeck.agents import selectors
+from agentdeck.agents.api import serializers as s
+from agentdeck.agents.exceptions import InvalidReference
+from agentdeck.agents.models import AgentRun, AgentVersion, Provider
+from agentdeck.agents.models.run import TERMINAL_STATUSES
+from agentdeck.agents.services import agents as agent_services
+from agentdeck.agents.services import conversations as conversation_services
+from agentdeck.agents.services import providers as provider_services
+from agentdeck.agents.services.runs import agent_run_cancel, agent_run_start
+from agentdeck.core.exceptions import PermissionDenied
+from agentdeck.core.pagination import CreatedAtCursorPagination
+
+IDEMPOTENCY_HEADER = OpenApiParameter(
+    "Idempotency-Key",
+    str,
+    OpenApiParameter.HEADER,
+    required=False,
+    description="Retry-safe creation: the same key with the same body returns the same run; "
+    "with a different body, 409 idempotency_conflict.",
+)
+
+
+def _require_owner_or_staff(request: Request, owner_id: str, what: str) -> None:
+    if request.user.pk != owner_id and not request.user.is_staff:
+        raise PermissionDenied(f"Only the owner can change this {what}.")
+
+
+# --- providers -----------------------------------------------------------------------------------
+
+
+@extend_schema_view(
+    list=extend_schema(summary="Providers you can use (shared ones and your own)"),
+    retrieve=extend_schema(summary="A provider"),
+)
+@extend_schema(tags=["providers"])
+class ProviderViewSet(viewsets.ReadOnlyModelViewSet):
+    serializer_class = s.ProviderSerializer
+    lookup_value_regex = "[0-9a-f-]{36}"
+
+    def get_queryset(self):
+        return selectors.providers_visible_to(self.request.user)
+
+    @extend_schema(
+        summary="Add a provider",
+        request=s.ProviderWriteSerializer,
+        responses={201: s.ProviderSerializer},
+    )
+    def create(self, request: Request) -> Response:
+        data = s.ProviderWriteSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        provider = provider_services.provider_create(actor=request.user, **data.validated_data)
+        return Response(s.ProviderSerializer(provider).data, status=http.HTTP_201_CREATED)
+
+    @extend_schema(
+        summary="Change a provider",
+        request=s.ProviderWriteSerializer(partial=True),
+        responses=s.ProviderSerializer,
+    )
+    def partial_update(self, request: Request, pk: str | None = None) -> Response:
+        provider = self.get_object()
+        data = s.ProviderWriteSerializer(instance=provider, data=request.data, partial=True)
+        data.is_valid(raise_exception=True)
+        fields = dict(data.validated_data)
+        fields.pop("shared", None)
+        provider = provider_services.provider_update(
+            provider=provider, actor=request.user, **fields
+        )
+        return Response(s.ProviderSerializer(provider).data)
+
+    @extend_schema(summary="Delete a provider (refused while agents use it)", responses={204: None})
+    def destroy(self, request: Request, pk: str | None = None) -> Response:
+        provider_services.provider_delete(provider=self.get_object(), actor=request.user)
+        return Response(status=http.HTTP_204_NO_CONTENT)
+
+    @extend_schema(summary="Models the provider offers", responses=s.ProviderModelsSerializer)
+    @action(detail=True, methods=["get"])
+    def models(self, request: Request, pk: str | None = None) -> Response:
+        models, listable = provider_services.provider_list_models(provider=self.get_object())
+        return Response({"models": models, "listable": listable})
+
+
+# --- agents --------------------------------------------------------------------------------------
+
+
+@extend_schema(tags=["agents"])
+class AgentViewSet(viewsets.GenericViewSet):
+    serializer_class = s.AgentSerializer
+    lookup_value_regex = "[0-9a-f-]{36}"
+
+    def get_queryset(self):
+        return selectors.agents_visible_to(self.request.user)
+
+    @extend_schema(summary="Your agents and public ones", parameters=[s.AgentListQuerySerializer])
+    def list(self, request: Request) -> Response:
+        query = s.AgentListQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        qs = selectors.agent_list(user=request.user, **query.validated_data)
+        page = self.paginate_queryset(qs)
+        return self.get_paginated_response(s.AgentSerializer(page, many=True).data)
+
+    @extend_schema(summary="An agent")
+    def retrieve(self, request: Request, pk: str | None = None) -> Response:
+        return Response(s.AgentSerializer(self.get_object()).data)
+
+    def _provider(self, request: Request, provider_id) -> Provider:
+        provider = selectors.providers_visible_to(request.user).filter(pk=provider_id).first()
+        if provider is None:
+            raise InvalidReference(
+                "Unknown provider.",
+                code="invalid_provider",
+                extra={
+                    "errors": [
+                        {
+                            "field": "provider",
+                            "code": "does_not_exist",
+                            "detail": "No such provider.",
+                        }
+                    ]
+                },
+            )
+        return provider
+
+    @extend_schema(
+        summary="Create an agent (version 1)",
+        request=s.AgentWriteSerializer,
+        responses={201: s.AgentSerializer},
+    )
+    def create(self, request: Request) -> Response:
+        data = s.AgentWriteSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        values = dict(data.validated_data)
+        values["provider"] = self._provider(request, values["provider"])
+        values.pop("status", None)
+        metadata = values.pop("metadata", None) or {}
+        if not request.user.is_staff:
+            metadata.pop("featured", None)
+        agent = agent_services.agent_create(owner=request.user, metadata=metadata, **values)
+        return Response(
+            s.AgentSerializer(self.get_queryset().get(pk=agent.pk)).data,
+            status=http.HTTP_201_CREATED,
+        )
+
+    @extend_schema(
+        summary="Change an agent; behaviour changes make a new version",
+        request=s.AgentWriteSerializer(partial=True),
+        responses=s.AgentSerializer,
+    )
+    def partial_update(self, request: Request, pk: str | None = None) -> Response:
+        agent = self.get_object()
+        _require_owner_or_staff(request, agent.owner_id, "agent")
+        data = s.AgentWriteSerializer(data=request.data, partial=True)
+        data.is_valid(raise_exception=True)
+        values = dict(data.validated_data)
+        if "provider" in values:
+            values["provider"] = self._provider(request, values["provider"])
+        if "status" in values and not request.user.is_staff:
+            raise PermissionDenied("Only staff can suspend or activate agents.", code="staff_only")
+        metadata = values.pop("metadata", None)
+        if metadata and not request.user.is_staff:
+            metadata.pop("featured", None)
+        agent_services.agent_update(agent=agent, actor=request.user, metadata=metadata, **values)
+        return Response(s.AgentSerializer(self.get_queryset().get(pk=agent.pk)).data)
+
+    @extend_schema(summary="Delete an agent and its runs", responses={204: None})
+    def destroy(self, request: Request, pk: str | None = None) -> Response:
+        agent = self.get_object()
+        _require_owner_or_staff(request, agent.owner_id, "agent")
+        agent_services.agent_delete(agent=agent)
+        return Response(status=http.HTTP_204_NO_CONTENT)
+
+    @extend_schema(
+        summary="The agent's versions, newest first", responses=s.AgentVersionSerializer(many=True)
+    )
+    @action(detail=True, methods=["get"])
+    def versions(self, request: Request, pk: str | None = None) -> Response:
+        agent = self.get_object()
+        versions = AgentVersion.objects.filter(agent=agent).order_by("-number")
+        return Response(s.AgentVersionSerializer(versions, many=True).data)
+
+    @extend_schema(
+        summary="Run the agent",
+        request=s.RunCreateSerializer,
+        parameters=[IDEMPOTENCY_HEADER],
+        responses={
+            202: OpenApiResponse(
+                s.RunSerializer,
+                description="Queued (mode=background), or still running when mode=wait timed out.",
+            ),
+            200: OpenApiResponse(
+                s.RunSerializer,
+                description="Finished (mode=wait), or the "
+                "existing run for a replayed Idempotency-Key.",
+            ),
+            402: OpenApiResponse(description="insufficient_credits"),
+            409: OpenApiResponse(
+                description="agent_suspended, conversation_busy, idempotency_conflict"
+            ),
+            413: OpenApiResponse(description="input_too_large"),
+        },
+    )
+    @action(detail=True, methods=["post"])
+    def runs(self, request: Request, pk: str | None = None) -> Response:
+        agent = self.get_object()
+        data = s.RunCreateSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        values = dict(data.validated_data)
+        conversation = None
+        if values.pop("conversation_id", None):
+            conversation = (
+                selectors.conversations_visible_to(request.user)
+                .filter(pk=data.validated_data["conversation_id"])
+                .first()
+            )
+            if conversation is None:
+                raise InvalidReference("Unknown conversation.", code="invalid_conversation")
+        run, created = agent_run_start(
+            user=request.user,
+            agent=agent,
+            conversation=conversation,
+            idempotency_key=request.headers.get("Idempotency-Key") or None,
+            **values,
+        )
+        if values["mode"] == AgentRun.Mode.WAIT and created:
+            run = _wait_for(run)
+        status = (
+            http.HTTP_200_OK
+            if (run.status in TERMINAL_STATUSES or not created)
+            else http.HTTP_202_ACCEPTED
+        )
+        return Response(s.RunSerializer(run).data, status=status)
+
+
+def _wait_for(run: AgentRun) -> AgentRun:
+    """Hold the request until the run settles or RUN_WAIT_TIMEOUT_SECONDS pass. Polls with a
+    growing interval: cheap for long runs, prompt for short ones."""
+    deadline = time.monotonic() + settings.RUN_WAIT_TIMEOUT_SECONDS
+    interval = 0.02
+    while time.monotonic() < deadline:
+        current = AgentRun.objects.filter(pk=run.pk).values_list("status", flat=True).first()
+        if current in TERMINAL_STATUSES:
+            break
+        time.sleep(interval)
+        interval = min(interval * 1.5, 0.5)
+    return AgentRun.objects.select_related("agent_version").get(pk=run.pk)
+
+
+@extend_schema(tags=["agents"])
+class AgentVersionRestoreApi(APIView):
+    @extend_schema(
+        summary="Make an old version current again (as a new version)",
+        request=None,
+        responses=s.AgentSerializer,
+    )
+    def post(self, request: Request, pk: str, number: int) -> Response:
+        agent = get_object_or_404(selectors.agents_visible_to(request.user), pk=pk)
+        _require_owner_or_staff(request, agent.owner_id, "agent")
+        agent = agent_services.agent_version_restore(agent=agent, number=number, actor=request.user)
+        return Response(
+            s.AgentSerializer(selectors.agents_visible_to(request.user).get(pk=agent.pk)).data
+        )
+
+
+# --- runs ----------------------------------------------------------------------------------------
+
+
+@extend_schema(tags=["runs"])
+class RunViewSet(viewsets.GenericViewSet):
+    serializer_class = s.RunSerializer
+    lookup_value_regex = "[0-9a-f-]{36}"
+
+    def get_queryset(self):
+        return selectors.run_list(user=self.request.user)
+
+    @extend_schema(summary="Your runs, newest first", parameters=[s.RunListQuerySerializer])
+    def list(self, request: Request) -> Response:
+        query = s.RunListQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        values = dict(query.validated_data)
+        qs = selectors.run_list(user=request.user, agent_id=values.pop("agent", None), **values)
+        page = self.paginate_queryset(qs)
+        return self.get_paginated_response(s.RunSerializer(page, many=True).data)
+
+    @extend_schema(summary="A run: status, output, error, usage, timings")
+    def retrieve(self, request: Request, pk: str | None = None) -> Response:
+        return Response(s.RunSerializer(self.get_object()).data)
+
+    @extend_schema(
+        summary="The run's persisted events after a sequence number, in order",
+        parameters=[s.RunEventsQuerySerializer],
+        responses=s.RunEventPageSerializer,
+    )
+    @action(detail=True, methods=["get"])
+    def events(self, request: Request, pk: str | None = None) -> Response:
+        run = self.get_object()
+        query = s.RunEventsQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        after, limit = query.validated_data["after"], query.validated_data["limit"]
+        finished_before = (
+            run.status in TERMINAL_STATUSES
+        )  # read first: events never follow the terminal one
+        events = list(selectors.run_events_after(run=run, after=after, limit=limit))
+        next_after = events[-1].seq if events else after
+        finished = finished_before and len(events) < limit
+        return Response(
+            {
+                "results": s.RunEventSerializer(events, many=True).data,
+                "next_after": next_after,
+                "finished": finished,
+            }
+        )
+
+    @extend_schema(
+        summary="Cancel a run",
+        request=None,
+        responses={200: s.RunSerializer, 409: OpenApiResponse(description="run_not_cancellable")},
+    )
+    @action(detail=True, methods=["post"])
+    def cancel(self, request: Request, pk: str | None = None) -> Response:
+        run = agent_run_cancel(run=self.get_object())
+        return Response(s.RunSerializer(run).data)
+
+
+# --- conversations -------------------------------------------------------------------------------
+
+
+@extend_schema(tags=["conversations"])
+class ConversationViewSet(viewsets.GenericViewSet):
+    serializer_class = s.ConversationSerializer
+    lookup_value_regex = "[0-9a-f-]{36}"
+
+    def get_queryset(self):
+        return selectors.conversations_visible_to(self.request.user)
+
+    @extend_schema(summary="Your conversations")
+    def list(self, request: Request) -> Response:
+        page = self.paginate_queryset(self.get_queryset())
+        return self.get_paginated_response(s.ConversationSerializer(page, many=True).data)
+
+    @extend_schema(summary="A conversation")
+    def retrieve(self, request: Request, pk: str | None = None) -> Response:
+        return Response(s.ConversationSerializer(self.get_object()).data)
+
+    @extend_schema(
+        summary="Start a conversation with an agent",
+        request=s.ConversationCreateSerializer,
+        responses={201: s.ConversationSerializer},
+    )
+    def create(self, request: Request) -> Response:
+        data = s.ConversationCreateSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        agent = (
+            selectors.agents_visible_to(request.user)
+            .filter(pk=data.validated_data["agent"])
+            .first()
+        )
+        if agent is None:
+            raise InvalidReference("Unknown agent.", code="invalid_agent")
+        conversation = conversation_services.conversation_create(
+            owner=request.user, agent=agent, title=data.validated_data["title"]
+        )
+        return Response(s.ConversationSerializer(conversation).data, status=http.HTTP_201_CREATED)
+
+    @extend_schema(
+        summary="Rename a conversation",
+        request=s.ConversationUpdateSerializer,
+        responses=s.ConversationSerializer,
+    )
+    def partial_update(self, request: Request, pk: str | None = None) -> Response:
+        data = s.ConversationUpdateSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        conversation = conversation_services.conversation_update(
+            conversation=self.get_object(), title=data.validated_data["title"]
+        )
+        return Response(s.ConversationSerializer(conversation).data)
+
+    @extend_schema(summary="Delete a conversation and its history", responses={204: None})
+    def destroy(self, request: Request, pk: str | None = None) -> Response:
+        conversation_services.conversation_delete(conversation=self.get_object())
+        return Response(status=http.HTTP_204_NO_CONTENT)
+
+
+@extend_schema(tags=["conversations"])
+class ConversationItemsApi(ListAPIView):
+    serializer_class = s.ConversationItemSerializer
+    pagination_class = type("ItemCursor", (CreatedAtCursorPagination,), {"ordering": ("position",)})
+
+    @extend_schema(summary="The conversation's history (SDK input items), oldest first")
+    def get(self, request: Request, *args, **kwargs) -> Response:
+        return super().get(request, *args, **kwargs)
+
+    def get_queryset(self):
+        conversation = get_object_or_404(
+            selectors.conversations_visible_to(self.request.user), pk=self.kwargs["pk"]
+        )
+        return selectors.conversation_items(conversation=conversation)

@@ -1,0 +1,156 @@
+"""Turn a pinned agent version into an SDK agent graph (convention 9: all provider wiring lives
+here). Nothing in this module touches the network until the SDK calls the model."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from agents import Agent as SDKAgent
+from agents import ModelSettings
+from agents.agent_output import AgentOutputSchemaBase
+from agents.exceptions import ModelBehaviorError
+from agents.models.interface import Model
+from django.conf import settings
+from openai.types.shared import Reasoning
+
+from agentdeck.agents.models import Provider
+from agentdeck.agents.runtime.tools import build_tools
+from agentdeck.core.crypto import decrypt_secret
+from agentdeck.core.exceptions import ApplicationError
+
+
+class ProviderUnavailable(ApplicationError):
+    status = 409
+    code = "provider_unavailable"
+    title = "Provider unavailable"
+
+
+def openai_client(
+    provider: Provider, *, timeout: float | None = None, max_retries: int | None = None
+):
+    """An ``AsyncOpenAI`` for a provider. The client's own retry loop (exponential backoff with
+    jitter, honouring Retry-After) retries 408/409/429/5xx, timeouts and connection errors
+    ``PROVIDER_MAX_RETRIES`` times before the run fails."""
+    from openai import AsyncOpenAI
+
+    return AsyncOpenAI(
+        base_url=provider.base_url or None,
+        # The SDK refuses a missing key; local servers (Ollama, vLLM) accept any string.
+        api_key=decrypt_secret(provider.api_key_encrypted)
+        if provider.api_key_encrypted
+        else "not-needed",
+        default_headers=provider.extra_headers or None,
+        timeout=timeout if timeout is not None else settings.PROVIDER_TIMEOUT_SECONDS,
+        max_retries=max_retries if max_retries is not None else settings.PROVIDER_MAX_RETRIES,
+    )
+
+
+def build_model(provider: Provider, model_name: str) -> Model:
+    if not provider.enabled:
+        raise ProviderUnavailable(f"Provider {provider.name} is disabled.")
+    kind = provider.kind
+    if kind == Provider.Kind.MOCK:
+        from agentdeck.agents.runtime.mock_model import MockModel
+
+        return MockModel(delay_per_token=settings.MOCK_MODEL_DELAY_PER_TOKEN)
+    if kind == Provider.Kind.OPENAI:
+        from agents import OpenAIResponsesModel
+
+        return OpenAIResponsesModel(model=model_name, openai_client=openai_client(provider))
+    if kind == Provider.Kind.OPENAI_COMPATIBLE:
+        from agents import OpenAIChatCompletionsModel
+
+        return OpenAIChatCompletionsModel(model=model_name, openai_client=openai_client(provider))
+    if kind == Provider.Kind.LITELLM:
+        try:
+            from agents.extensions.models.litellm_model import LitellmModel
+        except ImportError as e:  # the optional extra: pip install 'agentdeck[litellm]'
+            raise ProviderUnavailable("LiteLLM is not installed on this server.") from e
+        return LitellmModel(
+            model=model_name,
+            base_url=provider.base_url or None,
+            api_key=decrypt_secret(provider.api_key_encrypted)
+            if provider.api_key_encrypted
+            else None,
+        )
+    raise ProviderUnavailable(f"Unknown provider kind {kind!r}.")
+
+
+def build_model_settings(values: dict[str, Any]) -> ModelSettings:
+    kwargs: dict[str, Any] = {}
+    for key in ("temperature", "top_p", "tool_choice", "parallel_tool_calls"):
+        if values.get(key) is not None:
+            kwargs[key] = values[key]
+    if values.get("max_output_tokens") is not None:
+        kwargs["max_tokens"] = values["max_output_tokens"]
+    if values.get("reasoning_effort"):
+        kwargs["reasoning"] = Reasoning(effort=values["reasoning_effort"])
+    return ModelSettings(**kwargs)
+
+
+class JsonSchemaOutput(AgentOutputSchemaBase):
+    """Structured output described by a user's JSON Schema (not a Python type). The model is asked
+    for JSON matching it, and its answer is validated; a mismatch fails the run with
+    ``output_invalid``."""
+
+    def __init__(self, schema: dict[str, Any], name: str = "output") -> None:
+        from jsonschema import Draft202012Validator
+
+        self._schema = schema
+        self._name = name
+        self._validator = Draft202012Validator(schema)
+
+    def is_plain_text(self) -> bool:
+        return False
+
+    def name(self) -> str:
+        return self._name
+
+    def json_schema(self) -> dict[str, Any]:
+        return self._schema
+
+    def is_strict_json_schema(self) -> bool:
+        # Users write ordinary JSON Schema; OpenAI's strict mode would reject most of it.
+        return False
+
+    def validate_json(self, json_str: str) -> Any:
+        try:
+            value = json.loads(json_str)
+        except json.JSONDecodeError as e:
+            raise ModelBehaviorError(f"Model output is not JSON: {e}") from e
+        errors = sorted(self._validator.iter_errors(value), key=lambda err: list(err.path))
+        if errors:
+            where = "/".join(str(p) for p in errors[0].path) or "(root)"
+            raise ModelBehaviorError(
+                f"Model output does not match the schema at {where}: {errors[0].message}"
+            )
+        return value
+
+
+@dataclass
+class BuiltAgent:
+    agent: SDKAgent
+    # SDK agent name -> the model name, to key usage per model.
+    model_names: dict[str, str] = field(default_factory=dict)
+
+
+def build_agent(
+    snapshot: dict[str, Any], *, providers: dict[str, Provider] | None = None
+) -> BuiltAgent:
+    """Build the SDK agent for a version snapshot (see ``agent_snapshot``)."""
+    providers = providers or {}
+    provider_id = str(snapshot["provider_id"])
+    provider = providers.get(provider_id) or Provider.objects.get(pk=provider_id)
+    model = build_model(provider, snapshot["model"])
+    output_schema = snapshot.get("output_schema")
+    agent = SDKAgent(
+        name=snapshot["name"],
+        instructions=snapshot.get("instructions") or None,
+        model=model,
+        model_settings=build_model_settings(snapshot.get("model_settings") or {}),
+        output_type=JsonSchemaOutput(output_schema) if output_schema else None,
+        tools=build_tools(snapshot.get("tools") or []),
+    )
+    return BuiltAgent(agent=agent, model_names={agent.name: snapshot["model"]})

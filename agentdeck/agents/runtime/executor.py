@@ -1,0 +1,225 @@
+"""Execute one claimed run with ``Runner.run_streamed`` inside the worker's own event loop.
+
+The django-q2 worker calls tasks synchronously, so :func:`execute` owns an ``asyncio.run``
+(never ``Runner.run_sync`` inside a running loop). The ORM is synchronous: every database
+write goes through ``sync_to_async``. Three things run concurrently:
+
+* the stream loop: each SDK event becomes zero or one ``RunEvent`` (``events.py`` maps them),
+  persisted before it is published;
+* the heartbeat: every ``RUN_HEARTBEAT_SECONDS`` it refreshes ``heartbeat_at`` (so the reaper
+  knows this worker lives) and looks for a cancel request, for when no events flow;
+* the deadline: ``RUN_TIMEOUT_SECONDS``, below the queue's task timeout.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any
+
+from agents import RunConfig, Runner
+from asgiref.sync import sync_to_async
+from django.conf import settings
+from django.db import connection
+
+from agentdeck.agents.models import AgentRun
+from agentdeck.agents.runtime import events as ev
+from agentdeck.agents.runtime.builder import build_agent
+from agentdeck.agents.runtime.errors import RunTimedOut, classify_exception
+from agentdeck.agents.services.runs import RunOutcome, run_event_append
+
+logger = logging.getLogger(__name__)
+
+
+def execute(run: AgentRun) -> RunOutcome:
+    from agentdeck.analytics.tracing import install_tracing
+
+    install_tracing()
+    try:
+        return asyncio.run(_execute(run))
+    finally:
+        # The loop's worker threads may have opened connections of their own; this thread's
+        # connection stays with the worker process (django-q2 closes stale ones between tasks).
+        connection.close_if_unusable_or_obsolete()
+
+
+class _RunState:
+    def __init__(self) -> None:
+        self.usage: dict[str, dict[str, int]] = {}
+        self.agent_name = ""
+        self.cancel = asyncio.Event()
+        self.lost = False  # the run left `running` under us (reaped): stop without settling
+        self.delta_buffer: list[str] = []
+        self.delta_started = 0.0
+        self.first_token_seen = False
+        self.stopped = (
+            False  # we cut the stream short (cancel or loss), so there is no final output
+        )
+
+
+async def _execute(run: AgentRun) -> RunOutcome:
+    state = _RunState()
+    try:
+        built = await sync_to_async(build_agent)(run.agent_version.snapshot)
+    except Exception as exc:
+        code, message = classify_exception(exc)
+        return RunOutcome(status=AgentRun.Status.FAILED, error_code=code, error_message=message)
+    state.agent_name = built.agent.name
+    model_names = built.model_names
+
+    session = None
+    run_config_kwargs: dict[str, Any] = {}
+    if run.conversation_id:
+        from agentdeck.agents.runtime.session import DjangoSession
+
+        session = DjangoSession(str(run.conversation_id), run_id=str(run.id))
+        # List inputs are appended to the stored history as they are.
+        run_config_kwargs["session_input_callback"] = lambda history, new: [*history, *new]
+
+    result = Runner.run_streamed(
+        built.agent,
+        input=run.input,
+        max_turns=run.max_turns,
+        session=session,
+        run_config=RunConfig(
+            workflow_name=built.agent.name,
+            group_id=str(run.conversation_id or run.id),
+            trace_metadata={"agentdeck_run_id": str(run.id)},
+            **run_config_kwargs,
+        ),
+    )
+
+    async def append(event_type: str, data: dict[str, Any], first_token: bool = False) -> None:
+        outcome = await sync_to_async(run_event_append)(
+            run_id=run.id, type=event_type, data=data, first_token=first_token
+        )
+        if outcome.cancel_requested:
+            state.cancel.set()
+        if outcome.status != AgentRun.Status.RUNNING:
+            state.lost = True
+            state.cancel.set()
+
+    async def flush_deltas() -> None:
+        if state.delta_buffer:
+            text = "".join(state.delta_buffer)
+            state.delta_buffer.clear()
+            first = not state.first_token_seen
+            state.first_token_seen = True
+            await append(
+                ev.MESSAGE_DELTA, {"agent": state.agent_name, "delta": text}, first_token=first
+            )
+
+    async def consume() -> None:
+        await append(ev.AGENT_UPDATED, {"agent": state.agent_name})
+        async for event in result.stream_events():
+            if state.cancel.is_set():
+                state.stopped = True
+                result.cancel()
+                break
+            if event.type == "raw_response_event":
+                data = event.data
+                kind = getattr(data, "type", "")
+                if kind == "response.output_text.delta":
+                    if not state.delta_buffer:
+                        state.delta_started = time.monotonic()
+                    state.delta_buffer.append(data.delta)
+                    if (
+                        sum(map(len, state.delta_buffer)) >= ev.DELTA_FLUSH_CHARS
+                        or time.monotonic() - state.delta_started >= ev.DELTA_FLUSH_SECONDS
+                    ):
+                        await flush_deltas()
+                elif kind == "response.completed":
+                    usage = ev.usage_from_response(data.response)
+                    if usage:
+                        model = model_names.get(state.agent_name, "")
+                        ev.add_usage(state.usage, model, usage)
+                        await flush_deltas()
+                        await append(ev.USAGE, {"model": model, **usage})
+                continue
+            await flush_deltas()
+            if event.type == "agent_updated_stream_event":
+                if event.new_agent.name != state.agent_name:
+                    state.agent_name = event.new_agent.name
+                    await append(ev.AGENT_UPDATED, {"agent": state.agent_name})
+            elif event.type == "run_item_stream_event":
+                mapped = ev.map_run_item(event.name, event.item)
+                if mapped is not None:
+                    await append(*mapped)
+        await flush_deltas()
+
+    async def heartbeat() -> None:
+        while True:
+            await asyncio.sleep(settings.RUN_HEARTBEAT_SECONDS)
+            row = await sync_to_async(_beat)(run.id)
+            if row is None:
+                state.lost = True
+                state.cancel.set()
+            elif row:
+                state.cancel.set()
+            if state.cancel.is_set():
+                state.stopped = True
+                result.cancel()
+
+    beat = asyncio.create_task(heartbeat())
+    try:
+        try:
+            async with asyncio.timeout(settings.RUN_TIMEOUT_SECONDS):
+                await consume()
+        except TimeoutError:
+            result.cancel()
+            raise RunTimedOut(f"The run exceeded {settings.RUN_TIMEOUT_SECONDS} s.") from None
+    except Exception as exc:
+        code, message = classify_exception(exc)
+        return RunOutcome(
+            status=AgentRun.Status.FAILED,
+            error_code=code,
+            error_message=message,
+            usage=state.usage or _fallback_usage(result, model_names, state.agent_name),
+            last_agent=state.agent_name,
+        )
+    finally:
+        beat.cancel()
+
+    usage = state.usage or _fallback_usage(result, model_names, state.agent_name)
+    last_agent = getattr(getattr(result, "last_agent", None), "name", state.agent_name)
+    if state.stopped:
+        return RunOutcome(status=AgentRun.Status.CANCELLED, usage=usage, last_agent=last_agent)
+    return RunOutcome(
+        status=AgentRun.Status.SUCCEEDED,
+        output=ev.jsonable(result.final_output),
+        usage=usage,
+        last_agent=last_agent,
+    )
+
+
+def _beat(run_id: Any) -> bool | None:
+    """Refresh the heartbeat. None: the run is no longer running (reaped or settled elsewhere);
+    otherwise whether a cancel is pending."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "UPDATE agent_runs SET heartbeat_at = now() WHERE id = %s AND status = 'running' "
+            "RETURNING cancel_requested_at IS NOT NULL",
+            [run_id],
+        )
+        row = cursor.fetchone()
+    return None if row is None else bool(row[0])
+
+
+def _fallback_usage(
+    result: Any, model_names: dict[str, str], agent_name: str
+) -> dict[str, dict[str, int]]:
+    """When a provider streams no usage per response, take the SDK's run total."""
+    usage = getattr(getattr(result, "context_wrapper", None), "usage", None)
+    if usage is None or not usage.requests:
+        return {}
+    return {
+        model_names.get(agent_name, ""): {
+            "requests": usage.requests,
+            "input_tokens": usage.input_tokens,
+            "cached_input_tokens": getattr(usage.input_tokens_details, "cached_tokens", 0) or 0,
+            "output_tokens": usage.output_tokens,
+            "reasoning_tokens": getattr(usage.output_tokens_details, "reasoning_tokens", 0) or 0,
+            "total_tokens": usage.total_tokens,
+        }
+    }

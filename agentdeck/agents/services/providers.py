@@ -1,0 +1,106 @@
+from __future__ import annotations
+
+from typing import Any
+
+from django.db import transaction
+from django.utils import timezone
+
+from agentdeck.accounts.models import User
+from agentdeck.agents.exceptions import ProviderError
+from agentdeck.agents.models import Provider
+from agentdeck.core.crypto import encrypt_secret
+from agentdeck.core.exceptions import PermissionDenied
+
+_UNSET: Any = object()
+
+
+@transaction.atomic
+def provider_create(
+    *,
+    actor: User,
+    name: str,
+    kind: str,
+    base_url: str = "",
+    api_key: str = "",
+    extra_headers: dict[str, str] | None = None,
+    default_model: str = "",
+    enabled: bool = True,
+    shared: bool = False,
+) -> Provider:
+    """Create a provider. ``shared`` providers (usable by everyone) are staff-only."""
+    if shared and not actor.is_staff:
+        raise PermissionDenied("Only staff can create shared providers.", code="staff_only")
+    return Provider.objects.create(
+        owner=None if shared else actor,
+        name=name,
+        kind=kind,
+        base_url=base_url,
+        api_key_encrypted=encrypt_secret(api_key) if api_key else "",
+        extra_headers=extra_headers or {},
+        default_model=default_model,
+        enabled=enabled,
+    )
+
+
+@transaction.atomic
+def provider_update(
+    *, provider: Provider, actor: User, api_key: str | None = _UNSET, **fields: Any
+) -> Provider:
+    """Change a provider; ``api_key=""`` removes the key, leaving it out keeps it."""
+    if provider.is_shared and not actor.is_staff:
+        raise PermissionDenied("Only staff can change shared providers.", code="staff_only")
+    for name, value in fields.items():
+        setattr(provider, name, value)
+    if api_key is not _UNSET and api_key is not None:
+        provider.api_key_encrypted = encrypt_secret(api_key) if api_key else ""
+    if {"base_url", "kind"} & set(fields) or api_key is not _UNSET:
+        provider.models_cache, provider.models_cached_at = [], None
+    provider.save()
+    return provider
+
+
+def provider_delete(*, provider: Provider, actor: User) -> None:
+    if provider.is_shared and not actor.is_staff:
+        raise PermissionDenied("Only staff can delete shared providers.", code="staff_only")
+    from django.db.models import ProtectedError
+
+    from agentdeck.core.exceptions import Conflict
+
+    try:
+        provider.delete()
+    except ProtectedError:
+        raise Conflict("Agents still use this provider.", code="provider_in_use") from None
+
+
+def provider_list_models(*, provider: Provider) -> tuple[list[str], bool]:
+    """Ask the provider which models it offers; returns (model ids, whether it could say).
+    The answer is cached on the row so agent saves can check a model without a network call."""
+    if provider.kind == Provider.Kind.MOCK:
+        from agentdeck.agents.runtime.mock_model import MOCK_MODELS
+
+        return list(MOCK_MODELS), True
+    if provider.kind == Provider.Kind.LITELLM:
+        return [], False  # LiteLLM routes to many back ends; there is no single list to ask for
+    import openai
+    from asgiref.sync import async_to_sync
+
+    from agentdeck.agents.runtime.builder import openai_client
+
+    async def fetch() -> list[str]:
+        client = openai_client(provider, timeout=10, max_retries=1)
+        try:
+            return sorted([m.id async for m in client.models.list()])
+        finally:
+            await client.close()
+
+    try:
+        models = async_to_sync(fetch)()
+    except openai.AuthenticationError as e:
+        raise ProviderError("The provider refused the API key.", code="provider_auth_failed") from e
+    except (openai.APIError, OSError) as e:
+        raise ProviderError(f"The provider did not answer: {type(e).__name__}: {e}") from e
+    Provider.objects.filter(pk=provider.pk).update(
+        models_cache=models, models_cached_at=timezone.now()
+    )
+    provider.models_cache, provider.models_cached_at = models, timezone.now()
+    return models, True

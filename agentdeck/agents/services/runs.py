@@ -1,0 +1,365 @@
+"""Runs: start, execute, cancel, reap. The state machine is documented on ``AgentRun``."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import socket
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from django.conf import settings
+from django.db import IntegrityError, connection, transaction
+from django.db.models import F
+from django.utils import timezone
+
+from agentdeck.accounts.models import User
+from agentdeck.agents.exceptions import (
+    AgentSuspended,
+    ConversationBusy,
+    IdempotencyConflict,
+    InputTooLarge,
+    InvalidReference,
+    RunNotCancellable,
+)
+from agentdeck.agents.models import (
+    Agent,
+    AgentMetadata,
+    AgentRun,
+    AgentVersion,
+    Conversation,
+    RunEvent,
+)
+from agentdeck.agents.models.run import ACTIVE_STATUSES, TERMINAL_STATUSES
+from agentdeck.agents.runtime import events as ev
+from agentdeck.core.realtime import publish_on_commit, run_group, user_group
+
+logger = logging.getLogger(__name__)
+
+Status = AgentRun.Status
+
+
+# --- the event log ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class AppendResult:
+    seq: int
+    status: str
+    cancel_requested: bool
+
+
+def run_event_append(
+    *, run_id: Any, type: str, data: dict[str, Any], first_token: bool = False
+) -> AppendResult:
+    """Persist one event at the next gapless ``seq`` and publish it after commit.
+
+    The seq comes from ``UPDATE agent_runs SET next_seq = next_seq + 1 ... RETURNING``: the row
+    lock serialises writers and a rolled-back event gives its number back, so there is never a
+    gap or a duplicate. The same statement refreshes the heartbeat and reports a pending cancel,
+    which is how the worker notices cancellation between events at no extra cost.
+    """
+    with transaction.atomic():
+        with connection.cursor() as cursor:
+            cursor.execute(
+                """
+                UPDATE agent_runs
+                   SET next_seq = next_seq + 1,
+                       heartbeat_at = CASE WHEN status = 'running' THEN now() ELSE heartbeat_at END,
+                       first_token_at = CASE WHEN %s AND first_token_at IS NULL THEN now()
+                                             ELSE first_token_at END
+                 WHERE id = %s
+             RETURNING next_seq, status, cancel_requested_at IS NOT NULL
+                """,
+                [first_token, run_id],
+            )
+            row = cursor.fetchone()
+        if row is None:
+            raise AgentRun.DoesNotExist(run_id)
+        seq, status, cancel_requested = row
+        event = RunEvent.objects.create(run_id=run_id, seq=seq, type=type, data=data)
+        publish_on_commit(
+            run_group(run_id),
+            {
+                "type": "run.event",
+                "run_id": str(run_id),
+                "seq": seq,
+                "event_type": type,
+                "created_at": event.created_at.isoformat(),
+                "data": data,
+            },
+        )
+    return AppendResult(seq=seq, status=status, cancel_requested=cancel_requested)
+
+
+def _publish_status(run: AgentRun | Any, status: str, error_code: str = "") -> None:
+    publish_on_commit(
+        user_group(run.owner_id),
+        {
+            "type": "run.status",
+            "run_id": str(run.id),
+            "agent_id": str(run.agent_id),
+            "status": status,
+            "error_code": error_code,
+        },
+    )
+
+
+# --- start ---------------------------------------------------------------------------------------
+
+
+def request_fingerprint(agent_id: Any, body: dict[str, Any]) -> str:
+    canonical = json.dumps(
+        {"agent": str(agent_id), **body}, sort_keys=True, separators=(",", ":"), default=str
+    )
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def _constraint_name(error: IntegrityError) -> str:
+    diag = getattr(error.__cause__, "diag", None)
+    return getattr(diag, "constraint_name", "") or ""
+
+
+def agent_run_start(
+    *,
+    user: User,
+    agent: Agent,
+    input: str | list[dict[str, Any]],
+    conversation: Conversation | None = None,
+    mode: str = AgentRun.Mode.BACKGROUND,
+    max_turns: int = 10,
+    metadata: dict[str, Any] | None = None,
+    idempotency_key: str | None = None,
+) -> tuple[AgentRun, bool]:
+    """Queue a run of ``agent``'s current version; returns (run, created).
+
+    1. Refuse a suspended agent (409), an oversized input (413), a foreign conversation (400).
+    2. Replay: the same Idempotency-Key with the same request returns the first run
+       (created=False); with a different request, 409 ``idempotency_conflict``.
+    3. In one transaction: pin the current version, insert the run (``queued``), count it in
+       the agent's metadata, and enqueue the worker task on commit.
+    The database settles races: a concurrent duplicate key or a second run on a busy
+    conversation fails the INSERT on a partial unique index, and is answered like the above.
+    """
+    metadata = metadata or {}
+    body = {
+        "input": input,
+        "conversation_id": str(conversation.id) if conversation else None,
+        "mode": mode,
+        "max_turns": max_turns,
+        "metadata": metadata,
+    }
+    fingerprint = request_fingerprint(agent.id, body)
+    if idempotency_key:
+        existing = AgentRun.objects.filter(owner=user, idempotency_key=idempotency_key).first()
+        if existing is not None:
+            return _replay(existing, fingerprint), False
+    if agent.status != Agent.Status.ACTIVE:
+        raise AgentSuspended("This agent is suspended and cannot run.")
+    size = len(json.dumps(input).encode())
+    if size > settings.RUN_INPUT_MAX_BYTES:
+        raise InputTooLarge(
+            f"Input is {size} bytes; the limit is {settings.RUN_INPUT_MAX_BYTES}.",
+            extra={"limit_bytes": settings.RUN_INPUT_MAX_BYTES, "size_bytes": size},
+        )
+    if conversation is not None:
+        if conversation.owner_id != user.pk or conversation.agent_id != agent.id:
+            raise InvalidReference(
+                "Unknown conversation for this agent.", code="invalid_conversation"
+            )
+        if AgentRun.objects.filter(conversation=conversation, status__in=ACTIVE_STATUSES).exists():
+            raise ConversationBusy("A run is already in flight on this conversation.")
+
+    try:
+        with transaction.atomic():
+            version = AgentVersion.objects.get(agent=agent, number=agent.current_version)
+            run = AgentRun.objects.create(
+                owner=user,
+                agent=agent,
+                agent_version=version,
+                conversation=conversation,
+                mode=mode,
+                input=input,
+                max_turns=max_turns,
+                metadata=metadata,
+                idempotency_key=idempotency_key or None,
+                request_hash=fingerprint,
+            )
+            AgentMetadata.objects.filter(agent=agent).update(
+                run_count=F("run_count") + 1, last_run_at=timezone.now()
+            )
+            _publish_status(run, Status.QUEUED)
+            transaction.on_commit(lambda: enqueue_run(run.id))
+    except IntegrityError as e:
+        name = _constraint_name(e)
+        if name == "agent_runs_owner_idempotency_unique":
+            existing = AgentRun.objects.get(owner=user, idempotency_key=idempotency_key)
+            return _replay(existing, fingerprint), False
+        if name == "agent_runs_one_active_per_conversation":
+            raise ConversationBusy("A run is already in flight on this conversation.") from None
+        raise
+    return run, True
+
+
+def _replay(existing: AgentRun, fingerprint: str) -> AgentRun:
+    if existing.request_hash != fingerprint:
+        raise IdempotencyConflict(
+            "This Idempotency-Key was used with a different request.",
+            extra={"run_id": str(existing.id)},
+        )
+    return existing
+
+
+def enqueue_run(run_id: Any) -> None:
+    from django_q.tasks import async_task
+
+    async_task(
+        "agentdeck.agents.tasks.execute_run",
+        str(run_id),
+        task_name=f"run:{run_id}",
+        group="agent_runs",
+    )
+
+
+# --- execute -------------------------------------------------------------------------------------
+
+
+@dataclass
+class RunOutcome:
+    status: str
+    output: Any = None
+    last_agent: str = ""
+    usage: dict[str, dict[str, int]] | None = None
+    error_code: str = ""
+    error_message: str = ""
+
+
+def agent_run_claim(*, run_id: Any) -> bool:
+    """queued -> running, for exactly one worker: a task delivered twice runs once."""
+    claimed = AgentRun.objects.filter(pk=run_id, status=Status.QUEUED).update(
+        status=Status.RUNNING,
+        started_at=timezone.now(),
+        heartbeat_at=timezone.now(),
+        attempts=F("attempts") + 1,
+        worker=f"{socket.gethostname()}:{os.getpid()}",
+    )
+    return claimed == 1
+
+
+def agent_run_execute(*, run_id: Any) -> str:
+    """The worker's entry point: claim, run the SDK, settle. Returns the final status, or
+    ``"skipped"`` when another delivery of the task already claimed the run."""
+    from agentdeck.agents.runtime.executor import execute
+
+    if not agent_run_claim(run_id=run_id):
+        logger.info("run %s not claimed (already taken or no longer queued)", run_id)
+        return "skipped"
+    run = AgentRun.objects.select_related("agent_version", "agent", "conversation").get(pk=run_id)
+    with transaction.atomic():
+        _publish_status(run, Status.RUNNING)
+        run_event_append(
+            run_id=run.id,
+            type=ev.RUN_STARTED,
+            data={
+                "agent": run.agent_version.snapshot.get("name", ""),
+                "model": run.agent_version.snapshot.get("model", ""),
+                "version": run.agent_version.number,
+                "attempt": run.attempts,
+            },
+        )
+    outcome = execute(run)
+    agent_run_finish(run_id=run.id, outcome=outcome)
+    try:
+        from agentdeck.analytics.tracing import get_span_processor
+
+        processor = get_span_processor()
+        if processor is not None:
+            processor.flush_run(run.id)
+    except Exception:  # spans are diagnostics; losing them must not fail the run
+        logger.warning("could not store trace spans of run %s", run.id, exc_info=True)
+    return outcome.status
+
+
+def agent_run_finish(*, run_id: Any, outcome: RunOutcome, from_statuses=ACTIVE_STATUSES) -> bool:
+    """Settle a run in one transaction: final status, output, usage, the terminal event.
+    (Credit capture joins this transaction with the credits issue.) A run that is already
+    terminal (cancelled while queued, reaped) is left as it is; returns whether this call won."""
+    now = timezone.now()
+    usage = outcome.usage or {}
+    with transaction.atomic():
+        updated = AgentRun.objects.filter(pk=run_id, status__in=from_statuses).update(
+            status=outcome.status,
+            output=outcome.output,
+            last_agent=outcome.last_agent,
+            usage=usage,
+            error_code=outcome.error_code,
+            error_message=outcome.error_message[:4000],
+            finished_at=now,
+        )
+        if not updated:
+            return False
+        if outcome.status == Status.SUCCEEDED:
+            event_type, data = (
+                ev.RUN_SUCCEEDED,
+                {"output": outcome.output, "last_agent": outcome.last_agent, "usage": usage},
+            )
+        elif outcome.status == Status.CANCELLED:
+            event_type, data = ev.RUN_CANCELLED, {"usage": usage}
+        else:
+            event_type, data = (
+                ev.RUN_FAILED,
+                {"code": outcome.error_code, "message": outcome.error_message, "usage": usage},
+            )
+        run_event_append(run_id=run_id, type=event_type, data=data)
+        run = AgentRun.objects.only("id", "owner_id", "agent_id").get(pk=run_id)
+        _publish_status(run, outcome.status, outcome.error_code)
+    return True
+
+
+# --- cancel and reap -----------------------------------------------------------------------------
+
+
+def agent_run_cancel(*, run: AgentRun) -> AgentRun:
+    """Cancel a run. A queued run is cancelled at once; a running one is asked to stop and its
+    worker ends it ``cancelled`` at the next event (or heartbeat). A finished run: 409."""
+    if run.status in TERMINAL_STATUSES:
+        raise RunNotCancellable(f"The run already {run.status}.")
+    if run.status == Status.QUEUED and agent_run_finish(
+        run_id=run.id, outcome=RunOutcome(status=Status.CANCELLED), from_statuses=(Status.QUEUED,)
+    ):
+        run.refresh_from_db()
+        return run
+    AgentRun.objects.filter(
+        pk=run.id, status__in=ACTIVE_STATUSES, cancel_requested_at__isnull=True
+    ).update(cancel_requested_at=timezone.now())
+    # If the run finished in the meantime the request is moot; the caller sees the final state.
+    run.refresh_from_db()
+    return run
+
+
+def agent_run_reap_stale(*, stale_after: timedelta | None = None) -> list[str]:
+    """Fail running runs whose worker stopped heartbeating (it crashed, was killed, or the Redis
+    broker lost the in-flight task: it does not redeliver). Returns the ids reaped.
+
+    ``agent_run_finish`` only moves a run that is still ``running``, so a worker that comes back
+    after being reaped cannot overwrite the verdict, and two reapers cannot both settle a run.
+    """
+    stale_after = stale_after or timedelta(seconds=settings.RUN_STALE_AFTER_SECONDS)
+    cutoff = timezone.now() - stale_after
+    reaped = []
+    for run_id in AgentRun.objects.filter(
+        status=Status.RUNNING, heartbeat_at__lt=cutoff
+    ).values_list("id", flat=True):
+        outcome = RunOutcome(
+            status=Status.FAILED,
+            error_code="worker_lost",
+            error_message=f"The worker stopped heartbeating for over {int(stale_after.total_seconds())} s.",
+        )
+        if agent_run_finish(run_id=run_id, outcome=outcome, from_statuses=(Status.RUNNING,)):
+            reaped.append(str(run_id))
+    if reaped:
+        logger.warning("reaped %d run(s) whose worker was lost: %s", len(reaped), ", ".join(reaped))
+    return reaped
