@@ -223,6 +223,11 @@ SPECTACULAR_SETTINGS = {
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
     "SCHEMA_PATH_PREFIX": r"/api/v[0-9]+",
+    # Two models have a `status` field with different choices; name their enums apart.
+    "ENUM_NAME_OVERRIDES": {
+        "AgentStatusEnum": "agentdeck.agents.models.Agent.Status",
+        "RunStatusEnum": "agentdeck.agents.models.AgentRun.Status",
+    },
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
         "agentdeck.core.schema.add_problem_responses",

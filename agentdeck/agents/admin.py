@@ -35,6 +35,7 @@ class ProviderForm(forms.ModelForm):
         help_text="Write-only. Leave empty to keep the current key; tick 'remove key' to delete it.",
     )
     remove_api_key = forms.BooleanField(required=False, label="Remove key")
+    base_url = forms.URLField(required=False, assume_scheme="https", max_length=500)
 
     class Meta:
         model = Provider

@@ -23,9 +23,16 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def http(method: str, url: str, *, headers: dict | None = None, timeout: float = 10):
+def http(
+    method: str, url: str, *, headers: dict | None = None, json_body=None, timeout: float = 10
+):
     """(status, parsed body) with only the standard library, like curl would see it."""
-    request = urllib.request.Request(url, method=method, headers=headers or {})
+    headers = dict(headers or {})
+    data = None
+    if json_body is not None:
+        data = json.dumps(json_body).encode()
+        headers["Content-Type"] = "application/json"
+    request = urllib.request.Request(url, method=method, headers=headers, data=data)
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
             return response.status, json.loads(response.read() or b"null")
@@ -41,33 +48,37 @@ class Server:
     port: int = field(default_factory=free_port)
     process: subprocess.Popen | None = None
     log_path: Path | None = None
+    extra_env: dict[str, str] = field(default_factory=dict)
+    helpers: list[subprocess.Popen] = field(default_factory=list)
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self, extra_env: dict[str, str] | None = None, timeout: float = 90) -> Server:
-        env = {
-            k: v
-            for k, v in os.environ.items()
-            if k
-            not in {
-                "DATABASE_URL",
-                "CHANNEL_LAYER",
-                "ENVIRONMENT",
-                "REDIS_URL",
-                "DJANGO_SETTINGS_MODULE",
-                "ADMIN_PASSWORD",
-            }
+    def env(self) -> dict[str, str]:
+        # What a fresh shell would have: none of the test session's own settings.
+        dropped = {
+            "DATABASE_URL",
+            "CHANNEL_LAYER",
+            "ENVIRONMENT",
+            "REDIS_URL",
+            "DJANGO_SETTINGS_MODULE",
+            "ADMIN_PASSWORD",
+            "TEST_DATABASE_NAME",
         }
+        env = {k: v for k, v in os.environ.items() if k not in dropped}
         env.update({"AGENTDECK_VAR_DIR": str(self.var_dir), "PORT": str(self.port)})
-        env.update(extra_env or {})
+        env.update(self.extra_env)
+        return env
+
+    def start(self, *args: str, timeout: float = 90) -> Server:
+        """Start ``manage.py serve`` with ``args`` (e.g. ``--no-worker``) and wait for /healthz."""
         self.var_dir.mkdir(parents=True, exist_ok=True)
         self.log_path = self.var_dir / f"serve-{time.time_ns()}.log"
         self.process = subprocess.Popen(
-            [sys.executable, str(BASE_DIR / "manage.py"), "serve"],
+            [sys.executable, str(BASE_DIR / "manage.py"), "serve", *args],
             cwd=BASE_DIR,
-            env=env,
+            env=self.env(),
             stdout=self.log_path.open("w"),
             stderr=subprocess.STDOUT,
             start_new_session=True,
@@ -84,6 +95,32 @@ class Server:
             time.sleep(0.3)
         self.stop()
         raise AssertionError(f"serve did not come up in {timeout}s:\n{self.log()}")
+
+    def manage(self, *args: str, background: bool = False):
+        """Run another ``manage.py`` command against this server's database (as an operator, or
+        as one more worker process would)."""
+        argv = [sys.executable, str(BASE_DIR / "manage.py"), *args]
+        if background:
+            log = (self.var_dir / f"{args[0]}-{time.time_ns()}.log").open("w")
+            process = subprocess.Popen(
+                argv,
+                cwd=BASE_DIR,
+                env=self.env(),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+            self.helpers.append(process)
+            return process
+        return subprocess.run(
+            argv,
+            cwd=BASE_DIR,
+            env=self.env(),
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=True,
+        )
 
     def log(self) -> str:
         return self.log_path.read_text() if self.log_path else ""
@@ -106,12 +143,18 @@ class Server:
 def server_factory(tmp_path_factory):
     servers: list[Server] = []
 
-    def make(var_dir: Path | None = None) -> Server:
-        server = Server(var_dir=var_dir or tmp_path_factory.mktemp("agentdeck") / "var")
+    def make(var_dir: Path | None = None, **extra_env: str) -> Server:
+        server = Server(
+            var_dir=var_dir or tmp_path_factory.mktemp("agentdeck") / "var", extra_env=extra_env
+        )
         servers.append(server)
         return server
 
     yield make
     for server in servers:
+        for helper in server.helpers:
+            if helper.poll() is None:
+                os.killpg(helper.pid, signal.SIGKILL)
+                helper.wait()
         if server.process and server.process.poll() is None:
             server.stop(sig=signal.SIGTERM)

@@ -23,7 +23,7 @@ from rest_framework.views import APIView
 from agentdeck.agents import selectors
 from agentdeck.agents.api import serializers as s
 from agentdeck.agents.exceptions import InvalidReference
-from agentdeck.agents.models import AgentRun, AgentVersion, Provider
+from agentdeck.agents.models import AgentRun, AgentVersion, ConversationItem, Provider
 from agentdeck.agents.models.run import TERMINAL_STATUSES
 from agentdeck.agents.services import agents as agent_services
 from agentdeck.agents.services import conversations as conversation_services
@@ -183,7 +183,10 @@ class AgentViewSet(viewsets.GenericViewSet):
         agent_services.agent_update(agent=agent, actor=request.user, metadata=metadata, **values)
         return Response(s.AgentSerializer(self.get_queryset().get(pk=agent.pk)).data)
 
-    @extend_schema(summary="Delete an agent and its runs", responses={204: None})
+    @extend_schema(
+        summary="Delete an agent and its runs",
+        responses={204: None, 409: OpenApiResponse(description="agent_busy: runs in flight")},
+    )
     def destroy(self, request: Request, pk: str | None = None) -> Response:
         agent = self.get_object()
         _require_owner_or_staff(request, agent.owner_id, "agent")
@@ -411,6 +414,8 @@ class ConversationItemsApi(ListAPIView):
         return super().get(request, *args, **kwargs)
 
     def get_queryset(self):
+        if getattr(self, "swagger_fake_view", False):  # drf-spectacular introspects without a pk
+            return ConversationItem.objects.none()
         conversation = get_object_or_404(
             selectors.conversations_visible_to(self.request.user), pk=self.kwargs["pk"]
         )

@@ -79,7 +79,9 @@ def build_model(provider: Provider, model_name: str) -> Model:
 
 
 def build_model_settings(values: dict[str, Any]) -> ModelSettings:
-    kwargs: dict[str, Any] = {}
+    # The SDK asks for streamed usage only from OpenAI's own URL; every run needs its tokens
+    # counted, so always ask (Chat Completions' stream_options.include_usage).
+    kwargs: dict[str, Any] = {"include_usage": True}
     for key in ("temperature", "top_p", "tool_choice", "parallel_tool_calls"):
         if values.get(key) is not None:
             kwargs[key] = values[key]

@@ -1,8 +1,10 @@
 """Execute one claimed run with ``Runner.run_streamed`` inside the worker's own event loop.
 
-The django-q2 worker calls tasks synchronously, so :func:`execute` owns an ``asyncio.run``
-(never ``Runner.run_sync`` inside a running loop). The ORM is synchronous: every database
-write goes through ``sync_to_async``. Three things run concurrently:
+The django-q2 worker calls tasks synchronously, so :func:`execute` starts an event loop of its
+own with ``async_to_sync`` (never ``Runner.run_sync`` inside a running loop). The ORM is
+synchronous: every database call goes through ``sync_to_async``, which under ``async_to_sync``
+runs it back on the calling thread, on the worker's own connection and transaction state.
+Three things run concurrently:
 
 * the stream loop: each SDK event becomes zero or one ``RunEvent`` (``events.py`` maps them),
   persisted before it is published;
@@ -19,7 +21,7 @@ import time
 from typing import Any
 
 from agents import RunConfig, Runner
-from asgiref.sync import sync_to_async
+from asgiref.sync import async_to_sync, sync_to_async
 from django.conf import settings
 from django.db import connection
 
@@ -36,12 +38,7 @@ def execute(run: AgentRun) -> RunOutcome:
     from agentdeck.analytics.tracing import install_tracing
 
     install_tracing()
-    try:
-        return asyncio.run(_execute(run))
-    finally:
-        # The loop's worker threads may have opened connections of their own; this thread's
-        # connection stays with the worker process (django-q2 closes stale ones between tasks).
-        connection.close_if_unusable_or_obsolete()
+    return async_to_sync(_execute)(run)
 
 
 class _RunState:
@@ -198,7 +195,7 @@ def _beat(run_id: Any) -> bool | None:
     otherwise whether a cancel is pending."""
     with connection.cursor() as cursor:
         cursor.execute(
-            "UPDATE agent_runs SET heartbeat_at = now() WHERE id = %s AND status = 'running' "
+            "UPDATE agent_runs SET heartbeat_at = clock_timestamp() WHERE id = %s AND status = 'running' "
             "RETURNING cancel_requested_at IS NOT NULL",
             [run_id],
         )

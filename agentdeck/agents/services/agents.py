@@ -3,12 +3,15 @@ from __future__ import annotations
 from typing import Any
 
 from django.db import transaction
+from django.db.models import ProtectedError
+from django.utils import timezone
 from django.utils.text import slugify
 
 from agentdeck.accounts.models import User
 from agentdeck.agents.exceptions import InvalidReference, ModelNotAvailable
-from agentdeck.agents.models import Agent, AgentMetadata, AgentVersion, Provider
-from agentdeck.core.exceptions import ApplicationError, NotFound
+from agentdeck.agents.models import Agent, AgentMetadata, AgentRun, AgentVersion, Provider
+from agentdeck.agents.models.run import ACTIVE_STATUSES
+from agentdeck.core.exceptions import ApplicationError, Conflict, NotFound
 
 # Fields whose change alters how the agent behaves, and so makes a new version.
 BEHAVIOUR_FIELDS = ("name", "instructions", "provider", "model", "model_settings", "output_schema")
@@ -163,10 +166,10 @@ def agent_update(
             actor=actor,
             note="updated " + ", ".join(sorted(changed & set(BEHAVIOUR_FIELDS))),
         )
-    if metadata:
-        AgentMetadata.objects.filter(agent=agent).update(
-            **{k: v for k, v in metadata.items() if k in METADATA_FIELDS}
-        )
+    values = {k: v for k, v in (metadata or {}).items() if k in METADATA_FIELDS}
+    if values:
+        # update() skips auto_now; the Next.js side reads updated_at from this shared table.
+        AgentMetadata.objects.filter(agent=agent).update(**values, updated_at=timezone.now())
     return agent
 
 
@@ -182,6 +185,11 @@ def agent_version_restore(*, agent: Agent, number: int, actor: User) -> Agent:
     if provider is None:
         raise InvalidReference("That version's provider no longer exists.", code="invalid_provider")
     agent = Agent.objects.select_for_update().get(pk=agent.pk)
+    # The same checks as an edit: the provider may have been disabled or stopped offering the
+    # model since that version was made.
+    _check_provider(provider=provider, owner=agent.owner, model=snap["model"])
+    if snap["name"] != agent.name:
+        agent.slug = _unique_slug(agent.owner, snap["name"], exclude_id=agent.pk)
     agent.name = snap["name"]
     agent.instructions = snap.get("instructions", "")
     agent.provider = provider
@@ -199,5 +207,23 @@ def agent_set_status(*, agent: Agent, status: str) -> Agent:
     return agent
 
 
+@transaction.atomic
 def agent_delete(*, agent: Agent) -> None:
-    agent.delete()
+    """Delete an agent with its versions, runs (and their events) and conversations.
+
+    1. Refuse (409 ``agent_busy``) while a run is in flight: its worker would write to rows that
+       are gone and its credit hold would never be settled.
+    2. Delete the runs first: each run PROTECTs the version it pinned, so deleting the agent
+       alone fails on the versions it cascades to.
+    3. A run started between 1 and the delete makes the collector raise ProtectedError before
+       any row is deleted; it is answered like 1 and the transaction rolls back.
+    """
+    if AgentRun.objects.filter(agent=agent, status__in=ACTIVE_STATUSES).exists():
+        raise Conflict("This agent has runs in flight; cancel them first.", code="agent_busy")
+    AgentRun.objects.filter(agent=agent).delete()
+    try:
+        agent.delete()
+    except ProtectedError:
+        raise Conflict(
+            "This agent has runs in flight; cancel them first.", code="agent_busy"
+        ) from None

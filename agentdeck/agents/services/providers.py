@@ -1,17 +1,38 @@
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from agentdeck.accounts.models import User
 from agentdeck.agents.exceptions import ProviderError
 from agentdeck.agents.models import Provider
 from agentdeck.core.crypto import encrypt_secret
-from agentdeck.core.exceptions import PermissionDenied
+from agentdeck.core.exceptions import Conflict, PermissionDenied
 
 _UNSET: Any = object()
+
+# Names are unique per owner, and among shared providers (see Provider.Meta.constraints).
+_NAME_CONSTRAINTS = ("providers_owner_name_unique", "providers_shared_name_unique")
+
+
+@contextmanager
+def _name_must_be_free(name: str) -> Iterator[None]:
+    """Turn a clash on a name constraint into 409 ``provider_name_taken``. The database decides
+    (a check-then-insert would race), inside a savepoint so the caller's transaction survives."""
+    try:
+        with transaction.atomic():
+            yield
+    except IntegrityError as e:
+        constraint = getattr(getattr(e.__cause__, "diag", None), "constraint_name", None)
+        if constraint not in _NAME_CONSTRAINTS:
+            raise
+        raise Conflict(
+            f"A provider named {name!r} already exists.", code="provider_name_taken"
+        ) from None
 
 
 @transaction.atomic
@@ -30,16 +51,17 @@ def provider_create(
     """Create a provider. ``shared`` providers (usable by everyone) are staff-only."""
     if shared and not actor.is_staff:
         raise PermissionDenied("Only staff can create shared providers.", code="staff_only")
-    return Provider.objects.create(
-        owner=None if shared else actor,
-        name=name,
-        kind=kind,
-        base_url=base_url,
-        api_key_encrypted=encrypt_secret(api_key) if api_key else "",
-        extra_headers=extra_headers or {},
-        default_model=default_model,
-        enabled=enabled,
-    )
+    with _name_must_be_free(name):
+        return Provider.objects.create(
+            owner=None if shared else actor,
+            name=name,
+            kind=kind,
+            base_url=base_url,
+            api_key_encrypted=encrypt_secret(api_key) if api_key else "",
+            extra_headers=extra_headers or {},
+            default_model=default_model,
+            enabled=enabled,
+        )
 
 
 @transaction.atomic
@@ -55,7 +77,8 @@ def provider_update(
         provider.api_key_encrypted = encrypt_secret(api_key) if api_key else ""
     if {"base_url", "kind"} & set(fields) or api_key is not _UNSET:
         provider.models_cache, provider.models_cached_at = [], None
-    provider.save()
+    with _name_must_be_free(provider.name):
+        provider.save()
     return provider
 
 

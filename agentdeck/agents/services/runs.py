@@ -35,6 +35,7 @@ from agentdeck.agents.models import (
 )
 from agentdeck.agents.models.run import ACTIVE_STATUSES, TERMINAL_STATUSES
 from agentdeck.agents.runtime import events as ev
+from agentdeck.core.jsonsafe import pg_json_safe
 from agentdeck.core.realtime import publish_on_commit, run_group, user_group
 
 logger = logging.getLogger(__name__)
@@ -61,15 +62,17 @@ def run_event_append(
     lock serialises writers and a rolled-back event gives its number back, so there is never a
     gap or a duplicate. The same statement refreshes the heartbeat and reports a pending cancel,
     which is how the worker notices cancellation between events at no extra cost.
+    Times use clock_timestamp(), not now(): now() is frozen at the transaction's start.
     """
+    data = pg_json_safe(data)
     with transaction.atomic():
         with connection.cursor() as cursor:
             cursor.execute(
                 """
                 UPDATE agent_runs
                    SET next_seq = next_seq + 1,
-                       heartbeat_at = CASE WHEN status = 'running' THEN now() ELSE heartbeat_at END,
-                       first_token_at = CASE WHEN %s AND first_token_at IS NULL THEN now()
+                       heartbeat_at = CASE WHEN status = 'running' THEN clock_timestamp() ELSE heartbeat_at END,
+                       first_token_at = CASE WHEN %s AND first_token_at IS NULL THEN clock_timestamp()
                                              ELSE first_token_at END
                  WHERE id = %s
              RETURNING next_seq, status, cancel_requested_at IS NOT NULL
@@ -182,7 +185,7 @@ def agent_run_start(
                 agent_version=version,
                 conversation=conversation,
                 mode=mode,
-                input=input,
+                input=pg_json_safe(input),
                 max_turns=max_turns,
                 metadata=metadata,
                 idempotency_key=idempotency_key or None,
@@ -292,7 +295,7 @@ def agent_run_finish(*, run_id: Any, outcome: RunOutcome, from_statuses=ACTIVE_S
     with transaction.atomic():
         updated = AgentRun.objects.filter(pk=run_id, status__in=from_statuses).update(
             status=outcome.status,
-            output=outcome.output,
+            output=pg_json_safe(outcome.output),
             last_agent=outcome.last_agent,
             usage=usage,
             error_code=outcome.error_code,

@@ -1,0 +1,143 @@
+"""The run engine as deployed: daphne serving the API, separate qcluster worker processes on the
+ORM broker, and a model server reached over real HTTP."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+import pytest
+
+from tests.e2e.conftest import http
+from tests.e2e.test_serve import dev_token
+from tests.support.openai_server import FakeOpenAI
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture
+def model_server():
+    with FakeOpenAI() as server:
+        yield server
+
+
+class Api:
+    def __init__(self, base_url: str, sub: str = "e2e-user") -> None:
+        self.base_url = base_url
+        self.headers = {"Authorization": f"Bearer {dev_token(sub, email=f'{sub}@example.com')}"}
+
+    def __call__(self, method: str, path: str, body=None, **headers):
+        return http(
+            method, f"{self.base_url}{path}", headers={**self.headers, **headers}, json_body=body
+        )
+
+    def wait_for(self, run_id: str, statuses: set[str], timeout: float = 60) -> dict:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            status, run = self("GET", f"/api/v1/runs/{run_id}/")
+            assert status == 200, run
+            if run["status"] in statuses:
+                return run
+            time.sleep(0.1)
+        raise AssertionError(f"run {run_id} never reached {statuses}: {run}")
+
+
+def make_agent(api: Api, model_server: FakeOpenAI) -> str:
+    status, provider = api(
+        "POST",
+        "/api/v1/providers/",
+        {
+            "name": "local",
+            "kind": "openai_compatible",
+            "base_url": model_server.base_url,
+            "api_key": "sk-local",
+        },
+    )
+    assert status == 201, provider
+    status, agent = api(
+        "POST",
+        "/api/v1/agents/",
+        {
+            "name": "Remote",
+            "provider": provider["id"],
+            "model": "fake-model",
+            "instructions": "Answer.",
+        },
+    )
+    assert status == 201, agent
+    return agent["id"]
+
+
+def test_a_run_executes_on_a_worker_process_against_a_real_http_model(server_factory, model_server):
+    server = server_factory(RUN_HEARTBEAT_SECONDS="0.5").start("--no-worker")
+    server.manage("qcluster", background=True)
+    api = Api(server.url)
+    agent_id = make_agent(api, model_server)
+
+    model_server.add_text("Hello from the worker", usage={"input_tokens": 7, "output_tokens": 4})
+    status, run = api("POST", f"/api/v1/agents/{agent_id}/runs/", {"input": "hi", "mode": "wait"})
+    assert status == 200, run
+    assert run["status"] == "succeeded"
+    assert run["output"] == "Hello from the worker"
+    assert run["usage"]["fake-model"]["total_tokens"] == 11
+
+    model_server.add_text("in the background")
+    status, queued = api(
+        "POST",
+        f"/api/v1/agents/{agent_id}/runs/",
+        {"input": "again"},
+        **{"Idempotency-Key": "bg-1"},
+    )
+    assert status == 202
+    done = api.wait_for(queued["id"], {"succeeded", "failed"})
+    assert done["status"] == "succeeded", done
+    status, page = api("GET", f"/api/v1/runs/{queued['id']}/events/")
+    seqs = [e["seq"] for e in page["results"]]
+    assert seqs == list(range(1, len(seqs) + 1))
+    assert page["results"][-1]["type"] == "run.succeeded"
+    assert page["finished"] is True
+
+    # The same Idempotency-Key returns the same run instead of running again.
+    status, replay = api(
+        "POST",
+        f"/api/v1/agents/{agent_id}/runs/",
+        {"input": "again"},
+        **{"Idempotency-Key": "bg-1"},
+    )
+    assert (status, replay["id"]) == (200, queued["id"])
+
+
+def test_a_killed_workers_run_ends_failed_with_worker_lost(server_factory, model_server):
+    server = server_factory(RUN_HEARTBEAT_SECONDS="0.5", RUN_STALE_AFTER_SECONDS="3").start(
+        "--no-worker"
+    )
+    worker = server.manage("qcluster", background=True)
+    api = Api(server.url)
+    agent_id = make_agent(api, model_server)
+
+    model_server.add_delay(60)  # the model hangs: the worker is mid-run when it dies
+    status, run = api("POST", f"/api/v1/agents/{agent_id}/runs/", {"input": "slow"})
+    assert status == 202
+    api.wait_for(run["id"], {"running"})
+
+    os.killpg(worker.pid, signal.SIGKILL)  # the whole cluster, as an OOM kill or a lost host would
+    worker.wait()
+    time.sleep(4)  # longer than RUN_STALE_AFTER_SECONDS
+
+    reaped = server.manage("runs_reap")
+    assert f"reaped {run['id']}" in reaped.stdout
+
+    final = api.wait_for(run["id"], {"failed"}, timeout=5)
+    assert final["error"]["code"] == "worker_lost"
+    status, page = api("GET", f"/api/v1/runs/{run['id']}/events/")
+    assert page["results"][-1]["type"] == "run.failed"
+    assert page["results"][-1]["data"]["code"] == "worker_lost"
+
+    # A second worker that picks up a redelivery of the task must not run it again.
+    again = server.manage(
+        "shell",
+        "-c",
+        f"from agentdeck.agents.tasks import execute_run; print(execute_run('{run['id']}'))",
+    )
+    assert again.stdout.strip().endswith("skipped")
