@@ -310,6 +310,8 @@ if IS_PRODUCTION and not SECRETS_ENCRYPTION_KEYS:
 
 ADMIN_EMAIL = env.str("ADMIN_EMAIL", default="admin@agentdeck.local")
 ADMIN_PASSWORD = env.str("ADMIN_PASSWORD", default="")
+# `manage.py serve` seeds a shared mock provider and a public demo agent.
+SEED_DEMO = env.bool("SEED_DEMO", default=not IS_PRODUCTION)
 
 # --- static files, i18n -----------------------------------------------------------------------
 

@@ -148,8 +148,8 @@ class AgentAdmin(admin.ModelAdmin):
         return obj._last_run
 
     def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
-        # Behaviour edits must create versions; they go through the API. Status via actions.
-        return request.method == "GET" and super().has_change_permission(request, obj)
+        # Read-only here: behaviour edits must create versions (the API does); status via actions.
+        return False
 
     @admin.action(description="Suspend selected agents")
     def suspend(self, request: HttpRequest, queryset: QuerySet[Agent]) -> None:
@@ -179,7 +179,7 @@ class AgentVersionAdmin(admin.ModelAdmin):
         return False
 
     def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
-        return request.method == "GET"
+        return False
 
     def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
         return False
@@ -256,7 +256,7 @@ class AgentRunAdmin(admin.ModelAdmin):
         return False
 
     def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
-        return request.method == "GET"
+        return False
 
     def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
         return False

@@ -414,3 +414,44 @@ def test_nul_characters_in_input_do_not_break_the_run(user, mock_agent):
     assert execute_run(str(run.id)) == "succeeded"
     run.refresh_from_db()
     assert run.output == "Echo: binary\ufffdjunk"
+
+
+def test_demo_seed_is_idempotent_and_runnable_by_anyone(staff_user, other_user, client_for):
+    from agentdeck.agents.services.demo import demo_seed
+
+    agent = demo_seed(owner=staff_user)
+    assert demo_seed(owner=staff_user).pk == agent.pk
+    response = start(client_for(other_user), agent, {"input": "hi demo"})
+    assert response.status_code == 202
+    assert execute_run(response.json()["id"]) == "succeeded"
+    assert AgentRun.objects.get(pk=response.json()["id"]).output == "Echo: hi demo"
+
+
+def test_a_litellm_agent_without_the_extra_installed_fails_cleanly(user, mock_agent):
+    from agentdeck.agents.services.agents import agent_create
+    from agentdeck.agents.services.providers import provider_create
+
+    try:
+        import litellm  # noqa: F401
+
+        pytest.skip("the litellm extra is installed here")
+    except ImportError:
+        pass
+    provider = provider_create(actor=user, name="lite", kind="litellm")
+    agent = agent_create(owner=user, name="Lite", provider=provider, model="anthropic/claude-x")
+    run, _ = agent_run_start(user=user, agent=agent, input="x")
+    assert execute_run(str(run.id)) == "failed"
+    run.refresh_from_db()
+    assert run.error_code == "provider_unavailable"
+    assert "LiteLLM" in run.error_message
+
+
+def test_a_disabled_provider_fails_the_run_with_provider_unavailable(
+    user, mock_agent, mock_provider
+):
+    run, _ = agent_run_start(user=user, agent=mock_agent, input="x")
+    mock_provider.enabled = False
+    mock_provider.save()
+    assert execute_run(str(run.id)) == "failed"
+    run.refresh_from_db()
+    assert run.error_code == "provider_unavailable"

@@ -16,6 +16,26 @@ from tests.support.openai_server import FakeOpenAI
 pytestmark = pytest.mark.e2e
 
 
+E2E_REDIS_DB = 11
+
+
+@pytest.fixture(params=["orm", "redis"])
+def broker_env(request) -> dict[str, str]:
+    """The two production shapes of the queue: django-q2's ORM broker on PostgreSQL (the embedded
+    default) and its Redis broker (with the Redis channel layer and cache), on the Redis server
+    running on this machine."""
+    if request.param == "orm":
+        return {}
+    import redis
+
+    url = f"redis://127.0.0.1:6379/{E2E_REDIS_DB}"
+    try:
+        redis.Redis.from_url(url, socket_connect_timeout=1).flushdb()
+    except redis.ConnectionError:
+        pytest.skip("no Redis on 127.0.0.1:6379 (start it: see the env notes in README)")
+    return {"REDIS_URL": url}
+
+
 @pytest.fixture
 def model_server():
     with FakeOpenAI() as server:
@@ -69,8 +89,13 @@ def make_agent(api: Api, model_server: FakeOpenAI) -> str:
     return agent["id"]
 
 
-def test_a_run_executes_on_a_worker_process_against_a_real_http_model(server_factory, model_server):
-    server = server_factory(RUN_HEARTBEAT_SECONDS="0.5").start("--no-worker")
+def test_a_run_executes_on_a_worker_process_against_a_real_http_model(
+    server_factory, model_server, broker_env
+):
+    server = server_factory(RUN_HEARTBEAT_SECONDS="0.5", **broker_env).start("--no-worker")
+    status, ready = http("GET", f"{server.url}/readyz")
+    assert status == 200, ready
+    assert ready["checks"]["queue"]["info"].startswith("Redis" if broker_env else "ORM")
     server.manage("qcluster", background=True)
     api = Api(server.url)
     agent_id = make_agent(api, model_server)

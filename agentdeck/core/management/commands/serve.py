@@ -2,7 +2,7 @@
 
 1. Settings have already connected to the database (starting the embedded PostgreSQL when
    ``DATABASE_URL`` is unset; this process then owns it and stops it on exit).
-2. Apply migrations and make sure a staff user exists.
+2. Apply migrations, make sure a staff user exists, and seed the offline demo agent.
 3. Start daphne (HTTP + WebSocket) and a django-q2 cluster as child processes, handing them
    the resolved ``DATABASE_URL`` so they join this database instead of starting their own.
 4. Watch them: Ctrl-C or SIGTERM stops both gracefully (then forcibly after a grace period);
@@ -99,6 +99,8 @@ class Command(BaseCommand):
             sys.exit(exit_code)
 
     def _ensure_admin(self) -> None:
+        from agentdeck.agents.services.demo import demo_seed
+
         user, generated = admin_user_ensure(
             email=settings.ADMIN_EMAIL, password=settings.ADMIN_PASSWORD or None
         )
@@ -111,6 +113,9 @@ class Command(BaseCommand):
             )
         else:
             self.stdout.write(f"staff user: {user.email}")
+        if settings.SEED_DEMO:
+            agent = demo_seed(owner=user)
+            self.stdout.write(f"demo agent: {agent.name} {agent.id} (public, offline mock model)")
 
     def _stop(self, children: dict[str, subprocess.Popen]) -> None:
         for child in children.values():

@@ -1,0 +1,94 @@
+from __future__ import annotations
+
+import pytest
+
+from agentdeck.agents.models import Agent, AgentRun, Provider
+from agentdeck.agents.services.providers import provider_create
+from agentdeck.agents.services.runs import agent_run_start
+from agentdeck.agents.tasks import execute_run
+from agentdeck.core.crypto import decrypt_secret
+
+pytestmark = pytest.mark.django_db
+
+SECRET = "sk-live-abcdefghijklmnop1234"
+
+
+@pytest.fixture
+def staff_client(client, staff_user):
+    client.force_login(staff_user)
+    return client
+
+
+def test_agent_list_shows_runs_in_the_last_day_and_actions_work(staff_client, user, mock_agent):
+    for text in ("a", "b"):
+        agent_run_start(user=user, agent=mock_agent, input=text)
+    page = staff_client.get("/admin/agents/agent/")
+    assert page.status_code == 200
+    assert b"Echo" in page.content
+
+    response = staff_client.post(
+        "/admin/agents/agent/",
+        {"action": "suspend", "_selected_action": [str(mock_agent.pk)]},
+        follow=True,
+    )
+    assert b"Suspended 1 agent(s)." in response.content
+    assert Agent.objects.get(pk=mock_agent.pk).status == "suspended"
+    staff_client.post(
+        "/admin/agents/agent/", {"action": "activate", "_selected_action": [str(mock_agent.pk)]}
+    )
+    assert Agent.objects.get(pk=mock_agent.pk).status == "active"
+
+
+def test_run_page_is_read_only_with_the_transcript_in_order(staff_client, user, mock_agent):
+    run, _ = agent_run_start(user=user, agent=mock_agent, input="show me")
+    execute_run(str(run.id))
+    page = staff_client.get(f"/admin/agents/agentrun/{run.id}/change/")
+    assert page.status_code == 200
+    html = page.content.decode()
+    assert html.index("run.started") < html.index("message.completed") < html.index("run.succeeded")
+    assert 'name="_save"' not in html
+    assert (
+        staff_client.post(f"/admin/agents/agentrun/{run.id}/delete/", {"post": "yes"}).status_code
+        == 403
+    )
+    assert staff_client.get("/admin/agents/agentrun/?status__exact=succeeded").status_code == 200
+
+
+def test_admin_cancel_action_cancels_queued_runs(staff_client, user, mock_agent):
+    run, _ = agent_run_start(user=user, agent=mock_agent, input="x")
+    response = staff_client.post(
+        "/admin/agents/agentrun/",
+        {"action": "cancel_runs", "_selected_action": [str(run.pk)]},
+        follow=True,
+    )
+    assert b"Cancellation requested for 1 run(s)." in response.content
+    assert AgentRun.objects.get(pk=run.pk).status == "cancelled"
+
+
+def test_provider_key_is_write_only_and_masked(staff_client, user):
+    provider = provider_create(actor=user, name="mine", kind="openai", api_key=SECRET)
+    page = staff_client.get(f"/admin/agents/provider/{provider.pk}/change/")
+    assert page.status_code == 200
+    assert SECRET.encode() not in page.content
+    assert b"sk-\xe2\x80\xa61234" in page.content  # sk-…1234
+    listing = staff_client.get("/admin/agents/provider/")
+    assert SECRET.encode() not in listing.content
+
+    # Saving without typing a key keeps it; typing one replaces it.
+    form = {
+        "name": "mine",
+        "owner": user.pk,
+        "kind": "openai",
+        "base_url": "",
+        "default_model": "",
+        "extra_headers": "{}",
+        "enabled": "on",
+    }
+    staff_client.post(f"/admin/agents/provider/{provider.pk}/change/", form)
+    assert decrypt_secret(Provider.objects.get(pk=provider.pk).api_key_encrypted) == SECRET
+    staff_client.post(
+        f"/admin/agents/provider/{provider.pk}/change/", {**form, "api_key": "sk-new-key-5678"}
+    )
+    assert (
+        decrypt_secret(Provider.objects.get(pk=provider.pk).api_key_encrypted) == "sk-new-key-5678"
+    )
