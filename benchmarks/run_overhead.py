@@ -1,0 +1,743 @@
+"""Run-engine overhead: agentdeck end to end against the raw Agents SDK, in one invocation.
+
+The workload is a two-turn tool-calling run of the same agent on the same scripted model: the
+offline ``MockModel`` reads ``calculator {"expression": "2+2"}``, calls the builtin
+``calculator`` tool, and on the next turn answers ``calculator returned: 4``.
+
+* **raw SDK**: ``agents.Runner.run(agent, INPUT)`` in this process, N times with at most K runs
+  in flight (an ``asyncio.Semaphore``), tracing disabled. runs/s = N / elapsed. (``Runner
+  .run_streamed``, which the worker uses, is measured too, for information.)
+* **agentdeck**: the same run N times through the deployed shape: K concurrent HTTP clients
+  ``POST /api/v1/agents/{id}/runs/`` (background mode) to daphne, django-q2 carries the task to
+  a ``qcluster`` with W workers, the worker claims the run, streams it, persists every event and
+  settles the final status. runs/s = N / (first submit -> last ``finished_at``). Afterwards every
+  run must be ``succeeded`` with the expected output, and its event log gapless (seq 1..n) and
+  ending with ``run.succeeded``.
+* **queue-to-start** = ``timings.started_at - timings.queued_at`` from the run JSON, twice:
+  under the burst above (it then mostly measures the backlog: run k waits for k-1 runs ahead of
+  it), and on an idle queue: M runs one after another, each submitted once the previous one
+  finished, which is the dispatch latency the target is about.
+
+Each measurement is repeated R times, alternating the baseline and agentdeck so both see the
+same machine noise, and the medians are reported. Everything agentdeck needs is started here:
+``manage.py serve --no-worker`` (daphne; it starts the embedded PostgreSQL in a fresh temporary
+``AGENTDECK_VAR_DIR``) plus one ``manage.py qcluster``, on a free port, and stopped at the end,
+on Ctrl-C or on error. All traffic goes to 127.0.0.1.
+
+    .venv/bin/python benchmarks/run_overhead.py --runs 200 --broker both
+    .venv/bin/python benchmarks/run_overhead.py --broker redis --workers 4 --json out.json
+
+Settings the benchmark gives the server (all ordinary production settings, see .env.example):
+``Q_WORKERS`` (``--workers``), ``THROTTLE_USER_RATE`` raised so the one benchmark user is not
+throttled at 1200 requests/min (a benchmark sends more than that from one account; a real
+deployment would see the same load from many users), and for ``redis`` ``REDIS_URL`` (which
+switches the queue broker, channel layer and cache to Redis, as in production).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import platform
+import random
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(BASE_DIR))
+
+INPUT = 'calculator {"expression": "2+2"}'
+EXPECTED_OUTPUT = "calculator returned: 4"
+AGENT_NAME = "bench-calculator"
+TERMINAL = {"succeeded", "failed", "cancelled"}
+# Targets from the issue: agentdeck runs/s as a fraction of raw SDK runs/s, per broker, and the
+# idle queue-to-start p50 with Redis.
+RATIO_TARGET = {"redis": 0.50, "orm": 0.25}
+LATENCY_P50_TARGET_MS = {"redis": 50.0}
+# Variables of the caller's shell that would point the server somewhere else.
+DROPPED_ENV = {
+    "DATABASE_URL",
+    "REDIS_URL",
+    "CHANNEL_LAYER",
+    "ENVIRONMENT",
+    "DJANGO_SETTINGS_MODULE",
+    "TEST_DATABASE_NAME",
+    "Q_WORKERS",
+    "Q_CLUSTER_NAME",
+    "PORT",
+    "AGENTDECK_VAR_DIR",
+}
+
+
+class BenchError(RuntimeError):
+    """The benchmark could not measure what it promised (a run failed, a timeout...)."""
+
+
+class BenchTimeout(BenchError):
+    pass
+
+
+def log(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def percentile(values: list[float], q: int) -> float:
+    """The q-th percentile, linear interpolation between closest ranks."""
+    if not values:
+        return float("nan")
+    if len(values) == 1:
+        return values[0]
+    return statistics.quantiles(values, n=100, method="inclusive")[q - 1]
+
+
+def parse_ts(value: str) -> float:
+    return datetime.fromisoformat(value).timestamp()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+# --- the raw SDK baseline ------------------------------------------------------------------------
+
+
+def make_raw_agent():
+    """The same agent the server builds from the version snapshot: no instructions, the mock
+    model, the builtin calculator. Importing these two modules needs no Django."""
+    import agents
+
+    from agentdeck.agents.runtime.mock_model import MockModel
+    from agentdeck.agents.runtime.tools import calculator
+
+    agents.set_tracing_disabled(True)
+    return agents.Agent(name=AGENT_NAME, model=MockModel(), tools=[calculator])
+
+
+async def measure_raw(agent, n: int, concurrency: int, *, streamed: bool = False) -> float:
+    from agents import Runner
+
+    limit = asyncio.Semaphore(concurrency)
+
+    async def one() -> None:
+        async with limit:
+            if streamed:
+                result = Runner.run_streamed(agent, INPUT)
+                async for _ in result.stream_events():
+                    pass
+            else:
+                result = await Runner.run(agent, INPUT)
+            if result.final_output != EXPECTED_OUTPUT:
+                raise BenchError(f"raw SDK run answered {result.final_output!r}")
+
+    started = time.perf_counter()
+    await asyncio.gather(*(one() for _ in range(n)))
+    return n / (time.perf_counter() - started)
+
+
+# --- the deployment ------------------------------------------------------------------------------
+
+
+@dataclass
+class Deployment:
+    """``manage.py serve --no-worker`` + one ``manage.py qcluster`` on a fresh var dir."""
+
+    broker: str
+    workers: int
+    redis_url: str = ""
+    keep: bool = False
+    port: int = field(default_factory=free_port)
+    var_dir: Path = field(
+        default_factory=lambda: Path(tempfile.mkdtemp(prefix="agentdeck-bench-")) / "var"
+    )
+    processes: dict[str, subprocess.Popen] = field(default_factory=dict)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def env(self) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if k not in DROPPED_ENV}
+        env.update(
+            {
+                "AGENTDECK_VAR_DIR": str(self.var_dir),
+                "PORT": str(self.port),
+                "ENVIRONMENT": "development",
+                "Q_WORKERS": str(self.workers),
+                "Q_CLUSTER_NAME": "agentdeck-bench",
+                # One account sends the whole load; the default 1200/min would throttle it.
+                "THROTTLE_USER_RATE": "1000000/min",
+                "PYTHONUNBUFFERED": "1",
+            }
+        )
+        if self.broker == "redis":
+            env["REDIS_URL"] = self.redis_url
+        return env
+
+    def _spawn(self, name: str, *args: str) -> subprocess.Popen:
+        log_file = (self.var_dir / f"{name}.log").open("w")
+        process = subprocess.Popen(  # noqa: S603 (our own argv)
+            [sys.executable, str(BASE_DIR / "manage.py"), *args],
+            cwd=BASE_DIR,
+            env=self.env(),
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            # Its own session: the terminal's Ctrl-C reaches only us, and we stop it in order.
+            start_new_session=True,
+        )
+        log_file.close()
+        self.processes[name] = process
+        return process
+
+    def log_tail(self, name: str, lines: int = 40) -> str:
+        path = self.var_dir / f"{name}.log"
+        return "\n".join(path.read_text().splitlines()[-lines:]) if path.exists() else ""
+
+    def manage(self, *args: str) -> str:
+        """A one-off ``manage.py`` command against this deployment's database."""
+        done = subprocess.run(  # noqa: S603 (our own argv)
+            [sys.executable, str(BASE_DIR / "manage.py"), *args],
+            cwd=BASE_DIR,
+            env=self.env(),
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        if done.returncode != 0:
+            raise BenchError(f"manage.py {args[0]} failed:\n{done.stdout}\n{done.stderr}")
+        return done.stdout
+
+    def start(self, timeout: float = 180) -> None:
+        import httpx
+
+        self.var_dir.mkdir(parents=True, exist_ok=True)
+        log(f"[{self.broker}] starting agentdeck on {self.url} (var dir {self.var_dir})")
+        serve = self._spawn("serve", "serve", "--no-worker")
+        deadline = time.monotonic() + timeout
+        with httpx.Client(trust_env=False, timeout=2) as client:
+            while True:
+                if serve.poll() is not None:
+                    raise BenchError(f"serve exited early:\n{self.log_tail('serve')}")
+                with contextlib.suppress(httpx.HTTPError):
+                    if client.get(f"{self.url}/healthz").status_code == 200:
+                        break
+                if time.monotonic() > deadline:
+                    raise BenchError(f"serve not up in {timeout}s:\n{self.log_tail('serve')}")
+                time.sleep(0.3)
+        # A worker of its own, as production runs N x qcluster next to N x daphne. It joins the
+        # embedded PostgreSQL that serve started (same AGENTDECK_VAR_DIR).
+        self._spawn("qcluster", "qcluster")
+
+    def stop(self) -> None:
+        """The worker, then the web server (which stops the embedded PostgreSQL when it is the
+        last process using it). Whatever ignores SIGTERM/SIGINT is killed after a grace period."""
+        for name, sig, grace in (("qcluster", signal.SIGTERM, 30), ("serve", signal.SIGINT, 40)):
+            process = self.processes.get(name)
+            if process is None or process.poll() is not None:
+                continue
+            process.send_signal(sig)
+            try:
+                process.wait(timeout=grace)
+            except subprocess.TimeoutExpired:
+                log(f"[{self.broker}] {name} did not stop within {grace}s; killing its group")
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+        self._stop_postgres()
+        if self.keep:
+            log(f"[{self.broker}] kept {self.var_dir}")
+        else:
+            shutil.rmtree(self.var_dir.parent, ignore_errors=True)
+
+    def _stop_postgres(self) -> None:
+        """Normally gone with its last client; if not (a client was killed), fast-shutdown the
+        postmaster of *our* temporary pgdata, found by its pid file."""
+        pid_file = self.var_dir / "pgdata" / "postmaster.pid"
+        deadline = time.monotonic() + 10
+        while pid_file.exists() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        if not pid_file.exists():
+            return
+        try:
+            pid = int(pid_file.read_text().split()[0])
+            os.kill(pid, signal.SIGINT)
+        except (ValueError, IndexError, ProcessLookupError, PermissionError):
+            return
+        deadline = time.monotonic() + 15
+        while pid_file.exists() and time.monotonic() < deadline:
+            time.sleep(0.2)
+
+
+# --- the API client ------------------------------------------------------------------------------
+
+
+class Api:
+    def __init__(self, base_url: str, token: str, connections: int) -> None:
+        import httpx
+
+        self.client = httpx.AsyncClient(
+            base_url=base_url,
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=30,
+            trust_env=False,  # 127.0.0.1 only: never through a proxy from the environment
+            limits=httpx.Limits(max_connections=connections, max_keepalive_connections=connections),
+        )
+
+    async def __call__(
+        self, method: str, path: str, body: Any = None, expect: tuple[int, ...] = (200,)
+    ) -> Any:
+        response = await self.client.request(method, path, json=body)
+        if response.status_code not in expect:
+            raise BenchError(f"{method} {path} -> {response.status_code}: {response.text[:500]}")
+        return response.json()
+
+    async def close(self) -> None:
+        await self.client.aclose()
+
+
+async def create_agent(api: Api, deployment: Deployment) -> str:
+    provider = await api(
+        "POST", "/api/v1/providers/", {"name": "bench-mock", "kind": "mock"}, expect=(201,)
+    )
+    agent = await api(
+        "POST",
+        "/api/v1/agents/",
+        {"name": AGENT_NAME, "provider": provider["id"], "model": "mock-echo"},
+        expect=(201,),
+    )
+    agent_id = str(uuid.UUID(agent["id"]))  # validated: it is interpolated into code below
+    # The API cannot attach tools yet (Tool records are still to come), but the runtime already
+    # builds them from the version snapshot's `tools` list: put the builtin calculator there,
+    # directly in this deployment's database, the way a later API call will.
+    deployment.manage(
+        "shell",
+        "-c",
+        "from agentdeck.agents.models import Agent, AgentVersion; "
+        f"a = Agent.objects.get(pk='{agent_id}'); "
+        "v = AgentVersion.objects.get(agent=a, number=a.current_version); "
+        "v.snapshot = {**v.snapshot, 'tools': [{'kind': 'builtin', 'name': 'calculator'}]}; "
+        "v.save(update_fields=['snapshot']); print('calculator attached')",
+    )
+    return agent_id
+
+
+async def submit(api: Api, agent_id: str) -> dict[str, Any]:
+    return await api(
+        "POST", f"/api/v1/agents/{agent_id}/runs/", {"input": INPUT, "mode": "background"}, (202,)
+    )
+
+
+async def wait_idle(api: Api, agent_id: str, deadline: float, interval: float) -> float:
+    """Poll until none of the agent's runs is queued or running; returns that moment (wall
+    clock). A run never goes back to queued, so an empty `queued` page followed by an empty
+    `running` page means everything submitted before the first query has settled."""
+    while True:
+        if time.monotonic() > deadline:
+            raise BenchTimeout("runs did not all finish before the deadline")
+        page = await api("GET", f"/api/v1/runs/?agent={agent_id}&status=queued&page_size=1")
+        if not page["results"]:
+            page = await api("GET", f"/api/v1/runs/?agent={agent_id}&status=running&page_size=1")
+            if not page["results"]:
+                return time.time()
+        await asyncio.sleep(interval)
+
+
+async def fetch_runs(api: Api, agent_id: str, ids: set[str], since: float) -> list[dict]:
+    """The runs with these ids, from the list endpoint (200 a page, newest first)."""
+    after = datetime.fromtimestamp(since - 1, tz=UTC).isoformat().replace("+00:00", "Z")
+    path: str | None = f"/api/v1/runs/?agent={agent_id}&created_after={after}&page_size=200"
+    found: dict[str, dict] = {}
+    for _ in range(len(ids) // 200 + 5):  # bounded: a few pages more than needed
+        if path is None:
+            break
+        page = await api("GET", path)
+        for run in page["results"]:
+            if run["id"] in ids:
+                found[run["id"]] = run
+        path = page.get("next")
+    if len(found) != len(ids):
+        raise BenchError(f"found {len(found)} of {len(ids)} runs in the list endpoint")
+    return list(found.values())
+
+
+def check_runs(runs: list[dict]) -> None:
+    bad = [r for r in runs if r["status"] != "succeeded" or r["output"] != EXPECTED_OUTPUT]
+    if bad:
+        sample = {k: bad[0].get(k) for k in ("id", "status", "output", "error")}
+        raise BenchError(f"{len(bad)} of {len(runs)} runs did not succeed as expected: {sample}")
+
+
+async def check_events(api: Api, run_ids: list[str], concurrency: int) -> None:
+    """Every run's log: seq 1..n without gaps, a tool call and its result, run.succeeded last."""
+    limit = asyncio.Semaphore(concurrency)
+    problems: list[str] = []
+
+    async def one(run_id: str) -> None:
+        async with limit:
+            page = await api("GET", f"/api/v1/runs/{run_id}/events/?limit=1000")
+        events = page["results"]
+        seqs = [e["seq"] for e in events]
+        types = [e["type"] for e in events]
+        if seqs != list(range(1, len(seqs) + 1)):
+            problems.append(f"{run_id}: seqs {seqs}")
+        elif not types or types[-1] != "run.succeeded" or not page["finished"]:
+            problems.append(f"{run_id}: ends with {types[-1:]} finished={page['finished']}")
+        elif "tool_call.started" not in types or "tool_call.completed" not in types:
+            problems.append(f"{run_id}: no tool call in {types}")
+
+    await asyncio.gather(*(one(run_id) for run_id in run_ids))
+    if problems:
+        raise BenchError(f"{len(problems)} run logs are wrong, e.g. {problems[0]}")
+
+
+@dataclass
+class BurstResult:
+    runs_per_s: float
+    client_runs_per_s: float  # until the client saw the last run settle (includes polling)
+    q2s_ms: list[float]
+    exec_ms: list[float]  # started -> finished on the worker
+    post_ms: list[float]  # POST round trip as the client saw it
+
+
+async def measure_burst(
+    api: Api, agent_id: str, n: int, concurrency: int, deadline: float, poll: float
+) -> BurstResult:
+    ids: list[str] = []
+    post_ms: list[float] = []
+    pending = iter(range(n))  # shared by the submitters: each index is taken once
+
+    async def submitter() -> None:
+        for _ in pending:
+            t0 = time.perf_counter()
+            run = await submit(api, agent_id)
+            post_ms.append((time.perf_counter() - t0) * 1000)
+            ids.append(run["id"])
+
+    first_submit = time.time()
+    await asyncio.gather(*(submitter() for _ in range(concurrency)))
+    seen_done = await wait_idle(api, agent_id, deadline, poll)
+    runs = await fetch_runs(api, agent_id, set(ids), first_submit)
+    check_runs(runs)
+    await check_events(api, ids, concurrency)
+    last_finished = max(parse_ts(r["timings"]["finished_at"]) for r in runs)
+    q2s, exe = [], []
+    for r in runs:
+        t = r["timings"]
+        queued, started = parse_ts(t["queued_at"]), parse_ts(t["started_at"])
+        q2s.append((started - queued) * 1000)
+        exe.append((parse_ts(t["finished_at"]) - started) * 1000)
+    return BurstResult(
+        runs_per_s=n / (last_finished - first_submit),
+        client_runs_per_s=n / (seen_done - first_submit),
+        q2s_ms=q2s,
+        exec_ms=exe,
+        post_ms=post_ms,
+    )
+
+
+async def measure_idle_latency(api: Api, m: int, agent_id: str, deadline: float) -> list[float]:
+    """M runs one at a time on an idle queue: queue-to-start without any backlog."""
+    latencies = []
+    for _ in range(m):
+        run = await submit(api, agent_id)
+        while run["status"] not in TERMINAL:
+            if time.monotonic() > deadline:
+                raise BenchTimeout("idle-latency run did not finish before the deadline")
+            await asyncio.sleep(0.01)
+            run = await api("GET", f"/api/v1/runs/{run['id']}/")
+        check_runs([run])
+        t = run["timings"]
+        latencies.append((parse_ts(t["started_at"]) - parse_ts(t["queued_at"])) * 1000)
+        # A random pause, so submissions do not phase-lock with the broker's polling loop.
+        await asyncio.sleep(random.uniform(0.05, 0.3))  # noqa: S311 (not cryptographic)
+    return latencies
+
+
+# --- one broker, R repetitions -------------------------------------------------------------------
+
+
+@dataclass
+class Repetition:
+    raw_runs_per_s: float
+    raw_streamed_runs_per_s: float
+    agentdeck_runs_per_s: float
+    agentdeck_client_runs_per_s: float
+    ratio: float
+    burst_q2s_p50_ms: float
+    burst_q2s_p99_ms: float
+    idle_q2s_p50_ms: float
+    idle_q2s_p99_ms: float
+    exec_p50_ms: float
+    post_p50_ms: float
+
+
+@dataclass
+class BrokerResult:
+    broker: str
+    runs: int
+    concurrency: int
+    workers: int
+    repetitions: list[Repetition]
+    medians: dict[str, float]
+    targets: dict[str, Any]
+
+
+async def bench_broker(args: argparse.Namespace, broker: str, raw_agent) -> BrokerResult:
+    redis_url = f"redis://127.0.0.1:{args.redis_port}/{args.redis_db}"
+    deployment = Deployment(
+        broker=broker, workers=args.workers, redis_url=redis_url, keep=args.keep_var
+    )
+    api = None
+    try:
+        deployment.start()
+        token = deployment.manage("dev_token", "--sub", "bench-user", "--ttl", "86400").strip()
+        api = Api(deployment.url, token, connections=args.concurrency + 4)
+        agent_id = await create_agent(api, deployment)
+        deadline = time.monotonic() + args.timeout
+
+        log(f"[{broker}] warm-up: {args.warmup} runs (waits for the qcluster to come up)")
+        await measure_burst(api, agent_id, args.warmup, args.concurrency, deadline, args.poll)
+
+        repetitions = []
+        for index in range(args.repeat):
+            raw = await measure_raw(raw_agent, args.runs, args.concurrency)
+            raw_streamed = await measure_raw(
+                raw_agent, args.runs, args.concurrency, streamed=True
+            )
+            burst = await measure_burst(
+                api, agent_id, args.runs, args.concurrency, deadline, args.poll
+            )
+            idle = await measure_idle_latency(api, args.latency_runs, agent_id, deadline)
+            rep = Repetition(
+                raw_runs_per_s=raw,
+                raw_streamed_runs_per_s=raw_streamed,
+                agentdeck_runs_per_s=burst.runs_per_s,
+                agentdeck_client_runs_per_s=burst.client_runs_per_s,
+                ratio=burst.runs_per_s / raw,
+                burst_q2s_p50_ms=percentile(burst.q2s_ms, 50),
+                burst_q2s_p99_ms=percentile(burst.q2s_ms, 99),
+                idle_q2s_p50_ms=percentile(idle, 50),
+                idle_q2s_p99_ms=percentile(idle, 99),
+                exec_p50_ms=percentile(burst.exec_ms, 50),
+                post_p50_ms=percentile(burst.post_ms, 50),
+            )
+            repetitions.append(rep)
+            log(
+                f"[{broker}] repetition {index + 1}/{args.repeat}: raw {raw:.1f} runs/s, "
+                f"agentdeck {burst.runs_per_s:.1f} runs/s (ratio {rep.ratio:.3f}), "
+                f"idle queue-to-start p50 {rep.idle_q2s_p50_ms:.1f} ms, "
+                f"run exec p50 {rep.exec_p50_ms:.1f} ms, POST p50 {rep.post_p50_ms:.1f} ms"
+            )
+    except BenchError:
+        if deployment.processes:
+            log(f"serve log:\n{deployment.log_tail('serve')}")
+            log(f"qcluster log:\n{deployment.log_tail('qcluster')}")
+        raise
+    finally:
+        if api is not None:
+            await api.close()
+        log(f"[{broker}] stopping agentdeck")
+        deployment.stop()
+
+    medians = {
+        key: statistics.median(getattr(rep, key) for rep in repetitions)
+        for key in Repetition.__dataclass_fields__
+    }
+    targets: dict[str, Any] = {
+        "ratio_target": RATIO_TARGET[broker],
+        "ratio_ok": medians["ratio"] >= RATIO_TARGET[broker],
+    }
+    if broker in LATENCY_P50_TARGET_MS:
+        targets["idle_q2s_p50_target_ms"] = LATENCY_P50_TARGET_MS[broker]
+        targets["idle_q2s_p50_ok"] = medians["idle_q2s_p50_ms"] < LATENCY_P50_TARGET_MS[broker]
+    return BrokerResult(
+        broker=broker,
+        runs=args.runs,
+        concurrency=args.concurrency,
+        workers=args.workers,
+        repetitions=repetitions,
+        medians=medians,
+        targets=targets,
+    )
+
+
+def redis_available(port: int, db: int) -> str:
+    """'' when the local Redis answers (and db is flushed for a clean start), else why not."""
+    try:
+        import redis
+    except ImportError:
+        return "the redis package is not installed"
+    try:
+        client = redis.Redis(host="127.0.0.1", port=port, db=db, socket_timeout=2)
+        client.ping()
+        client.flushdb()
+        client.close()
+    except redis.RedisError as e:
+        return f"Redis at 127.0.0.1:{port} is not reachable ({e})"
+    return ""
+
+
+# --- reporting -----------------------------------------------------------------------------------
+
+
+def verdict(ok: bool | None) -> str:
+    return "n/a" if ok is None else ("PASS" if ok else "FAIL")
+
+
+def table(results: list[BrokerResult]) -> str:
+    header = (
+        "| broker | N | K | W | raw SDK runs/s | agentdeck runs/s | ratio | target | "
+        "q->start idle p50 / p99 ms | q->start burst p50 / p99 ms | latency target |"
+    )
+    lines = [header, "|" + "---|" * header.count("|")[:-1] if False else ""]
+    lines = [header, "|" + "|".join("---" for _ in range(header.count("|") - 1)) + "|"]
+    for r in results:
+        m, t = r.medians, r.targets
+        ratio_cell = f"{t['ratio_target']:.0%}: {verdict(t['ratio_ok'])}"
+        if "idle_q2s_p50_ok" in t:
+            latency_cell = f"p50 < {t['idle_q2s_p50_target_ms']:.0f} ms: {verdict(t['idle_q2s_p50_ok'])}"
+        else:
+            latency_cell = "none"
+        lines.append(
+            f"| {r.broker} | {r.runs} | {r.concurrency} | {r.workers} "
+            f"| {m['raw_runs_per_s']:.1f} | {m['agentdeck_runs_per_s']:.1f} "
+            f"| {m['ratio']:.3f} | {ratio_cell} "
+            f"| {m['idle_q2s_p50_ms']:.1f} / {m['idle_q2s_p99_ms']:.1f} "
+            f"| {m['burst_q2s_p50_ms']:.0f} / {m['burst_q2s_p99_ms']:.0f} | {latency_cell} |"
+        )
+    return "\n".join(lines)
+
+
+def details(results: list[BrokerResult]) -> str:
+    header = (
+        "| broker | raw streamed runs/s | agentdeck runs/s (client-observed) | "
+        "run exec p50 ms (started->finished) | POST p50 ms |"
+    )
+    lines = [header, "|---|---|---|---|---|"]
+    for r in results:
+        m = r.medians
+        lines.append(
+            f"| {r.broker} | {m['raw_streamed_runs_per_s']:.1f} "
+            f"| {m['agentdeck_client_runs_per_s']:.1f} | {m['exec_p50_ms']:.1f} "
+            f"| {m['post_p50_ms']:.1f} |"
+        )
+    return "\n".join(lines)
+
+
+def machine() -> dict[str, Any]:
+    return {
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "nproc": os.cpu_count(),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+    }
+
+
+# --- main ----------------------------------------------------------------------------------------
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--runs", type=int, default=200, help="N runs per measurement")
+    parser.add_argument("--broker", choices=["orm", "redis", "both"], default="both")
+    parser.add_argument("--concurrency", type=int, default=8, help="K concurrent submitters")
+    parser.add_argument("--workers", type=int, default=2, help="W qcluster workers (Q_WORKERS)")
+    parser.add_argument("--repeat", type=int, default=3, help="R repetitions; medians reported")
+    parser.add_argument("--warmup", type=int, default=10, help="uncounted runs first")
+    parser.add_argument(
+        "--latency-runs", type=int, default=50, help="M sequential runs for idle queue-to-start"
+    )
+    parser.add_argument("--poll", type=float, default=0.1, help="completion poll interval, s")
+    parser.add_argument("--redis-port", type=int, default=6379)
+    parser.add_argument("--redis-db", type=int, default=9, help="flushed at start")
+    parser.add_argument(
+        "--timeout", type=float, default=1800, help="global limit in seconds for the whole run"
+    )
+    parser.add_argument("--json", type=Path, help="also write all figures to this file")
+    parser.add_argument("--keep-var", action="store_true", help="keep the temporary var dirs")
+    args = parser.parse_args(argv)
+    if min(args.runs, args.concurrency, args.workers, args.repeat, args.latency_runs) < 1:
+        parser.error("--runs, --concurrency, --workers, --repeat, --latency-runs must be >= 1")
+    return args
+
+
+async def main_async(args: argparse.Namespace) -> list[BrokerResult]:
+    raw_agent = make_raw_agent()
+    brokers = ["orm", "redis"] if args.broker == "both" else [args.broker]
+    results = []
+    for broker in brokers:
+        if broker == "redis":
+            why_not = redis_available(args.redis_port, args.redis_db)
+            if why_not:
+                log(f"skipping the redis broker: {why_not}")
+                continue
+        results.append(await bench_broker(args, broker, raw_agent))
+    return results
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+
+    def on_signal(signum, frame):
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    def on_alarm(signum, frame):
+        raise BenchTimeout(f"the benchmark exceeded --timeout {args.timeout:.0f}s")
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGALRM, on_alarm)
+    signal.alarm(int(args.timeout) + 300)  # the hard stop behind the per-phase deadlines
+    try:
+        results = asyncio.run(main_async(args))
+    except KeyboardInterrupt:
+        log("interrupted; everything started was stopped")
+        return 130
+    except BenchError as e:
+        log(f"benchmark failed: {e}")
+        return 1
+    finally:
+        signal.alarm(0)
+    if not results:
+        log("nothing measured")
+        return 1
+
+    info = machine()
+    print()
+    print(
+        f"run overhead, medians of {args.repeat} repetitions; {info['date']}, "
+        f"nproc {info['nproc']}, Python {info['python']}; "
+        f"idle latency over {args.latency_runs} sequential runs"
+    )
+    print(table(results))
+    print()
+    print(details(results))
+    if args.json:
+        payload = {
+            "machine": info,
+            "argv": sys.argv,
+            "results": [asdict(r) for r in results],
+        }
+        args.json.write_text(json.dumps(payload, indent=2))
+    ok = all(v for r in results for k, v in r.targets.items() if k.endswith("_ok"))
+    return 0 if ok else 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
