@@ -56,7 +56,6 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(BASE_DIR))
@@ -82,6 +81,9 @@ DROPPED_ENV = {
     "PORT",
     "AGENTDECK_VAR_DIR",
 }
+
+
+_LIVE: list[Deployment] = []  # started and not yet stopped: main() stops them whatever happens
 
 
 class BenchError(RuntimeError):
@@ -154,7 +156,7 @@ async def measure_raw(agent, n: int, concurrency: int, *, streamed: bool = False
 # --- the deployment ------------------------------------------------------------------------------
 
 
-@dataclass
+@dataclass(eq=False)
 class Deployment:
     """``manage.py serve --no-worker`` + one ``manage.py qcluster`` on a fresh var dir."""
 
@@ -228,6 +230,7 @@ class Deployment:
         import httpx
 
         self.var_dir.mkdir(parents=True, exist_ok=True)
+        _LIVE.append(self)
         log(f"[{self.broker}] starting agentdeck on {self.url} (var dir {self.var_dir})")
         serve = self._spawn("serve", "serve", "--no-worker")
         deadline = time.monotonic() + timeout
@@ -248,6 +251,8 @@ class Deployment:
     def stop(self) -> None:
         """The worker, then the web server (which stops the embedded PostgreSQL when it is the
         last process using it). Whatever ignores SIGTERM/SIGINT is killed after a grace period."""
+        if self in _LIVE:
+            _LIVE.remove(self)
         for name, sig, grace in (("qcluster", signal.SIGTERM, 30), ("serve", signal.SIGINT, 40)):
             process = self.processes.get(name)
             if process is None or process.poll() is not None:
@@ -460,7 +465,7 @@ async def measure_idle_latency(api: Api, m: int, agent_id: str, deadline: float)
         while run["status"] not in TERMINAL:
             if time.monotonic() > deadline:
                 raise BenchTimeout("idle-latency run did not finish before the deadline")
-            await asyncio.sleep(0.01)
+            await asyncio.sleep(0.025)
             run = await api("GET", f"/api/v1/runs/{run['id']}/")
         check_runs([run])
         t = run["timings"]
@@ -518,9 +523,7 @@ async def bench_broker(args: argparse.Namespace, broker: str, raw_agent) -> Brok
         repetitions = []
         for index in range(args.repeat):
             raw = await measure_raw(raw_agent, args.runs, args.concurrency)
-            raw_streamed = await measure_raw(
-                raw_agent, args.runs, args.concurrency, streamed=True
-            )
+            raw_streamed = await measure_raw(raw_agent, args.runs, args.concurrency, streamed=True)
             burst = await measure_burst(
                 api, agent_id, args.runs, args.concurrency, deadline, args.poll
             )
@@ -606,13 +609,14 @@ def table(results: list[BrokerResult]) -> str:
         "| broker | N | K | W | raw SDK runs/s | agentdeck runs/s | ratio | target | "
         "q->start idle p50 / p99 ms | q->start burst p50 / p99 ms | latency target |"
     )
-    lines = [header, "|" + "---|" * header.count("|")[:-1] if False else ""]
     lines = [header, "|" + "|".join("---" for _ in range(header.count("|") - 1)) + "|"]
     for r in results:
         m, t = r.medians, r.targets
         ratio_cell = f"{t['ratio_target']:.0%}: {verdict(t['ratio_ok'])}"
         if "idle_q2s_p50_ok" in t:
-            latency_cell = f"p50 < {t['idle_q2s_p50_target_ms']:.0f} ms: {verdict(t['idle_q2s_p50_ok'])}"
+            latency_cell = (
+                f"p50 < {t['idle_q2s_p50_target_ms']:.0f} ms: {verdict(t['idle_q2s_p50_ok'])}"
+            )
         else:
             latency_cell = "none"
         lines.append(
@@ -714,6 +718,8 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     finally:
         signal.alarm(0)
+        for deployment in list(_LIVE):
+            deployment.stop()
     if not results:
         log("nothing measured")
         return 1

@@ -1,3 +1,5 @@
-"""WebSocket URL routes, one list for the whole project (apps append their consumers here)."""
+"""WebSocket URL routes, one list for the whole project (apps contribute their own lists)."""
 
-websocket_urlpatterns: list = []
+from agentdeck.agents.routing import websocket_urlpatterns as agents_ws
+
+websocket_urlpatterns = [*agents_ws]

@@ -370,3 +370,11 @@ RUN_WAIT_TIMEOUT_SECONDS = env.float("RUN_WAIT_TIMEOUT_SECONDS", default=120.0)
 # The Agents SDK uploads traces (with prompts and tool data) to OpenAI unless told otherwise;
 # agentdeck stores spans in its own database (analytics.RunSpan) and exports only when this is on.
 OPENAI_TRACING_EXPORT = env.bool("OPENAI_TRACING_EXPORT", default=False)
+
+# --- realtime -----------------------------------------------------------------------------------
+
+# A WebSocket whose unread backlog (beyond the kernel's buffer) passes this is closed with 4429.
+WS_MAX_BUFFER_BYTES = env.int("WS_MAX_BUFFER_BYTES", default=1024 * 1024)
+WS_SLOW_ABORT_SECONDS = env.float("WS_SLOW_ABORT_SECONDS", default=10.0)
+# SSE streams send a comment line this often so proxies keep them open.
+SSE_HEARTBEAT_SECONDS = env.float("SSE_HEARTBEAT_SECONDS", default=15.0)

@@ -1,6 +1,7 @@
 from django.urls import path
 from rest_framework.routers import SimpleRouter
 
+from agentdeck.agents.api.sse import run_events
 from agentdeck.agents.api.views import (
     AgentVersionRestoreApi,
     AgentViewSet,
@@ -17,6 +18,9 @@ router.register("runs", RunViewSet, basename="run")
 router.register("conversations", ConversationViewSet, basename="conversation")
 
 urlpatterns = [
+    # Content negotiation: Accept: text/event-stream streams (sse.py); anything else gets the
+    # DRF view registered by the router below (which is also what the OpenAPI document shows).
+    path("runs/<uuid:pk>/events/", run_events, name="run-events-negotiated"),
     path(
         "agents/<uuid:pk>/versions/<int:number>/restore/",
         AgentVersionRestoreApi.as_view(),

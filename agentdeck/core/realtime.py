@@ -27,12 +27,21 @@ class RunEventMessage(TypedDict):
     data: dict[str, Any]
 
 
-class RunStatusMessage(TypedDict):
-    type: Literal["run.status"]
-    run_id: str
-    agent_id: str
-    status: str
-    error_code: str
+class Notification(TypedDict):
+    """What ``/ws/notifications/`` sends to a user. ``type`` is one of ``NOTIFICATION_TYPES``."""
+
+    type: str
+    data: dict[str, Any]
+
+
+class UserNotifyMessage(TypedDict):
+    type: Literal["user.notify"]
+    notification: Notification
+
+
+# The per-user stream's vocabulary: run.status now; file processing and credit balance changes
+# publish through notify_user_on_commit with their own types as those capabilities land.
+NOTIFICATION_TYPES = frozenset({"run.status", "file.status", "credits.balance"})
 
 
 def run_group(run_id: Any) -> str:
@@ -59,3 +68,14 @@ def publish(group: str, message: dict[str, Any]) -> None:
 
 def publish_on_commit(group: str, message: dict[str, Any]) -> None:
     transaction.on_commit(lambda: publish(group, message))
+
+
+def notify_user_on_commit(user_id: Any, notification_type: str, data: dict[str, Any]) -> None:
+    """Tell one user's open ``/ws/notifications/`` sockets about something, after commit."""
+    if notification_type not in NOTIFICATION_TYPES:
+        raise ValueError(f"unknown notification type {notification_type!r}")
+    message: UserNotifyMessage = {
+        "type": "user.notify",
+        "notification": {"type": notification_type, "data": data},
+    }
+    publish_on_commit(user_group(user_id), dict(message))

@@ -311,8 +311,19 @@ class RunViewSet(viewsets.GenericViewSet):
 
     @extend_schema(
         summary="The run's persisted events after a sequence number, in order",
+        description=(
+            "With `Accept: text/event-stream` the same events stream as Server-Sent Events: "
+            "replay after `after` (or `Last-Event-ID`), then live; `id:` is the seq, `event:` the type, "
+            "`data:` the JSON frame; a `: heartbeat` comment every 15 s; the stream ends after the "
+            "terminal event. EventSource clients may pass `?token=`."
+        ),
         parameters=[s.RunEventsQuerySerializer],
-        responses=s.RunEventPageSerializer,
+        responses={
+            (200, "application/json"): s.RunEventPageSerializer,
+            (200, "text/event-stream"): OpenApiResponse(
+                response={"type": "string"}, description="Server-Sent Events, one per run event."
+            ),
+        },
     )
     @action(detail=True, methods=["get"])
     def events(self, request: Request, pk: str | None = None) -> Response:

@@ -36,7 +36,7 @@ from agentdeck.agents.models import (
 from agentdeck.agents.models.run import ACTIVE_STATUSES, TERMINAL_STATUSES
 from agentdeck.agents.runtime import events as ev
 from agentdeck.core.jsonsafe import pg_json_safe
-from agentdeck.core.realtime import publish_on_commit, run_group, user_group
+from agentdeck.core.realtime import notify_user_on_commit, publish_on_commit, run_group
 
 logger = logging.getLogger(__name__)
 
@@ -99,10 +99,10 @@ def run_event_append(
 
 
 def _publish_status(run: AgentRun | Any, status: str, error_code: str = "") -> None:
-    publish_on_commit(
-        user_group(run.owner_id),
+    notify_user_on_commit(
+        run.owner_id,
+        "run.status",
         {
-            "type": "run.status",
             "run_id": str(run.id),
             "agent_id": str(run.agent_id),
             "status": status,

@@ -1,0 +1,165 @@
+"""``GET /api/v1/runs/{id}/events/`` with ``Accept: text/event-stream``: the run's events as
+Server-Sent Events, with the WebSocket's replay-then-live semantics.
+
+* ``id:`` is the event's ``seq`` and ``event:`` its type; ``data:`` is the same JSON frame the
+  WebSocket sends. ``Last-Event-ID`` (sent by EventSource on reconnect) or ``?after=`` resumes.
+* A ``: heartbeat`` comment every ``SSE_HEARTBEAT_SECONDS`` keeps proxies from closing an idle
+  stream; the stream ends after the terminal event.
+* The response is an async iterator: under daphne a waiting client costs a coroutine, not a
+  thread. Any other Accept gets the JSON page from the DRF view.
+* EventSource cannot set headers, so ``?token=`` is accepted besides ``Authorization``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+from asgiref.sync import sync_to_async
+from channels.layers import get_channel_layer
+from django.conf import settings
+from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
+from rest_framework.exceptions import AuthenticationFailed
+
+from agentdeck.accounts.authentication import bearer_token
+from agentdeck.accounts.ws_auth import authenticate_token
+from agentdeck.agents.consumers import REPLAY_BATCH, event_frame, parse_after
+from agentdeck.agents.models import RunEvent
+from agentdeck.agents.runtime.events import TERMINAL_EVENT_TYPES
+from agentdeck.core.errors import exception_to_problem, problem, problem_response
+from agentdeck.core.realtime import run_group
+
+
+def wants_event_stream(request: HttpRequest) -> bool:
+    return "text/event-stream" in request.headers.get("Accept", "")
+
+
+async def run_events(request: HttpRequest, pk: Any) -> HttpResponse:
+    if not wants_event_stream(request):
+        from agentdeck.agents.api.views import RunViewSet
+
+        view = RunViewSet.as_view({"get": "events"})
+        return await sync_to_async(view)(request, pk=str(pk))
+    return await run_events_stream(request, str(pk))
+
+
+def _authenticate(request: HttpRequest):
+    token = bearer_token(request) or request.GET.get("token")
+    if not token:
+        raise AuthenticationFailed(
+            "Authentication credentials were not provided.", "not_authenticated"
+        )
+    user, _ = authenticate_token(token)
+    return user
+
+
+def _visible(user, run_id: str) -> bool:
+    from agentdeck.agents.selectors import run_list
+
+    return run_list(user=user).filter(pk=run_id).exists()
+
+
+def _events_after(run_id: str, after: int) -> list[dict[str, Any]]:
+    return [
+        event_frame(e)
+        for e in RunEvent.objects.filter(run_id=run_id, seq__gt=after).order_by("seq")[
+            :REPLAY_BATCH
+        ]
+    ]
+
+
+def _format(frame: dict[str, Any]) -> str:
+    return f"id: {frame['seq']}\nevent: {frame['type']}\ndata: {json.dumps(frame)}\n\n"
+
+
+async def run_events_stream(request: HttpRequest, run_id: str) -> HttpResponse:
+    instance = request.get_full_path()
+    try:
+        user = await sync_to_async(_authenticate)(request)
+    except AuthenticationFailed as e:
+        body, headers = exception_to_problem(e, instance)
+        headers.setdefault("WWW-Authenticate", 'Bearer realm="api"')
+        return problem_response(request, body, headers)
+    if not await sync_to_async(_visible)(user, run_id):
+        return problem_response(
+            request, problem(status=404, code="not_found", detail="No such run.", instance=instance)
+        )
+    after = parse_after(request.headers.get("Last-Event-ID") or request.GET.get("after"))
+    if after is None:
+        return problem_response(
+            request,
+            problem(
+                status=400,
+                code="validation_error",
+                detail="The request has invalid fields; see `errors`.",
+                instance=instance,
+                errors=[
+                    {
+                        "field": "after",
+                        "code": "invalid",
+                        "detail": "after / Last-Event-ID must be a non-negative integer.",
+                    }
+                ],
+            ),
+        )
+    response = StreamingHttpResponse(_stream(run_id, after), content_type="text/event-stream")
+    response["Cache-Control"] = "no-cache"
+    response["X-Accel-Buffering"] = "no"  # nginx: do not buffer the stream
+    return response
+
+
+async def _stream(run_id: str, after: int) -> AsyncIterator[str]:
+    layer = get_channel_layer()
+    channel = await layer.new_channel("sse.")
+    group = run_group(run_id)
+    # Subscribe before replaying (see consumers.py for why that loses nothing and repeats nothing).
+    await layer.group_add(group, channel)
+    last = after
+    try:
+        yield "retry: 2000\n\n"
+        finished = False
+
+        async def catch_up() -> AsyncIterator[str]:
+            nonlocal last, finished
+            while not finished:
+                frames = await sync_to_async(_events_after)(run_id, last)
+                for frame in frames:
+                    last = frame["seq"]
+                    finished = frame["type"] in TERMINAL_EVENT_TYPES
+                    yield _format(frame)
+                    if finished:
+                        return
+                if len(frames) < REPLAY_BATCH:
+                    return
+
+        async for chunk in catch_up():
+            yield chunk
+        while not finished:
+            try:
+                message = await asyncio.wait_for(
+                    layer.receive(channel), settings.SSE_HEARTBEAT_SECONDS
+                )
+            except TimeoutError:
+                yield ": heartbeat\n\n"
+                continue
+            if message.get("type") != "run.event" or message["seq"] <= last:
+                continue
+            if message["seq"] == last + 1:
+                last = message["seq"]
+                finished = message["event_type"] in TERMINAL_EVENT_TYPES
+                yield _format(
+                    {
+                        "seq": message["seq"],
+                        "type": message["event_type"],
+                        "run_id": message["run_id"],
+                        "created_at": message["created_at"].replace("+00:00", "Z"),
+                        "data": message["data"],
+                    }
+                )
+            else:
+                async for chunk in catch_up():
+                    yield chunk
+    finally:
+        await layer.group_discard(group, channel)

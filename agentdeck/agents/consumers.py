@@ -1,0 +1,224 @@
+"""WebSocket consumers for runs. No business logic here (convention 8): authenticate in
+``connect()``, check the caller may see the run before joining its group, read the log through
+selectors, cancel through the service.
+
+``/ws/runs/{id}/?after=SEQ`` replays the persisted events after ``SEQ``, then streams live ones.
+The live channel is only a wake-up: the consumer joins the run's group *before* replaying, and
+every live message is checked against the last ``seq`` sent. An event already sent (it arrived
+during the replay) is skipped; a jump past the next ``seq`` (a message the channel layer dropped)
+is filled from the log. So the switch from replay to live has no gap and no duplicate.
+
+Frames: ``{"seq", "type", "run_id", "created_at", "data"}`` for events; control frames have no
+``seq``: ``{"type": "error", "code", "detail"}`` and ``{"type": "cancel.accepted", "run_id"}``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+from urllib.parse import parse_qs
+
+from channels.db import database_sync_to_async
+from channels.generic.websocket import AsyncWebsocketConsumer
+from django.utils import timezone
+
+from agentdeck.accounts.ws_auth import SUBPROTOCOL
+from agentdeck.agents.models import RunEvent
+from agentdeck.agents.runtime.events import TERMINAL_EVENT_TYPES
+from agentdeck.core.exceptions import ApplicationError
+from agentdeck.core.realtime import run_group, user_group
+from agentdeck.core.ws import (
+    CLOSE_BAD_REQUEST,
+    CLOSE_NORMAL,
+    CLOSE_NOT_FOUND,
+    CLOSE_UNAUTHENTICATED,
+)
+
+logger = logging.getLogger(__name__)
+
+REPLAY_BATCH = 500
+
+
+def event_frame(event: RunEvent) -> dict[str, Any]:
+    return {
+        "seq": event.seq,
+        "type": event.type,
+        "run_id": str(event.run_id),
+        "created_at": event.created_at.isoformat().replace("+00:00", "Z"),
+        "data": event.data,
+    }
+
+
+def parse_after(raw: str | None) -> int | None:
+    """The ``after`` cursor: a non-negative integer (default 0), or None when invalid."""
+    if raw is None or raw == "":
+        return 0
+    if not raw.isdigit():
+        return None
+    return int(raw)
+
+
+class AuthenticatedConsumer(AsyncWebsocketConsumer):
+    """Accepts (answering the ``agentdeck.v1`` subprotocol when offered) and closes with 4401
+    unless the scope carries a user; also closes 4401 once the credential expires."""
+
+    async def accept_authenticated(self) -> bool:
+        offered = self.scope.get("subprotocols") or []
+        await self.accept(SUBPROTOCOL if SUBPROTOCOL in offered else None)
+        if not self.scope["user"].is_authenticated:
+            await self.send_error(
+                self.scope.get("auth_error") or "not_authenticated", "Authentication failed."
+            )
+            await self.close(CLOSE_UNAUTHENTICATED)
+            return False
+        return True
+
+    async def credential_expired(self) -> bool:
+        expires_at = self.scope.get("auth_expires_at")
+        if expires_at is not None and expires_at <= timezone.now():
+            await self.send_error(
+                "token_expired", "The credential expired; reconnect with a fresh one."
+            )
+            await self.close(CLOSE_UNAUTHENTICATED)
+            return True
+        return False
+
+    async def send_error(self, code: str, detail: str) -> None:
+        await self.send(text_data=json.dumps({"type": "error", "code": code, "detail": detail}))
+
+
+class RunEventsConsumer(AuthenticatedConsumer):
+    async def connect(self) -> None:
+        self.group: str | None = None
+        self.finished = False
+        self.closed = False
+        if not await self.accept_authenticated():
+            return
+        query = parse_qs(
+            self.scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True
+        )
+        after = parse_after((query.get("after") or [None])[0])
+        if after is None:
+            await self.send_error("invalid_after", "after must be a non-negative integer.")
+            await self.close(CLOSE_BAD_REQUEST)
+            return
+        self.run_id = str(self.scope["url_route"]["kwargs"]["run_id"])
+        if not await database_sync_to_async(self._run_visible)():
+            await self.send_error("not_found", "No such run.")
+            await self.close(CLOSE_NOT_FOUND)
+            return
+        self.last_seq = after
+        # Join first, replay second: anything published meanwhile waits in our channel and is
+        # de-duplicated against last_seq when it is dispatched after connect() returns.
+        self.group = run_group(self.run_id)
+        await self.channel_layer.group_add(self.group, self.channel_name)
+        await self.catch_up()
+
+    def _run_visible(self) -> bool:
+        from agentdeck.agents.selectors import run_list
+
+        return run_list(user=self.scope["user"]).filter(pk=self.run_id).exists()
+
+    async def catch_up(self) -> None:
+        """Send everything the log has after ``last_seq``."""
+        while not self.finished:
+            events = await database_sync_to_async(self._events_after)(self.last_seq)
+            for event in events:
+                await self.send_event(event_frame(event))
+                if self.finished or self.closed:
+                    return
+            if len(events) < REPLAY_BATCH:
+                return
+
+    def _events_after(self, after: int) -> list[RunEvent]:
+        return list(
+            RunEvent.objects.filter(run_id=self.run_id, seq__gt=after).order_by("seq")[
+                :REPLAY_BATCH
+            ]
+        )
+
+    async def send_event(self, frame: dict[str, Any]) -> None:
+        if await self.credential_expired():
+            self.closed = True
+            return
+        await self.send(text_data=json.dumps(frame))
+        self.last_seq = frame["seq"]
+        if frame["type"] in TERMINAL_EVENT_TYPES:
+            self.finished = True
+            await self.close(CLOSE_NORMAL)
+
+    async def run_event(self, message: dict[str, Any]) -> None:
+        """A live event from the worker (group message type ``run.event``)."""
+        if self.finished or self.closed:
+            return
+        seq = message["seq"]
+        if seq <= self.last_seq:
+            return  # already sent during the replay
+        if seq == self.last_seq + 1:
+            await self.send_event(
+                {
+                    "seq": seq,
+                    "type": message["event_type"],
+                    "run_id": message["run_id"],
+                    "created_at": message["created_at"].replace("+00:00", "Z"),
+                    "data": message["data"],
+                }
+            )
+        else:
+            await self.catch_up()  # the layer dropped something; the log has it
+
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        try:
+            frame = json.loads(text_data or "")
+        except (ValueError, TypeError):
+            await self.send_error("bad_frame", "Frames must be JSON objects.")
+            return
+        if not isinstance(frame, dict) or frame.get("type") != "cancel":
+            await self.send_error("bad_frame", 'The only client frame is {"type": "cancel"}.')
+            return
+        try:
+            await database_sync_to_async(self._cancel)()
+        except ApplicationError as e:
+            await self.send_error(e.code, e.detail)
+        else:
+            await self.send(
+                text_data=json.dumps({"type": "cancel.accepted", "run_id": self.run_id})
+            )
+
+    def _cancel(self) -> None:
+        from agentdeck.agents.selectors import run_list
+        from agentdeck.agents.services.runs import agent_run_cancel
+
+        run = run_list(user=self.scope["user"]).filter(pk=self.run_id).first()
+        if run is None:
+            raise ApplicationError("No such run.", code="not_found", status=404)
+        agent_run_cancel(run=run)
+
+    async def disconnect(self, code: int) -> None:
+        if self.group:
+            await self.channel_layer.group_discard(self.group, self.channel_name)
+
+
+class NotificationsConsumer(AuthenticatedConsumer):
+    """``/ws/notifications/``: the caller's own stream (``run.status`` now; file processing and
+    credit balance changes as they land). Frames: ``{"type", "data"}``."""
+
+    async def connect(self) -> None:
+        self.group = None
+        if not await self.accept_authenticated():
+            return
+        self.group = user_group(self.scope["user"].pk)
+        await self.channel_layer.group_add(self.group, self.channel_name)
+
+    async def user_notify(self, message: dict[str, Any]) -> None:
+        if await self.credential_expired():
+            return
+        await self.send(text_data=json.dumps(message["notification"]))
+
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        await self.send_error("bad_frame", "This stream takes no client frames.")
+
+    async def disconnect(self, code: int) -> None:
+        if self.group:
+            await self.channel_layer.group_discard(self.group, self.channel_name)
