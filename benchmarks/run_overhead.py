@@ -107,6 +107,35 @@ def percentile(values: list[float], q: int) -> float:
     return statistics.quantiles(values, n=100, method="inclusive")[q - 1]
 
 
+def cpu_busy(interval: float = 1.0) -> float:
+    """Fraction of all CPUs busy over ``interval`` (from /proc/stat; 0 where unavailable)."""
+
+    def sample() -> tuple[int, int]:
+        fields = [int(x) for x in Path("/proc/stat").read_text().split("\n")[0].split()[1:]]
+        idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
+        return sum(fields), idle
+
+    try:
+        total0, idle0 = sample()
+        time.sleep(interval)
+        total1, idle1 = sample()
+    except (OSError, ValueError, IndexError):
+        return 0.0
+    return 1 - (idle1 - idle0) / max(1, total1 - total0)
+
+
+def wait_for_quiet(limit: float, threshold: float = 0.25) -> float:
+    """On a shared machine, wait up to ``limit`` seconds for other work to calm down (CPU busy
+    under ``threshold`` for a second); returns the last busy fraction seen."""
+    deadline = time.monotonic() + limit
+    busy = cpu_busy()
+    while busy >= threshold and time.monotonic() < deadline:
+        busy = cpu_busy()
+    if busy >= threshold:
+        log(f"the machine is still {busy:.0%} busy with other work; measuring anyway")
+    return busy
+
+
 def parse_ts(value: str) -> float:
     return datetime.fromisoformat(value).timestamp()
 
@@ -185,6 +214,10 @@ class Deployment:
                 "Q_CLUSTER_NAME": "agentdeck-bench",
                 # One account sends the whole load; the default 1200/min would throttle it.
                 "THROTTLE_USER_RATE": "1000000/min",
+                # The scripted model as the baseline uses it: no artificial per-token delay, and
+                # no trace export to OpenAI (127.0.0.1 only).
+                "MOCK_MODEL_DELAY_PER_TOKEN": "0",
+                "OPENAI_TRACING_EXPORT": "false",
                 "PYTHONUNBUFFERED": "1",
             }
         )
@@ -491,6 +524,8 @@ class Repetition:
     idle_q2s_p99_ms: float
     exec_p50_ms: float
     post_p50_ms: float
+    load_1min: float  # the machine's load average when the repetition started (shared machines)
+    busy_before: float  # CPU busy fraction just before the repetition, with agentdeck idle
 
 
 @dataclass
@@ -522,6 +557,8 @@ async def bench_broker(args: argparse.Namespace, broker: str, raw_agent) -> Brok
 
         repetitions = []
         for index in range(args.repeat):
+            busy_before = wait_for_quiet(args.quiet_wait) if args.quiet_wait else cpu_busy()
+            load_1min = os.getloadavg()[0]
             raw = await measure_raw(raw_agent, args.runs, args.concurrency)
             raw_streamed = await measure_raw(raw_agent, args.runs, args.concurrency, streamed=True)
             burst = await measure_burst(
@@ -540,13 +577,16 @@ async def bench_broker(args: argparse.Namespace, broker: str, raw_agent) -> Brok
                 idle_q2s_p99_ms=percentile(idle, 99),
                 exec_p50_ms=percentile(burst.exec_ms, 50),
                 post_p50_ms=percentile(burst.post_ms, 50),
+                load_1min=load_1min,
+                busy_before=busy_before,
             )
             repetitions.append(rep)
             log(
                 f"[{broker}] repetition {index + 1}/{args.repeat}: raw {raw:.1f} runs/s, "
                 f"agentdeck {burst.runs_per_s:.1f} runs/s (ratio {rep.ratio:.3f}), "
                 f"idle queue-to-start p50 {rep.idle_q2s_p50_ms:.1f} ms, "
-                f"run exec p50 {rep.exec_p50_ms:.1f} ms, POST p50 {rep.post_p50_ms:.1f} ms"
+                f"run exec p50 {rep.exec_p50_ms:.1f} ms, POST p50 {rep.post_p50_ms:.1f} ms, "
+                f"load average at start {load_1min:.2f}, CPU busy before {busy_before:.0%}"
             )
     except BenchError:
         if deployment.processes:
@@ -632,15 +672,16 @@ def table(results: list[BrokerResult]) -> str:
 def details(results: list[BrokerResult]) -> str:
     header = (
         "| broker | raw streamed runs/s | agentdeck runs/s (client-observed) | "
-        "run exec p50 ms (started->finished) | POST p50 ms |"
+        "run exec p50 ms (started->finished) | POST p50 ms | load avg (1 min) | "
+        "CPU busy before |"
     )
-    lines = [header, "|---|---|---|---|---|"]
+    lines = [header, "|---|---|---|---|---|---|---|"]
     for r in results:
         m = r.medians
         lines.append(
             f"| {r.broker} | {m['raw_streamed_runs_per_s']:.1f} "
             f"| {m['agentdeck_client_runs_per_s']:.1f} | {m['exec_p50_ms']:.1f} "
-            f"| {m['post_p50_ms']:.1f} |"
+            f"| {m['post_p50_ms']:.1f} | {m['load_1min']:.2f} | {m['busy_before']:.0%} |"
         )
     return "\n".join(lines)
 
@@ -673,6 +714,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--redis-db", type=int, default=9, help="flushed at start")
     parser.add_argument(
         "--timeout", type=float, default=1800, help="global limit in seconds for the whole run"
+    )
+    parser.add_argument(
+        "--quiet-wait",
+        type=float,
+        default=0,
+        help="before each repetition wait up to this many seconds for the machine's CPU to be "
+        "under 25%% busy (shared machines); 0: do not wait",
     )
     parser.add_argument("--json", type=Path, help="also write all figures to this file")
     parser.add_argument("--keep-var", action="store_true", help="keep the temporary var dirs")

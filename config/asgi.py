@@ -1,8 +1,8 @@
 """ASGI entry point (daphne): HTTP goes to Django, WebSockets to Channels consumers.
 
-WebSocket routes are collected in ``config.routing``; every socket is origin-checked against
-ALLOWED_HOSTS (a browser's Origin must be one of them; a client sending no Origin, i.e. not a
-browser, passes) and authenticated by ``TokenAuthMiddleware`` before any consumer sees it.
+WebSocket routes are collected in ``config.routing``; every socket is origin-checked
+(``agentdeck.core.ws_origin``: a browser's Origin must be in WS_ALLOWED_ORIGINS) and
+authenticated by ``TokenAuthMiddleware`` before any consumer sees it.
 """
 
 import os
@@ -15,10 +15,10 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 django_asgi_app = get_asgi_application()
 
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
-from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
 from agentdeck.accounts.ws_auth import TokenAuthMiddleware  # noqa: E402
 from agentdeck.core import daphne_backpressure  # noqa: E402
+from agentdeck.core.ws_origin import origin_validator  # noqa: E402
 from config.routing import websocket_urlpatterns  # noqa: E402
 
 # Close WebSockets whose client stopped reading (only takes effect under daphne).
@@ -27,8 +27,6 @@ daphne_backpressure.install()
 application = ProtocolTypeRouter(
     {
         "http": django_asgi_app,
-        "websocket": AllowedHostsOriginValidator(
-            TokenAuthMiddleware(URLRouter(websocket_urlpatterns))
-        ),
+        "websocket": origin_validator(TokenAuthMiddleware(URLRouter(websocket_urlpatterns))),
     }
 )

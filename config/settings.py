@@ -293,6 +293,9 @@ elif CHANNEL_LAYER == "postgres":
     CHANNEL_LAYERS = {
         "default": {"BACKEND": "channels_postgres.core.PostgresChannelLayer", "CONFIG": _layer_db}
     }
+    # channels-postgres manages group membership through the ORM on a database alias of its own
+    # name; it is the same database (a test mirror of "default", so tests create nothing extra).
+    DATABASES["channels_postgres"] = {**_db, "TEST": {"MIRROR": "default"}}
 elif CHANNEL_LAYER == "memory":
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
 else:
@@ -373,8 +376,15 @@ OPENAI_TRACING_EXPORT = env.bool("OPENAI_TRACING_EXPORT", default=False)
 
 # --- realtime -----------------------------------------------------------------------------------
 
-# A WebSocket whose unread backlog (beyond the kernel's buffer) passes this is closed with 4429.
+# Hosts (channels' pattern syntax: "app.example.com", ".example.com", "http://host:port") a
+# browser page may open WebSockets from; add the Next.js front end's host when it differs.
+WS_ALLOWED_ORIGINS = env.list("WS_ALLOWED_ORIGINS", default=ALLOWED_HOSTS)
+
+# A WebSocket whose unread backlog (beyond the kernel's buffer) stays over WS_MAX_BUFFER_BYTES
+# for WS_SLOW_GRACE_SECONDS is closed with 4429 (see agentdeck.core.daphne_backpressure).
 WS_MAX_BUFFER_BYTES = env.int("WS_MAX_BUFFER_BYTES", default=1024 * 1024)
+WS_SLOW_GRACE_SECONDS = env.float("WS_SLOW_GRACE_SECONDS", default=5.0)
 WS_SLOW_ABORT_SECONDS = env.float("WS_SLOW_ABORT_SECONDS", default=10.0)
+WS_SOCKET_SNDBUF_BYTES = env.int("WS_SOCKET_SNDBUF_BYTES", default=256 * 1024)
 # SSE streams send a comment line this often so proxies keep them open.
 SSE_HEARTBEAT_SECONDS = env.float("SSE_HEARTBEAT_SECONDS", default=15.0)

@@ -6,7 +6,8 @@ selectors, cancel through the service.
 The live channel is only a wake-up: the consumer joins the run's group *before* replaying, and
 every live message is checked against the last ``seq`` sent. An event already sent (it arrived
 during the replay) is skipped; a jump past the next ``seq`` (a message the channel layer dropped)
-is filled from the log. So the switch from replay to live has no gap and no duplicate.
+is filled from the log, as is an event too big to travel whole (``in_log``). So the switch from
+replay to live has no gap and no duplicate.
 
 Frames: ``{"seq", "type", "run_id", "created_at", "data"}`` for events; control frames have no
 ``seq``: ``{"type": "error", "code", "detail"}`` and ``{"type": "cancel.accepted", "run_id"}``.
@@ -155,7 +156,7 @@ class RunEventsConsumer(AuthenticatedConsumer):
         seq = message["seq"]
         if seq <= self.last_seq:
             return  # already sent during the replay
-        if seq == self.last_seq + 1:
+        if seq == self.last_seq + 1 and not message.get("in_log"):
             await self.send_event(
                 {
                     "seq": seq,
@@ -166,7 +167,7 @@ class RunEventsConsumer(AuthenticatedConsumer):
                 }
             )
         else:
-            await self.catch_up()  # the layer dropped something; the log has it
+            await self.catch_up()  # a big event (sent bare), or the layer dropped something
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         try:

@@ -391,3 +391,41 @@ def test_plain_accept_still_gets_the_json_page(finished_run, client_for, user):
     response = client_for(user).get(f"/api/v1/runs/{finished_run.id}/events/")
     assert response.status_code == 200
     assert response.json()["finished"] is True
+
+
+def test_programs_without_an_origin_header_may_connect(finished_run, token):
+    async def main():
+        comm = ws(f"/ws/runs/{finished_run.id}/", token, origin=None)
+        assert (await comm.connect())[0]
+        return await frames_until_close(comm)
+
+    assert async_to_sync(main)()[1] == 1000
+
+
+def test_an_extra_allowed_origin_is_accepted(finished_run, token, settings):
+    settings.WS_ALLOWED_ORIGINS = [*settings.ALLOWED_HOSTS, "app.example.com"]
+    from agentdeck.core.ws_origin import origin_validator
+    from config.routing import websocket_urlpatterns
+
+    assert origin_validator(None).allowed_origins == settings.WS_ALLOWED_ORIGINS
+    assert websocket_urlpatterns
+
+
+def test_big_events_travel_as_a_wake_up_and_are_read_from_the_log(user, mock_agent, token):
+    run, _ = agent_run_start(user=user, agent=mock_agent, input="x")
+    AgentRun.objects.filter(pk=run.pk).update(status="running")
+    big = "z" * 20_000
+
+    async def main():
+        comm = ws(f"/ws/runs/{run.id}/", token)
+        assert (await comm.connect())[0]
+        await database_sync_to_async(run_event_append)(
+            run_id=run.id, type="message.completed", data={"text": big}
+        )
+        await database_sync_to_async(run_event_append)(run_id=run.id, type="run.succeeded", data={})
+        return await frames_until_close(comm)
+
+    frames, code = async_to_sync(main)()
+    assert [f["seq"] for f in frames] == [1, 2]
+    assert frames[0]["data"]["text"] == big
+    assert code == 1000

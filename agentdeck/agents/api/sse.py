@@ -146,7 +146,7 @@ async def _stream(run_id: str, after: int) -> AsyncIterator[str]:
                 continue
             if message.get("type") != "run.event" or message["seq"] <= last:
                 continue
-            if message["seq"] == last + 1:
+            if message["seq"] == last + 1 and not message.get("in_log"):
                 last = message["seq"]
                 finished = message["event_type"] in TERMINAL_EVENT_TYPES
                 yield _format(

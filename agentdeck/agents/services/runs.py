@@ -42,6 +42,9 @@ logger = logging.getLogger(__name__)
 
 Status = AgentRun.Status
 
+# Events whose JSON is longer than this are published without their data (see run_event_append).
+LIVE_PAYLOAD_MAX_CHARS = 4000
+
 
 # --- the event log ------------------------------------------------------------------------------
 
@@ -84,17 +87,21 @@ def run_event_append(
             raise AgentRun.DoesNotExist(run_id)
         seq, status, cancel_requested = row
         event = RunEvent.objects.create(run_id=run_id, seq=seq, type=type, data=data)
-        publish_on_commit(
-            run_group(run_id),
-            {
-                "type": "run.event",
-                "run_id": str(run_id),
-                "seq": seq,
-                "event_type": type,
-                "created_at": event.created_at.isoformat(),
-                "data": data,
-            },
-        )
+        message = {
+            "type": "run.event",
+            "run_id": str(run_id),
+            "seq": seq,
+            "event_type": type,
+            "created_at": event.created_at.isoformat(),
+            "data": data,
+        }
+        if len(json.dumps(data)) > LIVE_PAYLOAD_MAX_CHARS:
+            # Big events travel as a bare wake-up; listeners read them from the log. This keeps
+            # every channel-layer message small (PostgreSQL NOTIFY carries under 8000 bytes;
+            # channels-postgres's side table for bigger ones can expire them under load).
+            message["data"] = None
+            message["in_log"] = True
+        publish_on_commit(run_group(run_id), message)
     return AppendResult(seq=seq, status=status, cancel_requested=cancel_requested)
 
 

@@ -1,0 +1,23 @@
+"""Origin checking for WebSockets (cross-site WebSocket hijacking protection).
+
+A browser always sends ``Origin``; it must be one of ``WS_ALLOWED_ORIGINS`` (by default the
+ALLOWED_HOSTS, plus the Next.js front end's host when it differs from the API's). A request
+without ``Origin`` does not come from a browser page, so no victim's ambient credentials ride
+on it (and the token is required anyway): programs and servers may connect without one.
+"""
+
+from __future__ import annotations
+
+from channels.security.websocket import OriginValidator
+from django.conf import settings
+
+
+class BrowserOriginValidator(OriginValidator):
+    def valid_origin(self, parsed_origin) -> bool:
+        if parsed_origin is None:
+            return True
+        return self.validate_origin(parsed_origin)
+
+
+def origin_validator(application):
+    return BrowserOriginValidator(application, settings.WS_ALLOWED_ORIGINS)

@@ -1,0 +1,1373 @@
+"""WebSocket fan-out: clients following runs through daphne + the Redis channel layer, against raw
+``channels_redis`` ``group_send`` to the same number of receivers, in one invocation.
+
+The issue: 500 concurrent WebSocket clients following 50 concurrent runs; delivery latency
+p50/p99 (event persisted -> client received), events/s and events lost. Targets: zero events
+lost, p99 under 100 ms, at least 50% of the baseline's events/s.
+
+* **agentdeck**: ``manage.py serve --no-worker`` (daphne; embedded PostgreSQL in a fresh temporary
+  ``AGENTDECK_VAR_DIR``; ``REDIS_URL`` turns on the Redis channel layer, exactly as in
+  production) on a free loopback port. R runs are created over the REST API (mock provider,
+  ``mock-echo`` agent). C clients per run (``websockets``, in ``--client-procs`` processes)
+  connect to ``/ws/runs/{id}/?after=0`` with the ``["agentdeck.v1", "bearer.<jwt>"]``
+  subprotocols; once every run's group in Redis holds its C channels, ``--producers`` producer
+  processes append the events with the service the worker uses: ``agent_run_claim`` (queued ->
+  running) before the start, then per run ``run_event_append`` for ``run.started`` and
+  ``message.delta`` events, and ``agent_run_finish`` for the terminal ``run.succeeded`` (seq N),
+  each through ``sync_to_async`` under ``async_to_sync`` as the worker's executor calls it, so
+  every event is persisted (UPDATE agent_runs ... RETURNING seq, INSERT run_events, COMMIT) and
+  then published by ``publish_on_commit`` on the producer's event loop.
+  Latency = client receive time - the frame's ``created_at`` (set when the row is built, just
+  before its INSERT); everything runs on this machine, so both clocks are the same clock.
+* **baseline**: raw ``channels_redis.core.RedisChannelLayer`` (the server's configuration: only
+  ``hosts``, so the default capacity 100 and expiry 60) on the same Redis in another database:
+  one receiver process holding R x C channels in R groups of C, each consuming with
+  ``layer.receive``; the same number of sender processes ``group_send`` a message of the same
+  shape and size on the same schedule. Latency = receive time - the ``created_at`` stamped just
+  before ``group_send``.
+
+Why the events are appended by a producer rather than by executing runs on the qcluster with a
+slowed-down mock model: the rate and count of events per run are then exact and identical for
+both sides (the executor coalesces deltas on a 50 ms timer, so a mock model gives a
+timing-dependent number of events), every run is live at the same time (a 2-worker qcluster
+runs 2 at once), and the baseline can replay the same schedule. The persist + publish path is
+the real one; what is left out is the Agents SDK itself (measured by ``run_overhead.py``).
+
+Schedule: with ``--rate E`` each run emits one event every 1/E s (runs staggered evenly inside
+that interval, so the aggregate is smooth); ``--rate 0`` emits as fast as each producer can
+(throughput mode). events/s = deliveries received / (first event's send -> last delivery).
+Each client checks that it saw seq 1..N once each, in order; lost = R x C x N - distinct
+(run, client, seq) received. A client closed with anything but 1000 reconnects with
+``after=<last seq>`` (a browser would) and that is counted.
+
+Each measurement is repeated ``--repeat`` times, alternating which side goes first, and the
+medians are reported. Everything is started here and stopped at the end, on error and on
+Ctrl-C; all traffic stays on 127.0.0.1.
+
+    .venv/bin/python benchmarks/ws_fanout.py                      # 500 clients, 50 runs
+    .venv/bin/python benchmarks/ws_fanout.py --runs 5 --clients-per-run 4 --events 20 --repeat 1
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import platform
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(BASE_DIR))
+
+HOST = "127.0.0.1"
+# Targets from the issue.
+LOST_TARGET = 0
+P99_TARGET_MS = 100.0
+RATIO_TARGET = 0.50
+# Variables of the caller's shell that would point the server somewhere else.
+DROPPED_ENV = {
+    "DATABASE_URL",
+    "REDIS_URL",
+    "CHANNEL_LAYER",
+    "ENVIRONMENT",
+    "DJANGO_SETTINGS_MODULE",
+    "TEST_DATABASE_NAME",
+    "Q_WORKERS",
+    "Q_CLUSTER_NAME",
+    "PORT",
+    "AGENTDECK_VAR_DIR",
+}
+DELTA_TEXT = "The quick brown fox jumps over the lazy dog. "
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+class BenchError(RuntimeError):
+    """The benchmark could not measure what it promised."""
+
+
+def log(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def percentile(values: list[float], q: float) -> float:
+    """The q-th percentile, linear interpolation between closest ranks."""
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    rank = (len(ordered) - 1) * q / 100
+    low = int(rank)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
+
+
+def parse_ts(value: str) -> float:
+    return datetime.fromisoformat(value).timestamp()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind((HOST, 0))
+        return s.getsockname()[1]
+
+
+def due_time(t0: float, run_index: int, runs: int, seq: int, rate: float) -> float:
+    """When event ``seq`` (1-based) of run ``run_index`` is due; runs are staggered evenly."""
+    if rate <= 0:
+        return t0
+    return t0 + run_index / (runs * rate) + (seq - 1) / rate
+
+
+def event_payload(seq: int, n: int, chars: int) -> tuple[str, dict[str, Any]]:
+    """The (type, data) of event ``seq`` of ``n``: run.started, deltas, run.succeeded."""
+    if seq == 1:
+        return "run.started", {"agent": "bench", "model": "mock-echo", "version": 1, "attempt": 1}
+    if seq == n:
+        return "run.succeeded", {"output": "done", "last_agent": "bench", "usage": {}}
+    text = (DELTA_TEXT * (chars // len(DELTA_TEXT) + 1))[:chars]
+    return "message.delta", {"agent": "bench", "delta": text}
+
+
+# --- child processes: the roles ----------------------------------------------------------------
+#
+# A role is this file run with ``--role NAME --spec FILE``. It prints ``ready`` on stdout when set
+# up, waits for ``go <t0>`` (producers, senders) on stdin, writes its figures to FILE.result and
+# prints ``done``. ``stop`` on stdin makes a receiving role report what it has and exit.
+
+
+def _emit(word: str) -> None:
+    sys.stdout.write(word + "\n")
+    sys.stdout.flush()
+
+
+async def _read_line() -> str:
+    loop = asyncio.get_running_loop()
+    return (await loop.run_in_executor(None, sys.stdin.readline)).strip()
+
+
+async def _wait_go() -> float:
+    line = await _read_line()
+    if not line.startswith("go "):
+        raise SystemExit(f"expected 'go <t0>', got {line!r}")
+    return float(line.split()[1])
+
+
+def _write_result(spec: dict[str, Any], result: dict[str, Any]) -> None:
+    Path(spec["result_path"]).write_text(json.dumps(result))
+    _emit("done")
+
+
+def role_producer(spec: dict[str, Any]) -> None:
+    """Append the events of some runs through the worker's own service functions."""
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+    import django
+
+    django.setup()
+    from asgiref.sync import async_to_sync
+
+    # As the worker's executor does: an event loop of our own under async_to_sync, the ORM
+    # through sync_to_async, publish_on_commit's async_to_sync landing back on this loop.
+    _write_result(spec, async_to_sync(_producer)(spec))
+
+
+async def _producer(spec: dict[str, Any]) -> dict[str, Any]:
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    from asgiref.sync import sync_to_async
+    from channels.layers import get_channel_layer
+    from django.db import connection
+
+    from agentdeck.agents.services.runs import (
+        RunOutcome,
+        agent_run_claim,
+        agent_run_finish,
+        run_event_append,
+    )
+
+    # A worker runs one run per process; here one process drives many runs, so appends go to a
+    # small pool of threads (each with its own database connection) instead of one thread.
+    threads = spec["threads"]
+    pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="append")
+
+    def in_pool(fn):
+        return sync_to_async(fn, thread_sensitive=False, executor=pool)
+
+    runs: list[tuple[int, str]] = [tuple(r) for r in spec["runs"]]
+    for _, run_id in runs:
+        if not await in_pool(agent_run_claim)(run_id=run_id):
+            raise SystemExit(f"run {run_id} could not be claimed")
+    barrier = threading.Barrier(threads, timeout=30)
+
+    def warm() -> None:
+        connection.ensure_connection()
+        barrier.wait()
+
+    await asyncio.gather(*(in_pool(warm)() for _ in range(threads)))
+    await get_channel_layer().group_send("bench.warmup", {"type": "bench.noop"})
+
+    n, rate, total_runs, chars = spec["events"], spec["rate"], spec["total_runs"], spec["chars"]
+    lateness: list[float] = []
+    append_ms: list[float] = []
+    starts: list[float] = []
+    ends: list[float] = []
+    _emit("ready")
+    t0 = await _wait_go()
+    usage_before = os.times()
+
+    async def one(index: int, run_id: str) -> None:
+        for seq in range(1, n + 1):
+            due = due_time(t0, index, total_runs, seq, rate)
+            delay = due - time.time()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            started = time.time()
+            event_type, data = event_payload(seq, n, chars)
+            if seq == n:
+                outcome = RunOutcome(status="succeeded", output="done", last_agent="bench")
+                if not await in_pool(agent_run_finish)(run_id=run_id, outcome=outcome):
+                    raise SystemExit(f"run {run_id} could not be finished")
+            else:
+                result = await in_pool(run_event_append)(run_id=run_id, type=event_type, data=data)
+                if result.seq != seq:
+                    raise SystemExit(f"run {run_id}: appended seq {result.seq}, expected {seq}")
+            ended = time.time()
+            lateness.append(max(started - due, 0.0))
+            append_ms.append((ended - started) * 1000)
+            starts.append(started)
+            ends.append(ended)
+
+    await asyncio.gather(*(one(index, run_id) for index, run_id in runs))
+    pool.shutdown(wait=False)
+    usage = os.times()
+    return {
+        "cpu_s": usage.user + usage.system - usage_before.user - usage_before.system,
+        "events": len(append_ms),
+        "first_start": min(starts),
+        "last_end": max(ends),
+        "lateness_ms": [x * 1000 for x in lateness],
+        "append_ms": append_ms,
+    }
+
+
+@dataclass
+class Follower:
+    """What one receiver (a WebSocket client, or a baseline channel) saw."""
+
+    target: int  # the run's index
+    last_seq: int = 0
+    distinct: set[int] = field(default_factory=set)
+    frames: int = 0
+    duplicates: int = 0
+    out_of_order: int = 0
+    reconnects: int = 0
+    close_codes: list[int] = field(default_factory=list)
+    last_receive: float = 0.0
+
+    def saw(self, seq: int, now: float) -> None:
+        self.frames += 1
+        self.last_receive = now
+        if seq in self.distinct:
+            self.duplicates += 1
+            return
+        if seq != self.last_seq + 1:
+            self.out_of_order += 1
+        self.distinct.add(seq)
+        self.last_seq = max(self.last_seq, seq)
+
+
+def _followers_result(
+    followers: list[Follower], latencies: list[float], n: int, extra: dict[str, Any]
+) -> dict[str, Any]:
+    codes: dict[str, int] = {}
+    for f in followers:
+        for code in f.close_codes:
+            codes[str(code)] = codes.get(str(code), 0) + 1
+    return {
+        "followers": len(followers),
+        "received": sum(len(f.distinct & set(range(1, n + 1))) for f in followers),
+        "frames": sum(f.frames for f in followers),
+        "duplicates": sum(f.duplicates for f in followers),
+        "out_of_order": sum(f.out_of_order for f in followers),
+        "incomplete": sum(1 for f in followers if len(f.distinct) < n),
+        "reconnects": sum(f.reconnects for f in followers),
+        "close_codes": codes,
+        "last_receive": max((f.last_receive for f in followers), default=0.0),
+        "latency_ms": latencies,
+        **extra,
+    }
+
+
+def role_clients(spec: dict[str, Any]) -> None:
+    asyncio.run(_clients(spec))
+
+
+async def _clients(spec: dict[str, Any]) -> None:
+    from websockets.asyncio.client import connect
+    from websockets.exceptions import ConnectionClosed, InvalidHandshake
+
+    n = spec["events"]
+    protocols = ["agentdeck.v1", f"bearer.{spec['token']}"]
+    followers = [Follower(target=index) for index, _ in spec["targets"]]
+    run_ids = [run_id for _, run_id in spec["targets"]]
+    latencies: list[float] = []
+    connect_limit = asyncio.Semaphore(spec["connect_concurrency"])
+
+    async def open_ws(i: int):
+        url = f"{spec['ws_url']}/ws/runs/{run_ids[i]}/?after={followers[i].last_seq}"
+        async with connect_limit:
+            return await connect(
+                url,
+                subprotocols=protocols,
+                proxy=None,  # 127.0.0.1 only, never through a proxy from the environment
+                open_timeout=60,
+                ping_interval=None,
+                close_timeout=5,
+            )
+
+    sockets = await asyncio.gather(*(open_ws(i) for i in range(len(followers))))
+    if any(ws.subprotocol != "agentdeck.v1" for ws in sockets):
+        raise SystemExit("the server did not answer the agentdeck.v1 subprotocol")
+    _emit("ready")
+
+    async def follow(i: int, ws) -> None:
+        f = followers[i]
+        while True:
+            try:
+                async for raw in ws:
+                    now = time.time()
+                    frame = json.loads(raw)
+                    seq = frame.get("seq")
+                    if seq is None:
+                        continue  # a control frame ({"type": "error", ...})
+                    latencies.append((now - parse_ts(frame["created_at"])) * 1000)
+                    f.saw(seq, now)
+            except ConnectionClosed:
+                pass
+            f.close_codes.append(ws.close_code if ws.close_code is not None else -1)
+            if f.last_seq >= n or f.reconnects >= spec["max_reconnects"]:
+                return
+            f.reconnects += 1  # closed early (e.g. 4429 too slow): resume after the last seq
+            while True:
+                try:
+                    ws = await open_ws(i)
+                    break
+                except (OSError, InvalidHandshake, TimeoutError):
+                    f.reconnects += 1
+                    if f.reconnects >= spec["max_reconnects"]:
+                        return
+                    await asyncio.sleep(0.5)
+
+    usage_before = os.times()
+    tasks = [asyncio.create_task(follow(i, ws)) for i, ws in enumerate(sockets)]
+    stopper = asyncio.create_task(_read_line())
+    everything = asyncio.gather(*tasks)
+    await asyncio.wait({everything, stopper}, return_when=asyncio.FIRST_COMPLETED)
+    for task in tasks:
+        task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await everything
+    usage = os.times()
+    cpu = usage.user + usage.system - usage_before.user - usage_before.system
+    _write_result(spec, _followers_result(followers, latencies, n, {"cpu_s": cpu}))
+    os._exit(0)  # the stdin reader thread may still be blocked; nothing is left to clean up
+
+
+def _raw_layer(url: str):
+    from channels_redis.core import RedisChannelLayer
+
+    # The server's configuration: only the host, every other option at its default.
+    return RedisChannelLayer(hosts=[url])
+
+
+def role_baseline_receiver(spec: dict[str, Any]) -> None:
+    asyncio.run(_baseline_receiver(spec))
+
+
+async def _baseline_receiver(spec: dict[str, Any]) -> None:
+    layer = _raw_layer(spec["redis_url"])
+    n = spec["events"]
+    followers = [Follower(target=index) for index, _ in spec["targets"]]
+    channels = []
+    for f in followers:
+        channel = await layer.new_channel()
+        await layer.group_add(f"bench.{f.target}", channel)
+        channels.append(channel)
+    latencies: list[float] = []
+    _emit("ready")
+
+    import redis
+
+    timeouts = 0
+
+    async def follow(i: int) -> None:
+        nonlocal timeouts
+        f = followers[i]
+        while f.last_seq < n:
+            try:
+                message = await layer.receive(channels[i])
+            except redis.TimeoutError:
+                # redis-py 8 reads with a 5 s socket timeout, channels_redis blocks in BZPOPMIN
+                # for 5 s: an idle receive raises (see the module docstring). Receive again.
+                timeouts += 1
+                continue
+            now = time.time()
+            latencies.append((now - parse_ts(message["created_at"])) * 1000)
+            f.saw(message["seq"], now)
+
+    usage_before = os.times()
+    tasks = [asyncio.create_task(follow(i)) for i in range(len(followers))]
+    stopper = asyncio.create_task(_read_line())
+    everything = asyncio.gather(*tasks)
+    await asyncio.wait({everything, stopper}, return_when=asyncio.FIRST_COMPLETED)
+    for task in tasks:
+        task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await everything
+    usage = os.times()
+    cpu = usage.user + usage.system - usage_before.user - usage_before.system
+    extra = {"cpu_s": cpu, "receive_timeouts": timeouts}
+    _write_result(spec, _followers_result(followers, latencies, n, extra))
+    os._exit(0)
+
+
+def role_baseline_sender(spec: dict[str, Any]) -> None:
+    asyncio.run(_baseline_sender(spec))
+
+
+async def _baseline_sender(spec: dict[str, Any]) -> None:
+    layer = _raw_layer(spec["redis_url"])
+    await layer.group_send("bench.warmup", {"type": "bench.noop"})
+    n, rate, total_runs, chars = spec["events"], spec["rate"], spec["total_runs"], spec["chars"]
+    lateness: list[float] = []
+    send_ms: list[float] = []
+    starts: list[float] = []
+    ends: list[float] = []
+    _emit("ready")
+    t0 = await _wait_go()
+    usage_before = os.times()
+
+    async def one(index: int, run_id: str) -> None:
+        for seq in range(1, n + 1):
+            due = due_time(t0, index, total_runs, seq, rate)
+            delay = due - time.time()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            started = time.time()
+            event_type, data = event_payload(seq, n, chars)
+            created_at = datetime.now(UTC).isoformat()
+            await layer.group_send(
+                f"bench.{index}",
+                {
+                    "type": "run.event",
+                    "run_id": run_id,
+                    "seq": seq,
+                    "event_type": event_type,
+                    "created_at": created_at,
+                    "data": data,
+                },
+            )
+            ended = time.time()
+            lateness.append(max(started - due, 0.0))
+            send_ms.append((ended - started) * 1000)
+            starts.append(started)
+            ends.append(ended)
+
+    await asyncio.gather(*(one(index, run_id) for index, run_id in spec["runs"]))
+    usage = os.times()
+    _write_result(
+        spec,
+        {
+            "cpu_s": usage.user + usage.system - usage_before.user - usage_before.system,
+            "events": len(send_ms),
+            "first_start": min(starts),
+            "last_end": max(ends),
+            "lateness_ms": [x * 1000 for x in lateness],
+            "append_ms": send_ms,
+        },
+    )
+
+
+ROLES = {
+    "producer": role_producer,
+    "clients": role_clients,
+    "baseline-receiver": role_baseline_receiver,
+    "baseline-sender": role_baseline_sender,
+}
+
+
+# --- the orchestrator's view of a child ----------------------------------------------------------
+
+
+_CHILD_PIDS: set[int] = set()  # started and not yet reaped: stopped whatever happens
+
+
+def _kill_group(pid: int, grace: float = 5.0) -> None:
+    """SIGTERM the child's process group, SIGKILL it after ``grace`` seconds."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline:
+        try:
+            done, _ = os.waitpid(pid, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if done:
+            return
+        time.sleep(0.05)
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pid, signal.SIGKILL)
+    with contextlib.suppress(ChildProcessError):
+        os.waitpid(pid, 0)
+
+
+class Child:
+    """One role process: a line protocol on stdin/stdout, stderr to a log file."""
+
+    def __init__(self, name: str, role: str, spec: dict[str, Any], work_dir: Path, env=None):
+        self.name, self.role = name, role
+        self.spec_path = work_dir / f"{name}.spec.json"
+        self.log_path = work_dir / f"{name}.log"
+        self.spec = {**spec, "result_path": str(self.spec_path) + ".result"}
+        self.env = env
+        self.process: asyncio.subprocess.Process | None = None
+
+    async def start(self) -> Child:
+        self.spec_path.write_text(json.dumps(self.spec))
+        with self.log_path.open("w") as log_file:
+            self.process = await asyncio.create_subprocess_exec(
+                sys.executable,
+                str(Path(__file__).resolve()),
+                "--role",
+                self.role,
+                "--spec",
+                str(self.spec_path),
+                cwd=BASE_DIR,
+                env=self.env,
+                stdin=asyncio.subprocess.PIPE,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=log_file,
+                start_new_session=True,
+            )
+        _CHILD_PIDS.add(self.process.pid)
+        return self
+
+    @property
+    def pid(self) -> int:
+        assert self.process is not None
+        return self.process.pid
+
+    def log_tail(self, lines: int = 30) -> str:
+        text = self.log_path.read_text() if self.log_path.exists() else ""
+        return "\n".join(text.splitlines()[-lines:])
+
+    async def expect(self, word: str, timeout: float) -> None:
+        assert self.process is not None
+        assert self.process.stdout is not None
+        try:
+            async with asyncio.timeout(timeout):
+                line = (await self.process.stdout.readline()).decode().strip()
+        except TimeoutError:
+            raise BenchError(
+                f"{self.name}: no '{word}' within {timeout:.0f}s\n{self.log_tail()}"
+            ) from None
+        if line != word:
+            raise BenchError(f"{self.name}: expected '{word}', got {line!r}\n{self.log_tail()}")
+
+    def send(self, line: str) -> None:
+        assert self.process is not None
+        assert self.process.stdin is not None
+        if self.process.returncode is None:
+            with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+                self.process.stdin.write((line + "\n").encode())
+
+    async def result(self, timeout: float) -> dict[str, Any]:
+        await self.expect("done", timeout)
+        return json.loads(Path(self.spec["result_path"]).read_text())
+
+    async def finish(self) -> None:
+        """Wait briefly for a clean exit, then stop the process group."""
+        if self.process is None:
+            return
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(10):
+                await self.process.wait()
+        if self.process.returncode is None:
+            await asyncio.to_thread(_kill_group, self.pid)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(5):
+                    await self.process.wait()
+        _CHILD_PIDS.discard(self.pid)
+
+
+# --- CPU accounting (from /proc, Linux only; zeros elsewhere) -----------------------------------
+
+
+def proc_cpu_seconds(pid: int) -> float:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return 0.0
+    fields = stat[stat.rindex(")") + 2 :].split()
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK  # utime + stime
+
+
+def proc_children(pid: int) -> list[int]:
+    found: list[int] = []
+    with contextlib.suppress(OSError):
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            with contextlib.suppress(OSError):
+                found += [int(c) for c in (task / "children").read_text().split()]
+    return found
+
+
+def proc_cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        return ""
+
+
+def machine_busy() -> tuple[float, float]:
+    """(busy, total) jiffies of all CPUs since boot."""
+    try:
+        values = [int(v) for v in Path("/proc/stat").read_text().split("\n")[0].split()[1:]]
+    except (OSError, ValueError):
+        return 0.0, 0.0
+    idle = values[3] + (values[4] if len(values) > 4 else 0)
+    return float(sum(values) - idle), float(sum(values))
+
+
+class CpuMeter:
+    """CPU seconds used by named groups of processes between start() and stop()."""
+
+    def __init__(self, groups: dict[str, list[int]]) -> None:
+        self.groups = groups
+        self.before: dict[int, float] = {}
+        self.machine_before = (0.0, 0.0)
+        self.wall_before = 0.0
+
+    def start(self) -> None:
+        self.before = {pid: proc_cpu_seconds(pid) for pids in self.groups.values() for pid in pids}
+        self.machine_before = machine_busy()
+        self.wall_before = time.monotonic()
+
+    def stop(self) -> dict[str, float]:
+        out = {
+            name: round(
+                sum(max(proc_cpu_seconds(pid) - self.before.get(pid, 0.0), 0.0) for pid in pids),
+                2,
+            )
+            for name, pids in self.groups.items()
+        }
+        busy, total = machine_busy()
+        if total > self.machine_before[1]:
+            share = (busy - self.machine_before[0]) / (total - self.machine_before[1])
+            out["machine_busy_pct"] = round(100 * share, 1)
+        out["wall_s"] = round(time.monotonic() - self.wall_before, 2)
+        return out
+
+
+# --- the deployment ------------------------------------------------------------------------------
+
+
+_LIVE: list[Deployment] = []
+
+
+@dataclass(eq=False)
+class Deployment:
+    """``manage.py serve --no-worker`` (daphne + the embedded PostgreSQL) with the Redis layer."""
+
+    redis_url: str
+    keep: bool = False
+    port: int = field(default_factory=free_port)
+    var_dir: Path = field(
+        default_factory=lambda: Path(tempfile.mkdtemp(prefix="agentdeck-wsbench-")) / "var"
+    )
+    serve: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://{HOST}:{self.port}"
+
+    @property
+    def ws_url(self) -> str:
+        return f"ws://{HOST}:{self.port}"
+
+    @property
+    def work_dir(self) -> Path:
+        return self.var_dir.parent
+
+    def env(self) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if k not in DROPPED_ENV}
+        env.update(
+            {
+                "AGENTDECK_VAR_DIR": str(self.var_dir),
+                "PORT": str(self.port),
+                "ENVIRONMENT": "development",
+                "REDIS_URL": self.redis_url,  # Redis channel layer, queue broker and cache
+                "Q_CLUSTER_NAME": "agentdeck-wsbench",
+                "THROTTLE_USER_RATE": "1000000/min",  # one account sends all the setup calls
+                "PYTHONUNBUFFERED": "1",
+                "DJANGO_SETTINGS_MODULE": "config.settings",
+            }
+        )
+        return env
+
+    def manage(self, *args: str) -> str:
+        done = subprocess.run(  # noqa: S603 (our own argv)
+            [sys.executable, str(BASE_DIR / "manage.py"), *args],
+            cwd=BASE_DIR,
+            env=self.env(),
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        if done.returncode != 0:
+            raise BenchError(f"manage.py {args[0]} failed:\n{done.stdout}\n{done.stderr}")
+        return done.stdout
+
+    def log_tail(self, lines: int = 40) -> str:
+        path = self.var_dir / "serve.log"
+        return "\n".join(path.read_text().splitlines()[-lines:]) if path.exists() else ""
+
+    def start(self, timeout: float = 180) -> None:
+        import httpx
+
+        self.var_dir.mkdir(parents=True, exist_ok=True)
+        _LIVE.append(self)
+        log(f"starting agentdeck on {self.url} (var dir {self.var_dir})")
+        with (self.var_dir / "serve.log").open("w") as log_file:
+            self.serve = subprocess.Popen(  # noqa: S603 (our own argv)
+                [sys.executable, str(BASE_DIR / "manage.py"), "serve", "--no-worker"],
+                cwd=BASE_DIR,
+                env=self.env(),
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        deadline = time.monotonic() + timeout
+        with httpx.Client(trust_env=False, timeout=2) as client:
+            while True:
+                if self.serve.poll() is not None:
+                    raise BenchError(f"serve exited early:\n{self.log_tail()}")
+                with contextlib.suppress(httpx.HTTPError):
+                    if client.get(f"{self.url}/healthz").status_code == 200:
+                        return
+                if time.monotonic() > deadline:
+                    raise BenchError(f"serve not up in {timeout}s:\n{self.log_tail()}")
+                time.sleep(0.3)
+
+    def daphne_pid(self) -> int | None:
+        if self.serve is None:
+            return None
+        for pid in proc_children(self.serve.pid):
+            if "daphne" in proc_cmdline(pid):
+                return pid
+        return None
+
+    def postgres_pids(self) -> list[int]:
+        pid_file = self.var_dir / "pgdata" / "postmaster.pid"
+        try:
+            postmaster = int(pid_file.read_text().split()[0])
+        except (OSError, ValueError, IndexError):
+            return []
+        return [postmaster, *proc_children(postmaster)]
+
+    def stop(self) -> None:
+        if self in _LIVE:
+            _LIVE.remove(self)
+        if self.serve is not None and self.serve.poll() is None:
+            self.serve.send_signal(signal.SIGINT)  # what Ctrl-C would send
+            try:
+                self.serve.wait(timeout=40)
+            except subprocess.TimeoutExpired:
+                log("serve did not stop within 40s; killing its group")
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(self.serve.pid, signal.SIGKILL)
+                self.serve.wait()
+        self._stop_postgres()
+        if self.keep:
+            log(f"kept {self.work_dir}")
+        else:
+            shutil.rmtree(self.work_dir, ignore_errors=True)
+
+    def _stop_postgres(self) -> None:
+        """Normally gone with its last client; if a client was killed, fast-shutdown the
+        postmaster of *our* temporary pgdata, found by its pid file."""
+        pid_file = self.var_dir / "pgdata" / "postmaster.pid"
+        deadline = time.monotonic() + 10
+        while pid_file.exists() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        if not pid_file.exists():
+            return
+        try:
+            pid = int(pid_file.read_text().split()[0])
+            os.kill(pid, signal.SIGINT)
+        except (ValueError, IndexError, ProcessLookupError, PermissionError):
+            return
+        deadline = time.monotonic() + 15
+        while pid_file.exists() and time.monotonic() < deadline:
+            time.sleep(0.2)
+
+
+def redis_url(args: argparse.Namespace, db: int) -> str:
+    url = f"redis://{HOST}:{args.redis_port}/{db}"
+    if args.redis_socket_timeout is not None:
+        # redis-py reads connection options from the URL's query: the channel layer, the queue
+        # broker and the cache all take it from REDIS_URL, with no settings change.
+        url += f"?socket_timeout={args.redis_socket_timeout:g}"
+    return url
+
+
+def redis_client(port: int, db: int):
+    import redis
+
+    return redis.Redis(host=HOST, port=port, db=db, socket_timeout=5)
+
+
+def redis_check(port: int, dbs: list[int]) -> str:
+    """'' when the local Redis answers (its benchmark databases flushed), else why not."""
+    try:
+        import redis
+    except ImportError:
+        return "the redis package is not installed"
+    try:
+        for db in dbs:
+            client = redis_client(port, db)
+            client.ping()
+            client.flushdb()
+            client.close()
+    except redis.RedisError as e:
+        return f"Redis at {HOST}:{port} is not reachable ({e})"
+    return ""
+
+
+def redis_pid(port: int) -> int | None:
+    try:
+        client = redis_client(port, 0)
+        pid = int(client.info("server")["process_id"])
+        client.close()
+    except Exception:
+        return None
+    # Only when it runs here and we can read it; otherwise it is left out of the CPU table.
+    return pid if Path(f"/proc/{pid}/stat").exists() else None
+
+
+# --- one measurement -----------------------------------------------------------------------------
+
+
+@dataclass
+class Phase:
+    """One side's figures for one repetition."""
+
+    side: str
+    events_sent: int
+    expected: int
+    received: int
+    lost: int
+    duplicates: int
+    out_of_order: int
+    incomplete: int
+    reconnects: int
+    close_codes: dict[str, int]
+    receive_timeouts: int  # baseline: redis TimeoutError from an idle layer.receive, retried
+    events_per_s: float  # deliveries per second
+    p50_ms: float
+    p99_ms: float
+    max_ms: float
+    send_lateness_p99_ms: float  # how far behind its schedule the producer/sender fell
+    append_p50_ms: float  # one run_event_append (or group_send) call, as the producer saw it
+    append_p99_ms: float
+    duration_s: float
+    cpu: dict[str, float]
+
+
+def _phase(
+    side: str, senders: list[dict], followers: list[dict], expected: int, cpu: dict
+) -> Phase:
+    latencies = [x for f in followers for x in f["latency_ms"]]
+    received = sum(f["received"] for f in followers)
+    first = min(s["first_start"] for s in senders)
+    last = max(f["last_receive"] for f in followers)
+    codes: dict[str, int] = {}
+    for f in followers:
+        for code, count in f["close_codes"].items():
+            codes[code] = codes.get(code, 0) + count
+    return Phase(
+        side=side,
+        events_sent=sum(s["events"] for s in senders),
+        expected=expected,
+        received=received,
+        lost=expected - received,
+        duplicates=sum(f["duplicates"] for f in followers),
+        out_of_order=sum(f["out_of_order"] for f in followers),
+        incomplete=sum(f["incomplete"] for f in followers),
+        reconnects=sum(f["reconnects"] for f in followers),
+        close_codes=codes,
+        receive_timeouts=sum(f.get("receive_timeouts", 0) for f in followers),
+        events_per_s=received / (last - first) if last > first else 0.0,
+        p50_ms=percentile(latencies, 50),
+        p99_ms=percentile(latencies, 99),
+        max_ms=max(latencies, default=float("nan")),
+        send_lateness_p99_ms=percentile([x for s in senders for x in s["lateness_ms"]], 99),
+        append_p50_ms=percentile([x for s in senders for x in s["append_ms"]], 50),
+        append_p99_ms=percentile([x for s in senders for x in s["append_ms"]], 99),
+        duration_s=last - first,
+        cpu=cpu,
+    )
+
+
+def split(items: list, parts: int) -> list[list]:
+    return [items[i::parts] for i in range(parts) if items[i::parts]]
+
+
+def schedule_seconds(args: argparse.Namespace) -> float:
+    return args.events / args.rate if args.rate > 0 else 0.0
+
+
+async def run_senders_and_followers(
+    args: argparse.Namespace,
+    senders: list[Child],
+    followers: list[Child],
+    ready_check,
+    cpu_groups,
+) -> tuple[list[dict], list[dict], dict]:
+    """Start the senders, then the followers (so that the followers sit idle for as short a time
+    as possible), wait until all are ready, go, collect. Stops the children whatever happens."""
+    try:
+        for child in senders:
+            await child.start()
+        await asyncio.gather(*(child.expect("ready", args.setup_timeout) for child in senders))
+        for child in followers:
+            await child.start()
+        await asyncio.gather(*(child.expect("ready", args.setup_timeout) for child in followers))
+        await ready_check()
+        meter = CpuMeter(cpu_groups())  # after ready: the senders' database backends exist now
+        meter.start()
+        t0 = time.time() + 0.2
+        for sender in senders:
+            sender.send(f"go {t0}")
+        send_timeout = schedule_seconds(args) + args.send_timeout
+        sent = await asyncio.gather(*(s.result(send_timeout) for s in senders))
+        # Followers finish on their own when they have seq N; stragglers get --drain-timeout.
+        deadline = time.monotonic() + args.drain_timeout
+        received = []
+        for follower in followers:
+            try:
+                received.append(await follower.result(max(deadline - time.monotonic(), 0.1)))
+            except BenchError:
+                follower.send("stop")
+                received.append(await follower.result(30))
+        cpu = meter.stop()
+        # The children measured their own CPU time from the start signal to their end.
+        cpu["senders"] = round(sum(r["cpu_s"] for r in sent), 2)
+        cpu["followers"] = round(sum(r["cpu_s"] for r in received), 2)
+        return sent, received, cpu
+    finally:
+        await asyncio.gather(*(child.finish() for child in [*followers, *senders]))
+
+
+async def measure_agentdeck(
+    args: argparse.Namespace, deployment: Deployment, api, agent_id: str, token: str, rep: int
+) -> Phase:
+    run_ids = []
+    for _ in range(args.runs):
+        run = await api("POST", f"/api/v1/agents/{agent_id}/runs/", {"input": "bench"}, (202,))
+        run_ids.append(run["id"])
+    indexed = list(enumerate(run_ids))
+    common = {"events": args.events, "rate": args.rate, "total_runs": args.runs}
+    senders = [
+        Child(
+            f"r{rep}-producer{i}",
+            "producer",
+            {**common, "runs": part, "threads": args.threads, "chars": args.chars},
+            deployment.work_dir,
+            env=deployment.env(),
+        )
+        for i, part in enumerate(split(indexed, args.producers))
+    ]
+    targets = [pair for pair in indexed for _ in range(args.clients_per_run)]
+    followers = [
+        Child(
+            f"r{rep}-clients{i}",
+            "clients",
+            {
+                **common,
+                "targets": part,
+                "ws_url": deployment.ws_url,
+                "token": token,
+                "connect_concurrency": args.connect_concurrency,
+                "max_reconnects": args.max_reconnects,
+            },
+            deployment.work_dir,
+        )
+        for i, part in enumerate(split(targets, args.client_procs))
+    ]
+    layer = redis_client(args.redis_port, args.redis_db)
+
+    async def every_group_full() -> None:
+        """Every consumer has joined its run's group (``group_add`` runs after the handshake)."""
+        deadline = time.monotonic() + args.setup_timeout
+        keys = [f"asgi:group:run.{run_id}" for run_id in run_ids]
+        while True:
+            sizes = [layer.zcard(key) for key in keys]
+            if all(size == args.clients_per_run for size in sizes):
+                return
+            if time.monotonic() > deadline:
+                raise BenchError(f"run groups never filled up: sizes {sizes}")
+            await asyncio.sleep(0.1)
+
+    def groups() -> dict[str, list[int]]:
+        return {
+            "daphne": [pid for pid in [deployment.daphne_pid()] if pid],
+            "postgres": deployment.postgres_pids(),
+            "redis": [pid for pid in [redis_pid(args.redis_port)] if pid],
+        }
+
+    try:
+        sent, received, cpu = await run_senders_and_followers(
+            args, senders, followers, every_group_full, groups
+        )
+    finally:
+        layer.close()
+    expected = args.runs * args.clients_per_run * args.events
+    return _phase("agentdeck", sent, received, expected, cpu)
+
+
+async def measure_baseline(args: argparse.Namespace, work_dir: Path, rep: int) -> Phase:
+    url = redis_url(args, args.baseline_redis_db)
+    redis_client(args.redis_port, args.baseline_redis_db).flushdb()
+    indexed = [(i, f"baseline-run-{i}") for i in range(args.runs)]
+    common = {"events": args.events, "rate": args.rate, "total_runs": args.runs, "redis_url": url}
+    senders = [
+        Child(
+            f"r{rep}-bsender{i}",
+            "baseline-sender",
+            {**common, "runs": part, "chars": args.chars},
+            work_dir,
+        )
+        for i, part in enumerate(split(indexed, args.producers))
+    ]
+    targets = [pair for pair in indexed for _ in range(args.clients_per_run)]
+    followers = [
+        Child(f"r{rep}-breceiver", "baseline-receiver", {**common, "targets": targets}, work_dir)
+    ]
+
+    async def nothing_more() -> None:
+        return None  # the receiver says ready after its group_add calls returned
+
+    def groups() -> dict[str, list[int]]:
+        return {"redis": [pid for pid in [redis_pid(args.redis_port)] if pid]}
+
+    sent, received, cpu = await run_senders_and_followers(
+        args, senders, followers, nothing_more, groups
+    )
+    expected = args.runs * args.clients_per_run * args.events
+    return _phase("baseline", sent, received, expected, cpu)
+
+
+# --- the API -------------------------------------------------------------------------------------
+
+
+class Api:
+    def __init__(self, base_url: str, token: str) -> None:
+        import httpx
+
+        self.client = httpx.AsyncClient(
+            base_url=base_url,
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=30,
+            trust_env=False,  # 127.0.0.1 only: never through a proxy from the environment
+        )
+
+    async def __call__(
+        self, method: str, path: str, body: Any = None, expect: tuple[int, ...] = (200,)
+    ) -> Any:
+        response = await self.client.request(method, path, json=body)
+        if response.status_code not in expect:
+            raise BenchError(f"{method} {path} -> {response.status_code}: {response.text[:500]}")
+        return response.json()
+
+    async def close(self) -> None:
+        await self.client.aclose()
+
+
+async def create_agent(api: Api) -> str:
+    await api("GET", "/api/v1/me")  # creates the user from the token's claims
+    provider = await api(
+        "POST", "/api/v1/providers/", {"name": "bench-mock", "kind": "mock"}, expect=(201,)
+    )
+    agent = await api(
+        "POST",
+        "/api/v1/agents/",
+        {"name": "bench-fanout", "provider": provider["id"], "model": "mock-echo"},
+        expect=(201,),
+    )
+    return agent["id"]
+
+
+# --- reporting -----------------------------------------------------------------------------------
+
+
+@dataclass
+class Repetition:
+    agentdeck: Phase
+    baseline: Phase
+
+    @property
+    def ratio(self) -> float:
+        base = self.baseline.events_per_s
+        return self.agentdeck.events_per_s / base if base else float("nan")
+
+
+def median_of(reps: list[Repetition], side: str, key: str) -> float:
+    return statistics.median(getattr(getattr(r, side), key) for r in reps)
+
+
+def verdict(ok: bool) -> str:
+    return "PASS" if ok else "FAIL"
+
+
+def report(args: argparse.Namespace, reps: list[Repetition]) -> tuple[str, bool]:
+    def m(side: str, key: str) -> float:
+        return median_of(reps, side, key)
+
+    ratio = statistics.median(r.ratio for r in reps)
+    lost_worst = max(r.agentdeck.lost for r in reps)
+    p99 = m("agentdeck", "p99_ms")
+    ok_lost, ok_p99, ok_ratio = (
+        lost_worst <= LOST_TARGET,
+        p99 < P99_TARGET_MS,
+        ratio >= RATIO_TARGET,
+    )
+    rate = f"{args.rate:g} events/s per run" if args.rate > 0 else "unpaced (as fast as possible)"
+    lines = [
+        f"{args.runs} runs x {args.clients_per_run} clients = "
+        f"{args.runs * args.clients_per_run} receivers, {args.events} events per run, {rate}; "
+        f"medians of {len(reps)} repetitions",
+        "",
+        "| | agentdeck (daphne + Redis layer) | baseline (raw group_send) |",
+        "|---|---|---|",
+        f"| events sent | {m('agentdeck', 'events_sent'):.0f} | {m('baseline', 'events_sent'):.0f} |",
+        f"| deliveries expected | {m('agentdeck', 'expected'):.0f} | {m('baseline', 'expected'):.0f} |",
+        f"| deliveries received | {m('agentdeck', 'received'):.0f} | {m('baseline', 'received'):.0f} |",
+        f"| lost (worst repetition) | {lost_worst} | {max(r.baseline.lost for r in reps)} |",
+        f"| duplicates / out of order / reconnects (worst) "
+        f"| {max(r.agentdeck.duplicates for r in reps)} / "
+        f"{max(r.agentdeck.out_of_order for r in reps)} / "
+        f"{max(r.agentdeck.reconnects for r in reps)} "
+        f"| {max(r.baseline.duplicates for r in reps)} / "
+        f"{max(r.baseline.out_of_order for r in reps)} / - |",
+        f"| events/s (deliveries/s) | {m('agentdeck', 'events_per_s'):.0f} "
+        f"| {m('baseline', 'events_per_s'):.0f} |",
+        f"| latency p50 ms | {m('agentdeck', 'p50_ms'):.1f} | {m('baseline', 'p50_ms'):.1f} |",
+        f"| latency p99 ms | {p99:.1f} | {m('baseline', 'p99_ms'):.1f} |",
+        f"| latency max ms | {m('agentdeck', 'max_ms'):.1f} | {m('baseline', 'max_ms'):.1f} |",
+        f"| sender behind schedule p99 ms | {m('agentdeck', 'send_lateness_p99_ms'):.1f} "
+        f"| {m('baseline', 'send_lateness_p99_ms'):.1f} |",
+        f"| one append (persist+publish) / group_send p50 / p99 ms "
+        f"| {m('agentdeck', 'append_p50_ms'):.1f} / {m('agentdeck', 'append_p99_ms'):.1f} "
+        f"| {m('baseline', 'append_p50_ms'):.1f} / {m('baseline', 'append_p99_ms'):.1f} |",
+        f"| first send -> last delivery s | {m('agentdeck', 'duration_s'):.2f} "
+        f"| {m('baseline', 'duration_s'):.2f} |",
+        "",
+        "| target | measured | verdict |",
+        "|---|---|---|",
+        f"| events lost = {LOST_TARGET} (every repetition) | {lost_worst} | {verdict(ok_lost)} |",
+        f"| p99 < {P99_TARGET_MS:.0f} ms | {p99:.1f} ms | {verdict(ok_p99)} |",
+        f"| events/s >= {RATIO_TARGET:.0%} of baseline | {ratio:.2f} | {verdict(ok_ratio)} |",
+        "",
+        "Per repetition (agentdeck | baseline): events/s, p50/p99 ms, lost, CPU seconds",
+    ]
+    for i, r in enumerate(reps, 1):
+        a, b = r.agentdeck, r.baseline
+        lines.append(
+            f"- {i}: {a.events_per_s:.0f} ev/s, {a.p50_ms:.1f}/{a.p99_ms:.1f} ms, lost {a.lost}, "
+            f"cpu {a.cpu} | {b.events_per_s:.0f} ev/s, {b.p50_ms:.1f}/{b.p99_ms:.1f} ms, "
+            f"lost {b.lost}, cpu {b.cpu} | ratio {r.ratio:.2f}"
+        )
+    return "\n".join(lines), ok_lost and ok_p99 and ok_ratio
+
+
+def machine() -> dict[str, Any]:
+    return {
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "nproc": os.cpu_count(),
+        "loadavg_at_start": os.getloadavg(),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+    }
+
+
+# --- main ----------------------------------------------------------------------------------------
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--runs", type=int, default=50, help="concurrent runs (default 50)")
+    parser.add_argument(
+        "--clients-per-run", type=int, default=10, help="WebSocket clients per run (default 10)"
+    )
+    parser.add_argument(
+        "--events", type=int, default=100, help="events per run, terminal included (default 100)"
+    )
+    parser.add_argument(
+        "--rate",
+        type=float,
+        default=20.0,
+        help="events/s per run (default 20: one per 50 ms delta flush); 0 = as fast as possible",
+    )
+    parser.add_argument("--chars", type=int, default=40, help="characters per message.delta")
+    parser.add_argument("--repeat", type=int, default=3, help="repetitions; medians reported")
+    parser.add_argument("--producers", type=int, default=2, help="producer/sender processes")
+    parser.add_argument("--threads", type=int, default=8, help="append threads per producer")
+    parser.add_argument("--client-procs", type=int, default=1, help="WebSocket client processes")
+    parser.add_argument("--connect-concurrency", type=int, default=50)
+    parser.add_argument("--max-reconnects", type=int, default=5, help="per client")
+    parser.add_argument("--redis-port", type=int, default=6379)
+    parser.add_argument("--redis-db", type=int, default=10, help="agentdeck's; flushed")
+    parser.add_argument("--baseline-redis-db", type=int, default=11, help="baseline's; flushed")
+    parser.add_argument(
+        "--redis-socket-timeout",
+        type=float,
+        help="add ?socket_timeout=S to both Redis URLs (redis-py 8 defaults to 5 s, which an idle "
+        "channels_redis receive hits; see the docstring). Default: the URL as deployed",
+    )
+    parser.add_argument("--setup-timeout", type=float, default=120)
+    parser.add_argument(
+        "--send-timeout", type=float, default=120, help="s beyond the schedule for the senders"
+    )
+    parser.add_argument(
+        "--drain-timeout", type=float, default=30, help="s after the last send for deliveries"
+    )
+    parser.add_argument("--timeout", type=float, default=1800, help="global limit, s")
+    parser.add_argument("--json", type=Path, help="also write all figures to this file")
+    parser.add_argument("--keep-var", action="store_true", help="keep the temporary var dir")
+    parser.add_argument("--role", choices=sorted(ROLES), help=argparse.SUPPRESS)
+    parser.add_argument("--spec", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.role:
+        return args
+    if min(args.runs, args.clients_per_run, args.repeat, args.producers, args.threads) < 1:
+        parser.error("--runs, --clients-per-run, --repeat, --producers, --threads must be >= 1")
+    if args.events < 2:
+        parser.error("--events must be >= 2 (run.started ... run.succeeded)")
+    if args.client_procs < 1 or args.rate < 0:
+        parser.error("--client-procs must be >= 1 and --rate >= 0")
+    return args
+
+
+async def main_async(args: argparse.Namespace) -> list[Repetition]:
+    why_not = redis_check(args.redis_port, [args.redis_db, args.baseline_redis_db])
+    if why_not:
+        raise BenchError(f"{why_not}; this benchmark needs a local Redis (redis-server)")
+    deployment = Deployment(redis_url=redis_url(args, args.redis_db), keep=args.keep_var)
+    api = None
+    reps: list[Repetition] = []
+    try:
+        async with asyncio.timeout(args.timeout):
+            await asyncio.to_thread(deployment.start)
+            token = (
+                await asyncio.to_thread(
+                    deployment.manage, "dev_token", "--sub", "bench-fanout", "--ttl", "86400"
+                )
+            ).strip()
+            api = Api(deployment.url, token)
+            agent_id = await create_agent(api)
+            for rep in range(args.repeat):
+                order = ["agentdeck", "baseline"] if rep % 2 == 0 else ["baseline", "agentdeck"]
+                phases: dict[str, Phase] = {}
+                for side in order:
+                    log(f"repetition {rep + 1}/{args.repeat}: {side}")
+                    if side == "agentdeck":
+                        phases[side] = await measure_agentdeck(
+                            args, deployment, api, agent_id, token, rep
+                        )
+                    else:
+                        phases[side] = await measure_baseline(args, deployment.work_dir, rep)
+                    p = phases[side]
+                    log(
+                        f"  {side}: {p.received}/{p.expected} delivered (lost {p.lost}), "
+                        f"{p.events_per_s:.0f} ev/s, p50 {p.p50_ms:.1f} ms, p99 {p.p99_ms:.1f} ms, "
+                        f"max {p.max_ms:.1f} ms, reconnects {p.reconnects}, "
+                        f"close codes {p.close_codes}, receive timeouts {p.receive_timeouts}, "
+                        f"behind schedule p99 {p.send_lateness_p99_ms:.0f} ms, append p50/p99 "
+                        f"{p.append_p50_ms:.1f}/{p.append_p99_ms:.1f} ms, cpu {p.cpu}"
+                    )
+                reps.append(Repetition(agentdeck=phases["agentdeck"], baseline=phases["baseline"]))
+    except TimeoutError:
+        raise BenchError(f"the benchmark exceeded --timeout {args.timeout:.0f}s") from None
+    finally:
+        if api is not None:
+            await api.close()
+        for pid in list(_CHILD_PIDS):
+            await asyncio.to_thread(_kill_group, pid)
+            _CHILD_PIDS.discard(pid)
+        log("stopping agentdeck")
+        await asyncio.to_thread(deployment.stop)
+        with contextlib.suppress(Exception):
+            for db in (args.redis_db, args.baseline_redis_db):
+                redis_client(args.redis_port, db).flushdb()
+    return reps
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.role:
+        ROLES[args.role](json.loads(args.spec.read_text()))
+        return 0
+
+    def on_signal(signum, frame):
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    signal.signal(signal.SIGTERM, on_signal)
+    info = machine()
+    try:
+        reps = asyncio.run(main_async(args))
+    except KeyboardInterrupt:
+        log("interrupted; everything started was stopped")
+        return 130
+    except BenchError as e:
+        log(f"benchmark failed: {e}")
+        return 1
+    finally:
+        for pid in list(_CHILD_PIDS):
+            _kill_group(pid)
+        for deployment in list(_LIVE):
+            deployment.stop()
+    text, ok = report(args, reps)
+    print()
+    print(
+        f"ws fan-out, {info['date']}, nproc {info['nproc']}, Python {info['python']}, "
+        f"load average at start {' '.join(f'{x:.2f}' for x in info['loadavg_at_start'])}"
+    )
+    print(text)
+    if args.json:
+        payload = {
+            "machine": info,
+            "argv": sys.argv,
+            "repetitions": [
+                {"agentdeck": asdict(r.agentdeck), "baseline": asdict(r.baseline), "ratio": r.ratio}
+                for r in reps
+            ],
+        }
+        args.json.write_text(json.dumps(payload, indent=2))
+    return 0 if ok else 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
