@@ -218,6 +218,21 @@ async def _producer(spec: dict[str, Any]) -> dict[str, Any]:
     await asyncio.gather(*(in_pool(warm)() for _ in range(threads)))
     await get_channel_layer().group_send("bench.warmup", {"type": "bench.noop"})
 
+    # Instrumentation only: time the publish step (group_send after commit) apart from the
+    # append as a whole, by wrapping the module function publish_on_commit's callback calls.
+    from agentdeck.core import realtime
+
+    publish_ms: list[float] = []
+    original_publish = realtime.publish
+
+    def timed_publish(group: str, message: dict[str, Any]) -> None:
+        started = time.perf_counter()
+        original_publish(group, message)
+        if group.startswith("run."):
+            publish_ms.append((time.perf_counter() - started) * 1000)
+
+    realtime.publish = timed_publish
+
     n, rate, total_runs, chars = spec["events"], spec["rate"], spec["total_runs"], spec["chars"]
     lateness: list[float] = []
     append_ms: list[float] = []
@@ -253,6 +268,7 @@ async def _producer(spec: dict[str, Any]) -> dict[str, Any]:
     pool.shutdown(wait=False)
     usage = os.times()
     return {
+        "publish_ms": publish_ms,
         "cpu_s": usage.user + usage.system - usage_before.user - usage_before.system,
         "events": len(append_ms),
         "first_start": min(starts),
@@ -892,12 +908,20 @@ class Phase:
     send_lateness_p99_ms: float  # how far behind its schedule the producer/sender fell
     append_p50_ms: float  # one run_event_append (or group_send) call, as the producer saw it
     append_p99_ms: float
+    publish_p50_ms: float  # agentdeck: the publish step alone (group_send after commit)
+    publish_p99_ms: float
+    backlog_max: int  # the most messages seen waiting in a receiving process's layer queue
     duration_s: float
     cpu: dict[str, float]
 
 
 def _phase(
-    side: str, senders: list[dict], followers: list[dict], expected: int, cpu: dict
+    side: str,
+    senders: list[dict],
+    followers: list[dict],
+    expected: int,
+    cpu: dict,
+    backlog_max: int,
 ) -> Phase:
     latencies = [x for f in followers for x in f["latency_ms"]]
     received = sum(f["received"] for f in followers)
@@ -926,6 +950,9 @@ def _phase(
         send_lateness_p99_ms=percentile([x for s in senders for x in s["lateness_ms"]], 99),
         append_p50_ms=percentile([x for s in senders for x in s["append_ms"]], 50),
         append_p99_ms=percentile([x for s in senders for x in s["append_ms"]], 99),
+        publish_p50_ms=percentile([x for s in senders for x in s.get("publish_ms", [])], 50),
+        publish_p99_ms=percentile([x for s in senders for x in s.get("publish_ms", [])], 99),
+        backlog_max=backlog_max,
         duration_s=last - first,
         cpu=cpu,
     )
@@ -939,15 +966,68 @@ def schedule_seconds(args: argparse.Namespace) -> float:
     return args.events / args.rate if args.rate > 0 else 0.0
 
 
+async def sample_backlog(port: int, db: int, stop: asyncio.Event) -> int:
+    """The largest number of messages seen waiting in a process-wide receive queue of the layer
+    (``asgi:specific.<process>!``: one sorted set per receiving process, capacity 100 by
+    default; group_send drops what does not fit), sampled every 50 ms."""
+    import redis.asyncio
+
+    client = redis.asyncio.Redis(host=HOST, port=port, db=db, socket_timeout=5)
+    largest = 0
+    try:
+        while not stop.is_set():
+            async for key in client.scan_iter(match="asgi:specific.*!", count=1000):
+                largest = max(largest, await client.zcard(key))
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(0.05):
+                    await stop.wait()
+    finally:
+        await client.aclose()
+    return largest
+
+
+def start_py_spy(out_dir: Path, name: str, pid: int, seconds: float) -> subprocess.Popen | None:
+    """Sample ``pid`` with py-spy for ``seconds`` (collapsed stacks in out_dir/name.txt)."""
+    py_spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+    if not Path(py_spy).exists():
+        log("py-spy not found: pip install py-spy into the venv")
+        return None
+    out_dir.mkdir(parents=True, exist_ok=True)
+    return subprocess.Popen(  # noqa: S603 (our own argv)
+        [
+            py_spy,
+            "record",
+            "--pid",
+            str(pid),
+            "--duration",
+            str(max(int(seconds), 1)),
+            "--rate",
+            "100",
+            "--format",
+            "raw",
+            "--nonblocking",
+            "--output",
+            str(out_dir / f"{name}.txt"),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
 async def run_senders_and_followers(
     args: argparse.Namespace,
     senders: list[Child],
     followers: list[Child],
     ready_check,
     cpu_groups,
-) -> tuple[list[dict], list[dict], dict]:
+    backlog_db: int,
+    profile: dict[str, int] | None = None,
+) -> tuple[list[dict], list[dict], dict, int]:
     """Start the senders, then the followers (so that the followers sit idle for as short a time
     as possible), wait until all are ready, go, collect. Stops the children whatever happens."""
+    spies: list[subprocess.Popen] = []
+    stop_sampling = asyncio.Event()
+    sampler: asyncio.Task | None = None
     try:
         for child in senders:
             await child.start()
@@ -958,6 +1038,17 @@ async def run_senders_and_followers(
         await ready_check()
         meter = CpuMeter(cpu_groups())  # after ready: the senders' database backends exist now
         meter.start()
+        sampler = asyncio.create_task(sample_backlog(args.redis_port, backlog_db, stop_sampling))
+        if args.py_spy and profile is not None:
+            targets = {
+                **profile,
+                senders[0].name: senders[0].pid,
+                followers[0].name: followers[0].pid,
+            }
+            for name, pid in targets.items():
+                spy = start_py_spy(args.py_spy, name, pid, schedule_seconds(args) or 10)
+                if spy is not None:
+                    spies.append(spy)
         t0 = time.time() + 0.2
         for sender in senders:
             sender.send(f"go {t0}")
@@ -973,11 +1064,22 @@ async def run_senders_and_followers(
                 follower.send("stop")
                 received.append(await follower.result(30))
         cpu = meter.stop()
+        stop_sampling.set()
+        backlog = await sampler
         # The children measured their own CPU time from the start signal to their end.
         cpu["senders"] = round(sum(r["cpu_s"] for r in sent), 2)
         cpu["followers"] = round(sum(r["cpu_s"] for r in received), 2)
-        return sent, received, cpu
+        return sent, received, cpu, backlog
     finally:
+        stop_sampling.set()
+        if sampler is not None and not sampler.done():
+            sampler.cancel()
+        for spy in spies:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                await asyncio.to_thread(spy.wait, 30)
+            if spy.poll() is None:
+                spy.kill()
+                spy.wait()
         await asyncio.gather(*(child.finish() for child in [*followers, *senders]))
 
 
@@ -1039,13 +1141,20 @@ async def measure_agentdeck(
         }
 
     try:
-        sent, received, cpu = await run_senders_and_followers(
-            args, senders, followers, every_group_full, groups
+        daphne = deployment.daphne_pid()
+        sent, received, cpu, backlog = await run_senders_and_followers(
+            args,
+            senders,
+            followers,
+            every_group_full,
+            groups,
+            args.redis_db,
+            profile={f"r{rep}-daphne": daphne} if daphne else None,
         )
     finally:
         layer.close()
     expected = args.runs * args.clients_per_run * args.events
-    return _phase("agentdeck", sent, received, expected, cpu)
+    return _phase("agentdeck", sent, received, expected, cpu, backlog)
 
 
 async def measure_baseline(args: argparse.Namespace, work_dir: Path, rep: int) -> Phase:
@@ -1073,11 +1182,11 @@ async def measure_baseline(args: argparse.Namespace, work_dir: Path, rep: int) -
     def groups() -> dict[str, list[int]]:
         return {"redis": [pid for pid in [redis_pid(args.redis_port)] if pid]}
 
-    sent, received, cpu = await run_senders_and_followers(
-        args, senders, followers, nothing_more, groups
+    sent, received, cpu, backlog = await run_senders_and_followers(
+        args, senders, followers, nothing_more, groups, args.baseline_redis_db, profile={}
     )
     expected = args.runs * args.clients_per_run * args.events
-    return _phase("baseline", sent, received, expected, cpu)
+    return _phase("baseline", sent, received, expected, cpu, backlog)
 
 
 # --- the API -------------------------------------------------------------------------------------
@@ -1256,6 +1365,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--timeout", type=float, default=1800, help="global limit, s")
     parser.add_argument("--json", type=Path, help="also write all figures to this file")
+    parser.add_argument(
+        "--py-spy",
+        type=Path,
+        metavar="DIR",
+        help="profile daphne, a producer/sender and a client/receiver process with py-spy while "
+        "events flow (collapsed stacks in DIR)",
+    )
     parser.add_argument("--keep-var", action="store_true", help="keep the temporary var dir")
     parser.add_argument("--role", choices=sorted(ROLES), help=argparse.SUPPRESS)
     parser.add_argument("--spec", type=Path, help=argparse.SUPPRESS)
@@ -1306,7 +1422,9 @@ async def main_async(args: argparse.Namespace) -> list[Repetition]:
                         f"max {p.max_ms:.1f} ms, reconnects {p.reconnects}, "
                         f"close codes {p.close_codes}, receive timeouts {p.receive_timeouts}, "
                         f"behind schedule p99 {p.send_lateness_p99_ms:.0f} ms, append p50/p99 "
-                        f"{p.append_p50_ms:.1f}/{p.append_p99_ms:.1f} ms, cpu {p.cpu}"
+                        f"{p.append_p50_ms:.1f}/{p.append_p99_ms:.1f} ms, publish p50/p99 "
+                        f"{p.publish_p50_ms:.1f}/{p.publish_p99_ms:.1f} ms, "
+                        f"layer backlog max {p.backlog_max}, cpu {p.cpu}"
                     )
                 reps.append(Repetition(agentdeck=phases["agentdeck"], baseline=phases["baseline"]))
     except TimeoutError:
