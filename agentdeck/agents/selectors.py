@@ -26,7 +26,9 @@ def providers_visible_to(user: User) -> QuerySet[Provider]:
 
 def agents_visible_to(user: User) -> QuerySet[Agent]:
     """Agents a user may see and run: their own and public ones (staff: all)."""
-    qs = Agent.objects.select_related("provider", "metadata", "owner")
+    qs = Agent.objects.select_related("provider", "metadata", "owner").prefetch_related(
+        "tool_attachments", "handoffs"
+    )
     if user.is_staff:
         return qs
     return qs.filter(Q(owner=user) | Q(visibility=Agent.Visibility.PUBLIC))

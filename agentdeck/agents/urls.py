@@ -9,6 +9,7 @@ from agentdeck.agents.api.views import (
     ConversationViewSet,
     ProviderViewSet,
     RunViewSet,
+    ToolViewSet,
 )
 
 router = SimpleRouter()
@@ -16,6 +17,7 @@ router.register("providers", ProviderViewSet, basename="provider")
 router.register("agents", AgentViewSet, basename="agent")
 router.register("runs", RunViewSet, basename="run")
 router.register("conversations", ConversationViewSet, basename="conversation")
+router.register("tools", ToolViewSet, basename="tool")
 
 urlpatterns = [
     # Content negotiation: Accept: text/event-stream streams (sse.py); anything else gets the

@@ -41,7 +41,7 @@ class UserNotifyMessage(TypedDict):
 
 # The per-user stream's vocabulary: run.status now; file processing and credit balance changes
 # publish through notify_user_on_commit with their own types as those capabilities land.
-NOTIFICATION_TYPES = frozenset({"run.status", "file.status", "credits.balance"})
+NOTIFICATION_TYPES = frozenset({"run.status", "file.status", "credits.updated"})
 
 
 def run_group(run_id: Any) -> str:

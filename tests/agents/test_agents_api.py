@@ -110,6 +110,7 @@ def test_create_makes_version_one_with_metadata(user, user_client, provider):
         "model": "mock-echo",
         "model_settings": {"temperature": 0.2, "max_output_tokens": 256},
         "output_schema": None,
+        "guardrails": {},
         "tools": [],
         "handoffs": [],
     }

@@ -12,8 +12,11 @@ from agentdeck.agents.models import (
     AgentVersion,
     Conversation,
     ConversationItem,
+    Handoff,
     Provider,
     RunEvent,
+    Tool,
+    ToolCall,
 )
 from agentdeck.agents.runtime.events import EVENT_TYPES
 
@@ -130,11 +133,28 @@ class AgentMetadataSerializer(serializers.Serializer):
     last_run_at = serializers.DateTimeField(read_only=True, allow_null=True)
 
 
+class AgentToolSerializer(serializers.Serializer):
+    tool = serializers.UUIDField()
+    requires_approval = serializers.BooleanField(required=False, default=False)
+
+
+class HandoffSerializer(serializers.Serializer):
+    agent = serializers.UUIDField(help_text="The agent to hand off to.")
+    tool_name = serializers.CharField(required=False, allow_blank=True, default="", max_length=64)
+    tool_description = serializers.CharField(required=False, allow_blank=True, default="")
+    input_filter = serializers.ChoiceField(
+        choices=Handoff.InputFilter.choices, required=False, default=Handoff.InputFilter.NONE
+    )
+
+
 class AgentSerializer(serializers.ModelSerializer):
     provider = serializers.UUIDField(source="provider_id", read_only=True)
     provider_kind = serializers.CharField(source="provider.kind", read_only=True)
     owner = serializers.CharField(source="owner_id", read_only=True)
     metadata = serializers.SerializerMethodField()
+    guardrails = serializers.JSONField(read_only=True)
+    tools = serializers.SerializerMethodField()
+    handoffs = serializers.SerializerMethodField()
 
     class Meta:
         model = Agent
@@ -150,6 +170,9 @@ class AgentSerializer(serializers.ModelSerializer):
             "model",
             "model_settings",
             "output_schema",
+            "guardrails",
+            "tools",
+            "handoffs",
             "visibility",
             "status",
             "current_version",
@@ -158,6 +181,25 @@ class AgentSerializer(serializers.ModelSerializer):
             "updated_at",
         ]
         read_only_fields = fields
+
+    @extend_schema_field(AgentToolSerializer(many=True))
+    def get_tools(self, obj: Agent) -> list[dict[str, Any]]:
+        return [
+            {"tool": str(a.tool_id), "requires_approval": a.requires_approval}
+            for a in obj.tool_attachments.all()
+        ]
+
+    @extend_schema_field(HandoffSerializer(many=True))
+    def get_handoffs(self, obj: Agent) -> list[dict[str, Any]]:
+        return [
+            {
+                "agent": str(h.to_agent_id),
+                "tool_name": h.tool_name,
+                "tool_description": h.tool_description,
+                "input_filter": h.input_filter,
+            }
+            for h in obj.handoffs.all()
+        ]
 
     @extend_schema_field(AgentMetadataSerializer)
     def get_metadata(self, obj: Agent) -> dict[str, Any]:
@@ -186,6 +228,16 @@ class AgentWriteSerializer(serializers.Serializer):
         choices=Agent.Status.choices, required=False, help_text="Staff only."
     )
     metadata = AgentMetadataSerializer(required=False)
+    guardrails = serializers.JSONField(
+        required=False,
+        help_text='{"input": [...], "output": [...]}: blocklist, regex, max_length, pii, json_schema, moderation.',
+    )
+    tools = serializers.ListField(
+        child=AgentToolSerializer(), required=False, help_text="Replaces the attached tools."
+    )
+    handoffs = serializers.ListField(
+        child=HandoffSerializer(), required=False, help_text="Replaces the handoffs."
+    )
 
 
 class AgentVersionSerializer(serializers.ModelSerializer):
@@ -270,6 +322,12 @@ class RunSerializer(serializers.ModelSerializer):
     cancel_requested = serializers.SerializerMethodField()
     input = serializers.JSONField(read_only=True)
     output = serializers.JSONField(read_only=True, allow_null=True)
+    pending_approvals = serializers.JSONField(
+        read_only=True,
+        help_text=(
+            "requires_action: the calls waiting for a person: [{call_id, tool, arguments, agent, approved?}]."
+        ),
+    )
     usage = serializers.JSONField(
         read_only=True,
         help_text=(
@@ -295,6 +353,8 @@ class RunSerializer(serializers.ModelSerializer):
             "metadata",
             "timings",
             "cancel_requested",
+            "pending_approvals",
+            "approval_deadline",
             "created_at",
         ]
         read_only_fields = fields
@@ -388,3 +448,123 @@ class ConversationItemSerializer(serializers.ModelSerializer):
         model = ConversationItem
         fields = ["position", "data", "run", "created_at"]
         read_only_fields = fields
+
+
+# --- tools ---------------------------------------------------------------------------------------
+
+
+class ToolSerializer(serializers.ModelSerializer):
+    owner = serializers.CharField(source="owner_id", read_only=True)
+    config = serializers.JSONField(read_only=True)
+    parameters_schema = serializers.JSONField(read_only=True, allow_null=True)
+    discovered = serializers.JSONField(
+        read_only=True, help_text="MCP: the server's tools, from .../refresh/."
+    )
+    secret_header_names = serializers.SerializerMethodField(
+        help_text="Names only; values are never returned."
+    )
+
+    class Meta:
+        model = Tool
+        fields = [
+            "id",
+            "owner",
+            "name",
+            "description",
+            "kind",
+            "config",
+            "parameters_schema",
+            "secret_header_names",
+            "discovered",
+            "discovered_at",
+            "enabled",
+            "last_used_at",
+            "created_at",
+            "updated_at",
+        ]
+        read_only_fields = fields
+
+    def get_secret_header_names(self, obj: Tool) -> list[str]:
+        if not obj.secret_headers_encrypted:
+            return []
+        import json
+
+        from agentdeck.core.crypto import SecretDecryptionError, decrypt_secret
+
+        try:
+            return sorted(json.loads(decrypt_secret(obj.secret_headers_encrypted)))
+        except (SecretDecryptionError, ValueError):
+            return []
+
+
+class ToolWriteSerializer(serializers.Serializer):
+    name = serializers.CharField(max_length=64)
+    description = serializers.CharField(required=False, allow_blank=True, default="")
+    kind = serializers.ChoiceField(choices=Tool.Kind.choices)
+    config = serializers.DictField(
+        required=False,
+        default=dict,
+        help_text=(
+            "builtin: {builtin}; http: {method, url_template, headers, timeout_seconds, max_response_bytes}; "
+            "mcp: {url, transport, allowed_tools}; agent: {agent_id}."
+        ),
+    )
+    parameters_schema = serializers.JSONField(
+        required=False, allow_null=True, help_text="http: JSON Schema of the arguments."
+    )
+    secret_headers = serializers.DictField(
+        child=serializers.CharField(),
+        required=False,
+        write_only=True,
+        help_text="Stored encrypted, never returned; {} removes them.",
+    )
+    enabled = serializers.BooleanField(required=False, default=True)
+
+
+class OpenApiImportSerializer(serializers.Serializer):
+    document = serializers.JSONField(help_text="An OpenAPI 3 document (JSON).")
+    base_url = serializers.URLField(required=False, allow_blank=True, default="")
+    prefix = serializers.CharField(required=False, allow_blank=True, default="", max_length=20)
+    secret_headers = serializers.DictField(
+        child=serializers.CharField(), required=False, write_only=True
+    )
+
+
+class ToolCallSerializer(serializers.ModelSerializer):
+    tool = serializers.UUIDField(source="tool_id", read_only=True, allow_null=True)
+    arguments = serializers.JSONField(read_only=True)
+
+    class Meta:
+        model = ToolCall
+        fields = [
+            "call_id",
+            "tool",
+            "tool_name",
+            "agent_name",
+            "arguments",
+            "status",
+            "output",
+            "output_size",
+            "error",
+            "approval_message",
+            "started_at",
+            "finished_at",
+            "duration_ms",
+            "created_at",
+        ]
+        read_only_fields = fields
+
+
+class ApprovalDecisionSerializer(serializers.Serializer):
+    call_id = serializers.CharField()
+    approved = serializers.BooleanField()
+    message = serializers.CharField(
+        required=False,
+        allow_blank=True,
+        default="",
+        help_text="Shown to the model (for a rejection: why).",
+    )
+
+
+class ApprovalsSerializer(serializers.Serializer):
+    decisions = ApprovalDecisionSerializer(many=True, allow_empty=False)

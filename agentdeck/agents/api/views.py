@@ -23,12 +23,13 @@ from rest_framework.views import APIView
 from agentdeck.agents import selectors
 from agentdeck.agents.api import serializers as s
 from agentdeck.agents.exceptions import InvalidReference
-from agentdeck.agents.models import AgentRun, AgentVersion, ConversationItem, Provider
+from agentdeck.agents.models import AgentRun, AgentVersion, ConversationItem, Provider, Tool
 from agentdeck.agents.models.run import TERMINAL_STATUSES
 from agentdeck.agents.services import agents as agent_services
 from agentdeck.agents.services import conversations as conversation_services
 from agentdeck.agents.services import providers as provider_services
-from agentdeck.agents.services.runs import agent_run_cancel, agent_run_start
+from agentdeck.agents.services import tools as tool_services
+from agentdeck.agents.services.runs import agent_run_approve, agent_run_cancel, agent_run_start
 from agentdeck.core.exceptions import PermissionDenied
 from agentdeck.core.pagination import CreatedAtCursorPagination
 
@@ -124,6 +125,39 @@ class AgentViewSet(viewsets.GenericViewSet):
     def retrieve(self, request: Request, pk: str | None = None) -> Response:
         return Response(s.AgentSerializer(self.get_object()).data)
 
+    def _resolve_graph(self, request: Request, values: dict) -> None:
+        """Turn tool and handoff ids into rows the caller may use (else 400 invalid_tool/invalid_handoff)."""
+        if "tools" in values:
+            tools = {
+                t.pk: t
+                for t in Tool.objects.filter(
+                    owner=request.user, pk__in=[e["tool"] for e in values["tools"]]
+                )
+            }
+            missing = [str(e["tool"]) for e in values["tools"] if e["tool"] not in tools]
+            if missing:
+                raise InvalidReference(
+                    f"Unknown tool(s): {', '.join(missing)}.", code="invalid_tool"
+                )
+            values["tools"] = [
+                {"tool": tools[e["tool"]], "requires_approval": e["requires_approval"]}
+                for e in values["tools"]
+            ]
+        if "handoffs" in values:
+            visible = selectors.agents_visible_to(request.user)
+            agents = {
+                a.pk: a for a in visible.filter(pk__in=[e["agent"] for e in values["handoffs"]])
+            }
+            missing = [str(e["agent"]) for e in values["handoffs"] if e["agent"] not in agents]
+            if missing:
+                raise InvalidReference(
+                    f"Unknown agent(s): {', '.join(missing)}.", code="invalid_handoff"
+                )
+            values["handoffs"] = [
+                {**{k: v for k, v in e.items() if k != "agent"}, "to_agent": agents[e["agent"]]}
+                for e in values["handoffs"]
+            ]
+
     def _provider(self, request: Request, provider_id) -> Provider:
         provider = selectors.providers_visible_to(request.user).filter(pk=provider_id).first()
         if provider is None:
@@ -153,6 +187,7 @@ class AgentViewSet(viewsets.GenericViewSet):
         values = dict(data.validated_data)
         values["provider"] = self._provider(request, values["provider"])
         values.pop("status", None)
+        self._resolve_graph(request, values)
         metadata = values.pop("metadata", None) or {}
         if not request.user.is_staff:
             metadata.pop("featured", None)
@@ -175,6 +210,7 @@ class AgentViewSet(viewsets.GenericViewSet):
         values = dict(data.validated_data)
         if "provider" in values:
             values["provider"] = self._provider(request, values["provider"])
+        self._resolve_graph(request, values)
         if "status" in values and not request.user.is_staff:
             raise PermissionDenied("Only staff can suspend or activate agents.", code="staff_only")
         metadata = values.pop("metadata", None)
@@ -346,6 +382,32 @@ class RunViewSet(viewsets.GenericViewSet):
         )
 
     @extend_schema(
+        summary="The run's tool calls, in order", responses=s.ToolCallSerializer(many=True)
+    )
+    @action(detail=True, methods=["get"], url_path="tool-calls")
+    def tool_calls(self, request: Request, pk: str | None = None) -> Response:
+        run = self.get_object()
+        return Response(
+            s.ToolCallSerializer(run.tool_calls.order_by("created_at", "id"), many=True).data
+        )
+
+    @extend_schema(
+        summary="Approve or reject the calls a run is waiting on",
+        description="When every pending call is answered the run is queued again and resumes from its "
+        "stored state. Rejected calls get `message` (or a default) as their result.",
+        request=s.ApprovalsSerializer,
+        responses={200: s.RunSerializer, 409: OpenApiResponse(description="run_not_waiting")},
+    )
+    @action(detail=True, methods=["post"])
+    def approvals(self, request: Request, pk: str | None = None) -> Response:
+        data = s.ApprovalsSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        run = agent_run_approve(run=self.get_object(), decisions=data.validated_data["decisions"])
+        return Response(
+            s.RunSerializer(AgentRun.objects.select_related("agent_version").get(pk=run.pk)).data
+        )
+
+    @extend_schema(
         summary="Cancel a run",
         request=None,
         responses={200: s.RunSerializer, 409: OpenApiResponse(description="run_not_cancellable")},
@@ -431,3 +493,80 @@ class ConversationItemsApi(ListAPIView):
             selectors.conversations_visible_to(self.request.user), pk=self.kwargs["pk"]
         )
         return selectors.conversation_items(conversation=conversation)
+
+
+# --- tools ---------------------------------------------------------------------------------------
+
+
+@extend_schema(tags=["tools"])
+class ToolViewSet(viewsets.GenericViewSet):
+    serializer_class = s.ToolSerializer
+    lookup_value_regex = "[0-9a-f-]{36}"
+
+    def get_queryset(self):
+        from agentdeck.core.permissions import scope_to_owner
+
+        return scope_to_owner(Tool.objects.all(), self.request.user)
+
+    @extend_schema(summary="Your tools")
+    def list(self, request: Request) -> Response:
+        page = self.paginate_queryset(self.get_queryset())
+        return self.get_paginated_response(s.ToolSerializer(page, many=True).data)
+
+    @extend_schema(summary="A tool")
+    def retrieve(self, request: Request, pk: str | None = None) -> Response:
+        return Response(s.ToolSerializer(self.get_object()).data)
+
+    @extend_schema(
+        summary="Create a tool", request=s.ToolWriteSerializer, responses={201: s.ToolSerializer}
+    )
+    def create(self, request: Request) -> Response:
+        data = s.ToolWriteSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        tool = tool_services.tool_create(owner=request.user, **data.validated_data)
+        return Response(s.ToolSerializer(tool).data, status=http.HTTP_201_CREATED)
+
+    @extend_schema(
+        summary="Change a tool",
+        request=s.ToolWriteSerializer(partial=True),
+        responses=s.ToolSerializer,
+    )
+    def partial_update(self, request: Request, pk: str | None = None) -> Response:
+        tool = self.get_object()
+        data = s.ToolWriteSerializer(data=request.data, partial=True)
+        data.is_valid(raise_exception=True)
+        values = dict(data.validated_data)
+        if values.pop("kind", tool.kind) != tool.kind:
+            raise InvalidReference(
+                "A tool's kind cannot change; create another tool.", code="invalid_tool"
+            )
+        tool = tool_services.tool_update(tool=tool, **values)
+        return Response(s.ToolSerializer(tool).data)
+
+    @extend_schema(summary="Delete a tool (refused while agents use it)", responses={204: None})
+    def destroy(self, request: Request, pk: str | None = None) -> Response:
+        tool_services.tool_delete(tool=self.get_object())
+        return Response(status=http.HTTP_204_NO_CONTENT)
+
+    @extend_schema(
+        summary="MCP: discover and store the server's tools",
+        request=None,
+        responses=s.ToolSerializer,
+    )
+    @action(detail=True, methods=["post"])
+    def refresh(self, request: Request, pk: str | None = None) -> Response:
+        return Response(
+            s.ToolSerializer(tool_services.tool_refresh_mcp(tool=self.get_object())).data
+        )
+
+    @extend_schema(
+        summary="Import the operations of an OpenAPI 3 document as http tools",
+        request=s.OpenApiImportSerializer,
+        responses={201: s.ToolSerializer(many=True)},
+    )
+    @action(detail=False, methods=["post"], url_path="import-openapi")
+    def import_openapi(self, request: Request) -> Response:
+        data = s.OpenApiImportSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        tools = tool_services.tools_import_openapi(owner=request.user, **data.validated_data)
+        return Response(s.ToolSerializer(tools, many=True).data, status=http.HTTP_201_CREATED)

@@ -71,6 +71,11 @@ class AgentRun(TimestampedModel):
     attempts = models.PositiveIntegerField(default=0)
     worker = models.CharField(max_length=200, blank=True, default="")
     next_seq = models.BigIntegerField(default=0)
+    # requires_action: the SDK's serialized RunState to resume from, the calls waiting for a
+    # person, and when they expire (approval_timeout).
+    resume_state = models.TextField(blank=True, default="")
+    pending_approvals = models.JSONField(default=list, blank=True)
+    approval_deadline = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         db_table = "agent_runs"

@@ -4,10 +4,8 @@ here). Nothing in this module touches the network until the SDK calls the model.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
 from typing import Any
 
-from agents import Agent as SDKAgent
 from agents import ModelSettings
 from agents.agent_output import AgentOutputSchemaBase
 from agents.exceptions import ModelBehaviorError
@@ -16,7 +14,6 @@ from django.conf import settings
 from openai.types.shared import Reasoning
 
 from agentdeck.agents.models import Provider
-from agentdeck.agents.runtime.tools import build_tools
 from agentdeck.core.crypto import decrypt_secret
 from agentdeck.core.exceptions import ApplicationError
 
@@ -131,28 +128,8 @@ class JsonSchemaOutput(AgentOutputSchemaBase):
         return value
 
 
-@dataclass
-class BuiltAgent:
-    agent: SDKAgent
-    # SDK agent name -> the model name, to key usage per model.
-    model_names: dict[str, str] = field(default_factory=dict)
+def build_graph(snapshot: dict[str, Any], *, owner_id: str):
+    """The SDK agent graph for a version snapshot (see ``agentdeck.agents.runtime.graph``)."""
+    from agentdeck.agents.runtime.graph import GraphBuilder
 
-
-def build_agent(
-    snapshot: dict[str, Any], *, providers: dict[str, Provider] | None = None
-) -> BuiltAgent:
-    """Build the SDK agent for a version snapshot (see ``agent_snapshot``)."""
-    providers = providers or {}
-    provider_id = str(snapshot["provider_id"])
-    provider = providers.get(provider_id) or Provider.objects.get(pk=provider_id)
-    model = build_model(provider, snapshot["model"])
-    output_schema = snapshot.get("output_schema")
-    agent = SDKAgent(
-        name=snapshot["name"],
-        instructions=snapshot.get("instructions") or None,
-        model=model,
-        model_settings=build_model_settings(snapshot.get("model_settings") or {}),
-        output_type=JsonSchemaOutput(output_schema) if output_schema else None,
-        tools=build_tools(snapshot.get("tools") or []),
-    )
-    return BuiltAgent(agent=agent, model_names={agent.name: snapshot["model"]})
+    return GraphBuilder(owner_id=owner_id).build(snapshot)

@@ -13,6 +13,10 @@ Stable types (clients switch on them; add, never rename):
 ``tool_call.completed`` the tool answered: ``{agent, call_id, output}``
 ``handoff``           control passed between agents: ``{from_agent, to_agent}``
 ``guardrail.tripped`` a guardrail stopped the run: ``{guardrail, kind, detail}``
+``approval.required`` the run paused for a person: ``{calls: [{call_id, tool, arguments, agent}],
+                      expires_at}``; the run is now ``requires_action``
+``approval.resolved`` every pending call was answered: ``{decisions: [{call_id, approved}]}``
+``run.resumed``       a worker picked the run up again after approvals: ``{attempt}``
 ``usage``             one model response's tokens: ``{model, requests, input_tokens,
                       cached_input_tokens, output_tokens, reasoning_tokens, total_tokens}``
 ``run.succeeded``     terminal: ``{output, last_agent, usage}``
@@ -38,6 +42,9 @@ TOOL_CALL_COMPLETED = "tool_call.completed"
 HANDOFF = "handoff"
 GUARDRAIL_TRIPPED = "guardrail.tripped"
 USAGE = "usage"
+APPROVAL_REQUIRED = "approval.required"
+APPROVAL_RESOLVED = "approval.resolved"
+RUN_RESUMED = "run.resumed"
 RUN_SUCCEEDED = "run.succeeded"
 RUN_FAILED = "run.failed"
 RUN_CANCELLED = "run.cancelled"
@@ -46,6 +53,7 @@ TERMINAL_EVENT_TYPES = frozenset({RUN_SUCCEEDED, RUN_FAILED, RUN_CANCELLED})
 EVENT_TYPES = frozenset({
     RUN_STARTED, AGENT_UPDATED, MESSAGE_DELTA, MESSAGE_COMPLETED, REASONING_COMPLETED,
     TOOL_CALL_STARTED, TOOL_CALL_COMPLETED, HANDOFF, GUARDRAIL_TRIPPED, USAGE,
+    APPROVAL_REQUIRED, APPROVAL_RESOLVED, RUN_RESUMED,
     *TERMINAL_EVENT_TYPES,
 })  # fmt: skip
 
@@ -108,10 +116,8 @@ def map_run_item(name: str, item: Any) -> tuple[str, dict[str, Any]] | None:
             "call_id": _raw_field(raw, "call_id") or "",
             "output": clip(jsonable(getattr(item, "output", None))),
         }
-    if name == "handoff_occured":  # sic: the SDK's spelling
-        source = getattr(getattr(item, "source_agent", None), "name", agent)
-        target = getattr(getattr(item, "target_agent", None), "name", "")
-        return HANDOFF, {"from_agent": source, "to_agent": target}
+    # "handoff_occured" is not mapped: a handoff input filter can drop that item from the
+    # stream, so the executor emits ``handoff`` from the change of agent instead.
     if name == "reasoning_item_created":
         summary = [_raw_field(part, "text", "") for part in (_raw_field(raw, "summary") or [])]
         return REASONING_COMPLETED, {"agent": agent, "summary": clip("\n".join(summary))}

@@ -7,17 +7,23 @@ runs it back on the calling thread, on the worker's own connection and transacti
 Three things run concurrently:
 
 * the stream loop: each SDK event becomes zero or one ``RunEvent`` (``events.py`` maps them),
-  persisted before it is published;
+  persisted before it is published; tool calls are also recorded as ``ToolCall`` rows;
 * the heartbeat: every ``RUN_HEARTBEAT_SECONDS`` it refreshes ``heartbeat_at`` (so the reaper
   knows this worker lives) and looks for a cancel request, for when no events flow;
 * the deadline: ``RUN_TIMEOUT_SECONDS``, below the queue's task timeout.
+
+A run that reaches a tool needing approval ends its stream with interruptions: the SDK's
+``RunState`` is serialized and returned as a ``requires_action`` outcome; after the approvals,
+a worker resumes from that state (the pinned version rebuilds the same agent).
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
+from contextlib import AsyncExitStack
 from typing import Any
 
 from agents import RunConfig, Runner
@@ -27,9 +33,14 @@ from django.db import connection
 
 from agentdeck.agents.models import AgentRun
 from agentdeck.agents.runtime import events as ev
-from agentdeck.agents.runtime.builder import build_agent
+from agentdeck.agents.runtime.builder import build_graph
 from agentdeck.agents.runtime.errors import RunTimedOut, classify_exception
-from agentdeck.agents.services.runs import RunOutcome, run_event_append
+from agentdeck.agents.services.runs import (
+    RunOutcome,
+    run_event_append,
+    tool_call_finished,
+    tool_call_started,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -53,17 +64,28 @@ class _RunState:
         self.stopped = (
             False  # we cut the stream short (cancel or loss), so there is no final output
         )
+        self.tool_started: dict[str, float] = {}
 
 
 async def _execute(run: AgentRun) -> RunOutcome:
-    state = _RunState()
     try:
-        built = await sync_to_async(build_agent)(run.agent_version.snapshot)
+        from agentdeck.agents.runtime import guardrails as guard
+    except ImportError:  # TEMP: until the guardrails module lands
+        guard = _NoGuardrails()
+
+    state = _RunState()
+    if run.resume_state:
+        # Tokens spent before the pause count too.
+        state.usage = {model: dict(counts) for model, counts in (run.usage or {}).items()}
+    try:
+        graph = await sync_to_async(build_graph)(run.agent_version.snapshot, owner_id=run.owner_id)
     except Exception as exc:
         code, message = classify_exception(exc)
         return RunOutcome(status=AgentRun.Status.FAILED, error_code=code, error_message=message)
-    state.agent_name = built.agent.name
-    model_names = built.model_names
+    state.agent_name = graph.agent.name
+    model_names = graph.model_names
+    guardrail_config = graph.guardrails
+    redact_output = guard.output_redaction_enabled(guardrail_config)
 
     session = None
     run_config_kwargs: dict[str, Any] = {}
@@ -73,19 +95,6 @@ async def _execute(run: AgentRun) -> RunOutcome:
         session = DjangoSession(str(run.conversation_id), run_id=str(run.id))
         # List inputs are appended to the stored history as they are.
         run_config_kwargs["session_input_callback"] = lambda history, new: [*history, *new]
-
-    result = Runner.run_streamed(
-        built.agent,
-        input=run.input,
-        max_turns=run.max_turns,
-        session=session,
-        run_config=RunConfig(
-            workflow_name=built.agent.name,
-            group_id=str(run.conversation_id or run.id),
-            trace_metadata={"agentdeck_run_id": str(run.id)},
-            **run_config_kwargs,
-        ),
-    )
 
     async def append(event_type: str, data: dict[str, Any], first_token: bool = False) -> None:
         outcome = await sync_to_async(run_event_append)(
@@ -107,87 +116,210 @@ async def _execute(run: AgentRun) -> RunOutcome:
                 ev.MESSAGE_DELTA, {"agent": state.agent_name, "delta": text}, first_token=first
             )
 
-    async def consume() -> None:
-        await append(ev.AGENT_UPDATED, {"agent": state.agent_name})
-        async for event in result.stream_events():
-            if state.cancel.is_set():
-                state.stopped = True
-                result.cancel()
-                break
-            if event.type == "raw_response_event":
-                data = event.data
-                kind = getattr(data, "type", "")
-                if kind == "response.output_text.delta":
-                    if not state.delta_buffer:
-                        state.delta_started = time.monotonic()
-                    state.delta_buffer.append(data.delta)
-                    if (
-                        sum(map(len, state.delta_buffer)) >= ev.DELTA_FLUSH_CHARS
-                        or time.monotonic() - state.delta_started >= ev.DELTA_FLUSH_SECONDS
-                    ):
-                        await flush_deltas()
-                elif kind == "response.completed":
-                    usage = ev.usage_from_response(data.response)
-                    if usage:
-                        model = model_names.get(state.agent_name, "")
-                        ev.add_usage(state.usage, model, usage)
-                        await flush_deltas()
-                        await append(ev.USAGE, {"model": model, **usage})
-                continue
-            await flush_deltas()
-            if event.type == "agent_updated_stream_event":
-                if event.new_agent.name != state.agent_name:
-                    state.agent_name = event.new_agent.name
-                    await append(ev.AGENT_UPDATED, {"agent": state.agent_name})
-            elif event.type == "run_item_stream_event":
-                mapped = ev.map_run_item(event.name, event.item)
-                if mapped is not None:
-                    await append(*mapped)
-        await flush_deltas()
+    async def record_item(event_type: str, data: dict[str, Any]) -> None:
+        if event_type == ev.MESSAGE_COMPLETED and redact_output:
+            data = {**data, "text": guard.redact_output(guardrail_config, data.get("text", ""))}
+        await append(event_type, data)
+        if event_type == ev.TOOL_CALL_STARTED:
+            state.tool_started[data["call_id"]] = time.monotonic()
+            await sync_to_async(tool_call_started)(
+                run_id=run.id,
+                call_id=data["call_id"],
+                tool_name=data["name"],
+                agent_name=data["agent"],
+                arguments=data["arguments"],
+                tool_id=graph.tool_ids.get(data["name"]),
+            )
+        elif event_type == ev.TOOL_CALL_COMPLETED:
+            began = state.tool_started.pop(data["call_id"], None)
+            await sync_to_async(tool_call_finished)(
+                run_id=run.id,
+                call_id=data["call_id"],
+                output=data["output"],
+                duration_ms=(time.monotonic() - began) * 1000 if began is not None else None,
+            )
 
-    async def heartbeat() -> None:
-        while True:
-            await asyncio.sleep(settings.RUN_HEARTBEAT_SECONDS)
-            row = await sync_to_async(_beat)(run.id)
-            if row is None:
-                state.lost = True
-                state.cancel.set()
-            elif row:
-                state.cancel.set()
-            if state.cancel.is_set():
-                state.stopped = True
-                result.cancel()
-
-    beat = asyncio.create_task(heartbeat())
-    try:
+    async with AsyncExitStack() as stack:
         try:
-            async with asyncio.timeout(settings.RUN_TIMEOUT_SECONDS):
-                await consume()
-        except TimeoutError:
-            result.cancel()
-            raise RunTimedOut(f"The run exceeded {settings.RUN_TIMEOUT_SECONDS} s.") from None
-    except Exception as exc:
-        code, message = classify_exception(exc)
-        return RunOutcome(
-            status=AgentRun.Status.FAILED,
-            error_code=code,
-            error_message=message,
-            usage=state.usage or _fallback_usage(result, model_names, state.agent_name),
-            last_agent=state.agent_name,
-        )
-    finally:
-        beat.cancel()
+            for server in graph.mcp_servers:
+                await stack.enter_async_context(server)
+            start_input: Any
+            if run.resume_state:
+                start_input = await _restore(graph.agent, run)
+            else:
+                start_input = guard.redact_input(guardrail_config, run.input)
+        except Exception as exc:
+            code, message = classify_exception(exc)
+            return RunOutcome(status=AgentRun.Status.FAILED, error_code=code, error_message=message)
 
-    usage = state.usage or _fallback_usage(result, model_names, state.agent_name)
-    last_agent = getattr(getattr(result, "last_agent", None), "name", state.agent_name)
-    if state.stopped:
-        return RunOutcome(status=AgentRun.Status.CANCELLED, usage=usage, last_agent=last_agent)
-    return RunOutcome(
-        status=AgentRun.Status.SUCCEEDED,
-        output=ev.jsonable(result.final_output),
-        usage=usage,
-        last_agent=last_agent,
-    )
+        result = Runner.run_streamed(
+            graph.agent,
+            input=start_input,
+            max_turns=run.max_turns,
+            session=session,
+            run_config=RunConfig(
+                workflow_name=graph.agent.name,
+                group_id=str(run.conversation_id or run.id),
+                trace_metadata={"agentdeck_run_id": str(run.id)},
+                **run_config_kwargs,
+            ),
+        )
+
+        async def consume() -> None:
+            await append(ev.AGENT_UPDATED, {"agent": state.agent_name})
+            async for event in result.stream_events():
+                if state.cancel.is_set():
+                    state.stopped = True
+                    result.cancel()
+                    break
+                if event.type == "raw_response_event":
+                    data = event.data
+                    kind = getattr(data, "type", "")
+                    if kind == "response.output_text.delta" and not redact_output:
+                        if not state.delta_buffer:
+                            state.delta_started = time.monotonic()
+                        state.delta_buffer.append(data.delta)
+                        if (
+                            sum(map(len, state.delta_buffer)) >= ev.DELTA_FLUSH_CHARS
+                            or time.monotonic() - state.delta_started >= ev.DELTA_FLUSH_SECONDS
+                        ):
+                            await flush_deltas()
+                    elif kind == "response.completed":
+                        usage = ev.usage_from_response(data.response)
+                        if usage:
+                            model = model_names.get(state.agent_name, "")
+                            ev.add_usage(state.usage, model, usage)
+                            await flush_deltas()
+                            await append(ev.USAGE, {"model": model, **usage})
+                    continue
+                await flush_deltas()
+                if event.type == "agent_updated_stream_event":
+                    if event.new_agent.name != state.agent_name:
+                        await append(
+                            ev.HANDOFF,
+                            {"from_agent": state.agent_name, "to_agent": event.new_agent.name},
+                        )
+                        state.agent_name = event.new_agent.name
+                        await append(ev.AGENT_UPDATED, {"agent": state.agent_name})
+                elif event.type == "run_item_stream_event":
+                    mapped = ev.map_run_item(event.name, event.item)
+                    if mapped is not None:
+                        await record_item(*mapped)
+            await flush_deltas()
+
+        async def heartbeat() -> None:
+            while True:
+                await asyncio.sleep(settings.RUN_HEARTBEAT_SECONDS)
+                row = await sync_to_async(_beat)(run.id)
+                if row is None:
+                    state.lost = True
+                    state.cancel.set()
+                elif row:
+                    state.cancel.set()
+                if state.cancel.is_set():
+                    state.stopped = True
+                    result.cancel()
+
+        def usage_so_far() -> dict[str, dict[str, int]]:
+            usage = {
+                m: dict(c)
+                for m, c in (
+                    state.usage or _fallback_usage(result, model_names, state.agent_name)
+                ).items()
+            }
+            for model, counts in graph.nested_usage.items():
+                ev.add_usage(usage, model, counts)
+            return usage
+
+        beat = asyncio.create_task(heartbeat())
+        try:
+            try:
+                async with asyncio.timeout(settings.RUN_TIMEOUT_SECONDS):
+                    await consume()
+            except TimeoutError:
+                result.cancel()
+                raise RunTimedOut(f"The run exceeded {settings.RUN_TIMEOUT_SECONDS} s.") from None
+        except Exception as exc:
+            code, message = classify_exception(exc)
+            if code == "guardrail_tripped":
+                info = guard.tripped_guardrail_info(exc)
+                await append(ev.GUARDRAIL_TRIPPED, info)
+                message = (
+                    f"Guardrail {info.get('guardrail')} tripped: {info.get('detail', '')}".strip()
+                )
+            return RunOutcome(
+                status=AgentRun.Status.FAILED,
+                error_code=code,
+                error_message=message,
+                usage=usage_so_far(),
+                last_agent=state.agent_name,
+            )
+        finally:
+            beat.cancel()
+
+        usage = usage_so_far()
+        last_agent = getattr(getattr(result, "last_agent", None), "name", state.agent_name)
+        if state.stopped:
+            return RunOutcome(status=AgentRun.Status.CANCELLED, usage=usage, last_agent=last_agent)
+        if result.interruptions:
+            pending = [
+                {
+                    "call_id": item.call_id,
+                    "tool": item.name,
+                    "arguments": _arguments(item.arguments),
+                    "agent": getattr(getattr(item, "agent", None), "name", ""),
+                }
+                for item in result.interruptions
+            ]
+            return RunOutcome(
+                status=AgentRun.Status.REQUIRES_ACTION,
+                usage=usage,
+                last_agent=last_agent,
+                resume_state=result.to_state().to_string(),
+                pending_approvals=pending,
+            )
+        output = ev.jsonable(result.final_output)
+        if redact_output and isinstance(output, str):
+            output = guard.redact_output(guardrail_config, output)
+        return RunOutcome(
+            status=AgentRun.Status.SUCCEEDED, output=output, usage=usage, last_agent=last_agent
+        )
+
+
+async def _restore(agent: Any, run: AgentRun) -> Any:
+    """The serialized RunState with each pending call approved or rejected as decided."""
+    from agents import RunState
+
+    sdk_state = await RunState.from_string(agent, run.resume_state)
+    decisions = {p["call_id"]: p for p in run.pending_approvals}
+    for item in sdk_state.get_interruptions():
+        decision = decisions.get(item.call_id) or {}
+        if decision.get("approved"):
+            sdk_state.approve(item)
+        else:
+            sdk_state.reject(
+                item, rejection_message=decision.get("message") or "A person rejected this call."
+            )
+    return sdk_state
+
+
+class _NoGuardrails:  # TEMP
+    @staticmethod
+    def output_redaction_enabled(config):
+        return False
+
+    @staticmethod
+    def redact_input(config, value):
+        return value
+
+
+def _arguments(raw: Any) -> Any:
+    if isinstance(raw, str):
+        try:
+            return json.loads(raw)
+        except ValueError:
+            return raw
+    return raw
 
 
 def _beat(run_id: Any) -> bool | None:

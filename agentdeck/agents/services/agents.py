@@ -9,12 +9,29 @@ from django.utils.text import slugify
 
 from agentdeck.accounts.models import User
 from agentdeck.agents.exceptions import InvalidReference, ModelNotAvailable
-from agentdeck.agents.models import Agent, AgentMetadata, AgentRun, AgentVersion, Provider
+from agentdeck.agents.models import (
+    Agent,
+    AgentMetadata,
+    AgentRun,
+    AgentTool,
+    AgentVersion,
+    Handoff,
+    Provider,
+    Tool,
+)
 from agentdeck.agents.models.run import ACTIVE_STATUSES
 from agentdeck.core.exceptions import ApplicationError, Conflict, NotFound
 
 # Fields whose change alters how the agent behaves, and so makes a new version.
-BEHAVIOUR_FIELDS = ("name", "instructions", "provider", "model", "model_settings", "output_schema")
+BEHAVIOUR_FIELDS = (
+    "name",
+    "instructions",
+    "provider",
+    "model",
+    "model_settings",
+    "output_schema",
+    "guardrails",
+)
 METADATA_FIELDS = ("category", "tags", "icon", "featured")
 
 
@@ -28,9 +45,85 @@ def agent_snapshot(agent: Agent) -> dict[str, Any]:
         "model": agent.model,
         "model_settings": dict(agent.model_settings or {}),
         "output_schema": agent.output_schema,
-        "tools": [],
-        "handoffs": [],
+        "guardrails": agent.guardrails or {},
+        "tools": [
+            {
+                "tool_id": str(a.tool_id),
+                "kind": a.tool.kind,
+                "name": a.tool.name,
+                "description": a.tool.description,
+                "config": a.tool.config,
+                "parameters_schema": a.tool.parameters_schema,
+                "requires_approval": a.requires_approval,
+            }
+            for a in agent.tool_attachments.select_related("tool").order_by("position", "id")
+        ],
+        "handoffs": [
+            {
+                "to_agent_id": str(h.to_agent_id),
+                "tool_name": h.tool_name,
+                "tool_description": h.tool_description,
+                "input_filter": h.input_filter,
+            }
+            for h in agent.handoffs.order_by("position", "created_at")
+        ],
     }
+
+
+def _set_tools(*, agent: Agent, tools: list[dict[str, Any]]) -> None:
+    """Replace the agent's tool attachments: ``[{"tool": Tool, "requires_approval": bool}]``."""
+    seen = set()
+    for entry in tools:
+        tool = entry["tool"]
+        if tool.owner_id != agent.owner_id:
+            raise InvalidReference(f"Unknown tool {tool.id}.", code="invalid_tool")
+        if tool.pk in seen:
+            raise InvalidReference(f"Tool {tool.name} is attached twice.", code="invalid_tool")
+        seen.add(tool.pk)
+    names = [e["tool"].name for e in tools]
+    if len(names) != len(set(names)):
+        raise InvalidReference("Two attached tools share a name.", code="invalid_tool")
+    AgentTool.objects.filter(agent=agent).delete()
+    AgentTool.objects.bulk_create(
+        [
+            AgentTool(
+                agent=agent,
+                tool=e["tool"],
+                requires_approval=bool(e.get("requires_approval")),
+                position=i,
+            )
+            for i, e in enumerate(tools)
+        ]
+    )
+
+
+def _set_handoffs(*, agent: Agent, handoffs: list[dict[str, Any]]) -> None:
+    """Replace the agent's handoffs: ``[{"to_agent": Agent, "tool_name"?, "tool_description"?,
+    "input_filter"?}]``; targets must be agents the owner may run, never the agent itself."""
+    targets = set()
+    for entry in handoffs:
+        target = entry["to_agent"]
+        if target.pk == agent.pk:
+            raise InvalidReference("An agent cannot hand off to itself.", code="invalid_handoff")
+        if target.owner_id != agent.owner_id and target.visibility != Agent.Visibility.PUBLIC:
+            raise InvalidReference(f"Unknown agent {target.id}.", code="invalid_handoff")
+        if target.pk in targets:
+            raise InvalidReference(f"Agent {target.name} appears twice.", code="invalid_handoff")
+        targets.add(target.pk)
+    Handoff.objects.filter(from_agent=agent).delete()
+    Handoff.objects.bulk_create(
+        [
+            Handoff(
+                from_agent=agent,
+                to_agent=e["to_agent"],
+                tool_name=e.get("tool_name") or "",
+                tool_description=e.get("tool_description") or "",
+                input_filter=e.get("input_filter") or Handoff.InputFilter.NONE,
+                position=i,
+            )
+            for i, e in enumerate(handoffs)
+        ]
+    )
 
 
 def validate_output_schema(schema: Any) -> None:
@@ -112,10 +205,17 @@ def agent_create(
     output_schema: dict[str, Any] | None = None,
     visibility: str = Agent.Visibility.PRIVATE,
     metadata: dict[str, Any] | None = None,
+    guardrails: dict[str, Any] | None = None,
+    tools: list[dict[str, Any]] | None = None,
+    handoffs: list[dict[str, Any]] | None = None,
 ) -> Agent:
     """Create an agent with version 1 and its marketplace metadata row."""
     _check_provider(provider=provider, owner=owner, model=model)
     validate_output_schema(output_schema)
+    if guardrails:
+        from agentdeck.agents.runtime.guardrails import validate_guardrails
+
+        guardrails = validate_guardrails(guardrails, provider_kind=provider.kind)
     agent = Agent.objects.create(
         owner=owner,
         name=name,
@@ -126,8 +226,13 @@ def agent_create(
         model=model,
         model_settings=model_settings or {},
         output_schema=output_schema,
+        guardrails=guardrails or {},
         visibility=visibility,
     )
+    if tools:
+        _set_tools(agent=agent, tools=tools)
+    if handoffs:
+        _set_handoffs(agent=agent, handoffs=handoffs)
     AgentMetadata.objects.create(
         agent=agent, **{k: v for k, v in (metadata or {}).items() if k in METADATA_FIELDS}
     )
@@ -137,15 +242,40 @@ def agent_create(
 
 @transaction.atomic
 def agent_update(
-    *, agent: Agent, actor: User, metadata: dict[str, Any] | None = None, **fields: Any
+    *,
+    agent: Agent,
+    actor: User,
+    metadata: dict[str, Any] | None = None,
+    tools: list[dict[str, Any]] | None = None,
+    handoffs: list[dict[str, Any]] | None = None,
+    **fields: Any,
 ) -> Agent:
-    """Apply changes; a change to any behaviour field makes a new immutable version.
+    """Apply changes; a change to any behaviour field, the tools or the handoffs makes a new
+    immutable version.
 
     The agent row is locked first, so two concurrent edits get consecutive version numbers
     instead of colliding on (agent, number).
     """
     agent = Agent.objects.select_for_update().select_related("provider").get(pk=agent.pk)
+    if "guardrails" in fields:
+        from agentdeck.agents.runtime.guardrails import validate_guardrails
+
+        provider = fields.get("provider", agent.provider)
+        fields["guardrails"] = validate_guardrails(
+            fields["guardrails"] or {}, provider_kind=provider.kind
+        )
     changed = {k for k, v in fields.items() if getattr(agent, k) != v}
+    before = agent_snapshot(agent) if tools is not None or handoffs is not None else None
+    if tools is not None:
+        _set_tools(agent=agent, tools=tools)
+    if handoffs is not None:
+        _set_handoffs(agent=agent, handoffs=handoffs)
+    if before is not None:
+        after = agent_snapshot(agent)
+        if before["tools"] != after["tools"]:
+            changed.add("tools")
+        if before["handoffs"] != after["handoffs"]:
+            changed.add("handoffs")
     if "provider" in changed or "model" in changed:
         _check_provider(
             provider=fields.get("provider", agent.provider),
@@ -154,18 +284,15 @@ def agent_update(
         )
     if "output_schema" in changed:
         validate_output_schema(fields["output_schema"])
-    for name in changed:
+    for name in changed & set(fields):
         setattr(agent, name, fields[name])
     if "name" in changed:
         agent.slug = _unique_slug(agent.owner, agent.name, exclude_id=agent.pk)
-    if changed:
+    if changed & set(fields):
         agent.save()
-    if changed & set(BEHAVIOUR_FIELDS):
-        _new_version(
-            agent=agent,
-            actor=actor,
-            note="updated " + ", ".join(sorted(changed & set(BEHAVIOUR_FIELDS))),
-        )
+    versioned = changed & {*BEHAVIOUR_FIELDS, "tools", "handoffs"}
+    if versioned:
+        _new_version(agent=agent, actor=actor, note="updated " + ", ".join(sorted(versioned)))
     values = {k: v for k, v in (metadata or {}).items() if k in METADATA_FIELDS}
     if values:
         # update() skips auto_now; the Next.js side reads updated_at from this shared table.
@@ -196,7 +323,35 @@ def agent_version_restore(*, agent: Agent, number: int, actor: User) -> Agent:
     agent.model = snap["model"]
     agent.model_settings = snap.get("model_settings") or {}
     agent.output_schema = snap.get("output_schema")
+    agent.guardrails = snap.get("guardrails") or {}
     agent.save()
+    # Tools and handoffs come back too, where they still exist.
+    tools = {
+        str(t.pk): t
+        for t in Tool.objects.filter(
+            pk__in=[t["tool_id"] for t in snap.get("tools", []) if t.get("tool_id")]
+        )
+    }
+    _set_tools(
+        agent=agent,
+        tools=[
+            {"tool": tools[t["tool_id"]], "requires_approval": t.get("requires_approval", False)}
+            for t in snap.get("tools", [])
+            if t.get("tool_id") in tools
+        ],
+    )
+    targets = {
+        str(a.pk): a
+        for a in Agent.objects.filter(pk__in=[h["to_agent_id"] for h in snap.get("handoffs", [])])
+    }
+    _set_handoffs(
+        agent=agent,
+        handoffs=[
+            {**h, "to_agent": targets[h["to_agent_id"]]}
+            for h in snap.get("handoffs", [])
+            if h["to_agent_id"] in targets
+        ],
+    )
     _new_version(agent=agent, actor=actor, note=f"restored version {number}")
     return agent
 

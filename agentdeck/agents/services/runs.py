@@ -32,6 +32,8 @@ from agentdeck.agents.models import (
     AgentVersion,
     Conversation,
     RunEvent,
+    Tool,
+    ToolCall,
 )
 from agentdeck.agents.models.run import ACTIVE_STATUSES, TERMINAL_STATUSES
 from agentdeck.agents.runtime import events as ev
@@ -245,6 +247,9 @@ class RunOutcome:
     usage: dict[str, dict[str, int]] | None = None
     error_code: str = ""
     error_message: str = ""
+    # requires_action only: the SDK RunState to resume from and the calls awaiting a person.
+    resume_state: str = ""
+    pending_approvals: list[dict[str, Any]] | None = None
 
 
 def agent_run_claim(*, run_id: Any) -> bool:
@@ -270,18 +275,24 @@ def agent_run_execute(*, run_id: Any) -> str:
     run = AgentRun.objects.select_related("agent_version", "agent", "conversation").get(pk=run_id)
     with transaction.atomic():
         _publish_status(run, Status.RUNNING)
-        run_event_append(
-            run_id=run.id,
-            type=ev.RUN_STARTED,
-            data={
-                "agent": run.agent_version.snapshot.get("name", ""),
-                "model": run.agent_version.snapshot.get("model", ""),
-                "version": run.agent_version.number,
-                "attempt": run.attempts,
-            },
-        )
+        if run.resume_state:
+            run_event_append(run_id=run.id, type=ev.RUN_RESUMED, data={"attempt": run.attempts})
+        else:
+            run_event_append(
+                run_id=run.id,
+                type=ev.RUN_STARTED,
+                data={
+                    "agent": run.agent_version.snapshot.get("name", ""),
+                    "model": run.agent_version.snapshot.get("model", ""),
+                    "version": run.agent_version.number,
+                    "attempt": run.attempts,
+                },
+            )
     outcome = execute(run)
-    agent_run_finish(run_id=run.id, outcome=outcome)
+    if outcome.status == Status.REQUIRES_ACTION:
+        agent_run_pause(run_id=run.id, outcome=outcome)
+    else:
+        agent_run_finish(run_id=run.id, outcome=outcome)
     try:
         from agentdeck.analytics.tracing import get_span_processor
 
@@ -301,6 +312,7 @@ def agent_run_finish(*, run_id: Any, outcome: RunOutcome, from_statuses=ACTIVE_S
     usage = outcome.usage or {}
     with transaction.atomic():
         updated = AgentRun.objects.filter(pk=run_id, status__in=from_statuses).update(
+            resume_state="",
             status=outcome.status,
             output=pg_json_safe(outcome.output),
             last_agent=outcome.last_agent,
@@ -327,6 +339,161 @@ def agent_run_finish(*, run_id: Any, outcome: RunOutcome, from_statuses=ACTIVE_S
         run = AgentRun.objects.only("id", "owner_id", "agent_id").get(pk=run_id)
         _publish_status(run, outcome.status, outcome.error_code)
     return True
+
+
+# --- tool calls and approvals ---------------------------------------------------------------------
+
+TOOL_OUTPUT_MAX_CHARS = 64_000
+_FAILURE_PREFIXES = ("error:", "An error occurred while running the tool")
+
+
+def tool_call_started(
+    *,
+    run_id: Any,
+    call_id: str,
+    tool_name: str,
+    agent_name: str,
+    arguments: Any,
+    tool_id: str | None = None,
+) -> None:
+    """Record a call as it starts (idempotent per (run, call_id): an approved call that was
+    recorded as pending moves on to started)."""
+    now = timezone.now()
+    if isinstance(arguments, str):
+        try:
+            arguments = json.loads(arguments)
+        except ValueError:
+            arguments = {"_raw": arguments}
+    call, created = ToolCall.objects.get_or_create(
+        run_id=run_id,
+        call_id=call_id,
+        defaults={
+            "tool_name": tool_name,
+            "agent_name": agent_name,
+            "arguments": pg_json_safe(arguments),
+            "tool_id": tool_id,
+            "status": ToolCall.Status.STARTED,
+            "started_at": now,
+        },
+    )
+    if not created:
+        # An approved call moves on; a rejected one stays rejected (the SDK still reports it).
+        ToolCall.objects.filter(pk=call.pk, status=ToolCall.Status.PENDING_APPROVAL).update(
+            status=ToolCall.Status.STARTED, started_at=now
+        )
+    if tool_id:
+        Tool.objects.filter(pk=tool_id).update(last_used_at=now)
+
+
+def tool_call_finished(
+    *, run_id: Any, call_id: str, output: Any, duration_ms: float | None
+) -> None:
+    text = output if isinstance(output, str) else json.dumps(output, default=str)
+    failed = text.startswith(_FAILURE_PREFIXES)
+    calls = ToolCall.objects.filter(run_id=run_id, call_id=call_id)
+    calls.filter(status=ToolCall.Status.REJECTED).update(
+        output=pg_json_safe(text[:TOOL_OUTPUT_MAX_CHARS]),
+        output_size=len(text),
+        finished_at=timezone.now(),
+    )
+    calls.exclude(status=ToolCall.Status.REJECTED).update(
+        output=pg_json_safe(text[:TOOL_OUTPUT_MAX_CHARS]),
+        output_size=len(text),
+        duration_ms=duration_ms,
+        finished_at=timezone.now(),
+        status=ToolCall.Status.FAILED if failed else ToolCall.Status.SUCCEEDED,
+        error=pg_json_safe(text[:2000]) if failed else "",
+    )
+
+
+def agent_run_pause(*, run_id: Any, outcome: RunOutcome) -> bool:
+    """running -> requires_action: keep the SDK state, list the calls waiting for a person,
+    start the approval clock, and tell listeners (``approval.required``)."""
+    pending = outcome.pending_approvals or []
+    deadline = timezone.now() + timedelta(seconds=settings.APPROVAL_TIMEOUT_SECONDS)
+    with transaction.atomic():
+        updated = AgentRun.objects.filter(pk=run_id, status=Status.RUNNING).update(
+            status=Status.REQUIRES_ACTION,
+            resume_state=outcome.resume_state,
+            pending_approvals=pg_json_safe(pending),
+            approval_deadline=deadline,
+            usage=outcome.usage or {},
+            last_agent=outcome.last_agent,
+        )
+        if not updated:
+            return False
+        for call in pending:
+            ToolCall.objects.update_or_create(
+                run_id=run_id,
+                call_id=call["call_id"],
+                defaults={
+                    "tool_name": call["tool"],
+                    "agent_name": call.get("agent", ""),
+                    "arguments": pg_json_safe(call["arguments"])
+                    if isinstance(call["arguments"], dict)
+                    else {"_raw": call["arguments"]},
+                    "status": ToolCall.Status.PENDING_APPROVAL,
+                },
+            )
+        run_event_append(
+            run_id=run_id,
+            type=ev.APPROVAL_REQUIRED,
+            data={"calls": pending, "expires_at": deadline.isoformat()},
+        )
+        run = AgentRun.objects.only("id", "owner_id", "agent_id").get(pk=run_id)
+        _publish_status(run, Status.REQUIRES_ACTION)
+    return True
+
+
+def agent_run_approve(*, run: AgentRun, decisions: list[dict[str, Any]]) -> AgentRun:
+    """Answer pending calls: ``[{"call_id", "approved": bool, "message"?}]``. When every pending
+    call has an answer the run goes back on the queue (requires_action -> queued) and resumes
+    from its stored state; until then answers accumulate."""
+    from agentdeck.core.exceptions import Conflict
+
+    with transaction.atomic():
+        run = AgentRun.objects.select_for_update().get(pk=run.pk)
+        if run.status != Status.REQUIRES_ACTION:
+            raise Conflict(
+                f"The run is {run.status}; it is not waiting for approvals.", code="run_not_waiting"
+            )
+        pending = {p["call_id"]: dict(p) for p in run.pending_approvals}
+        unknown = [d["call_id"] for d in decisions if d["call_id"] not in pending]
+        if unknown:
+            raise InvalidReference(
+                f"Not pending on this run: {', '.join(unknown)}.", code="invalid_call_id"
+            )
+        for decision in decisions:
+            entry = pending[decision["call_id"]]
+            entry["approved"] = bool(decision["approved"])
+            entry["message"] = decision.get("message") or ""
+            ToolCall.objects.filter(run=run, call_id=decision["call_id"]).update(
+                status=ToolCall.Status.PENDING_APPROVAL
+                if decision["approved"]
+                else ToolCall.Status.REJECTED,
+                approval_message=entry["message"],
+            )
+        run.pending_approvals = list(pending.values())
+        fields = ["pending_approvals", "updated_at"]
+        if all("approved" in p for p in run.pending_approvals):
+            run.status = Status.QUEUED
+            run.approval_deadline = None
+            fields += ["status", "approval_deadline"]
+            run_event_append(
+                run_id=run.id,
+                type=ev.APPROVAL_RESOLVED,
+                data={
+                    "decisions": [
+                        {"call_id": p["call_id"], "approved": p["approved"]}
+                        for p in run.pending_approvals
+                    ]
+                },
+            )
+            _publish_status(run, Status.QUEUED)
+            run_id = run.id
+            transaction.on_commit(lambda: enqueue_run(run_id))
+        run.save(update_fields=fields)
+    return run
 
 
 # --- cancel and reap -----------------------------------------------------------------------------
@@ -370,6 +537,26 @@ def agent_run_reap_stale(*, stale_after: timedelta | None = None) -> list[str]:
         )
         if agent_run_finish(run_id=run_id, outcome=outcome, from_statuses=(Status.RUNNING,)):
             reaped.append(str(run_id))
+    expired = AgentRun.objects.filter(
+        status=Status.REQUIRES_ACTION, approval_deadline__lt=timezone.now()
+    )
+    for run_id in expired.values_list("id", flat=True):
+        outcome = RunOutcome(
+            status=Status.FAILED,
+            error_code="approval_timeout",
+            error_message="Nobody answered the pending approvals in time.",
+        )
+        if agent_run_finish(
+            run_id=run_id, outcome=outcome, from_statuses=(Status.REQUIRES_ACTION,)
+        ):
+            ToolCall.objects.filter(run_id=run_id, status=ToolCall.Status.PENDING_APPROVAL).update(
+                status=ToolCall.Status.EXPIRED
+            )
+            reaped.append(str(run_id))
     if reaped:
-        logger.warning("reaped %d run(s) whose worker was lost: %s", len(reaped), ", ".join(reaped))
+        logger.warning(
+            "reaped %d run(s) (worker lost or approvals expired): %s",
+            len(reaped),
+            ", ".join(reaped),
+        )
     return reaped

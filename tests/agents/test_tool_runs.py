@@ -1,0 +1,331 @@
+"""Tools, handoffs, agents as tools and approvals in real runs: the model is a local
+OpenAI-compatible server, HTTP tools call a local test server, the worker entry point executes."""
+
+from __future__ import annotations
+
+import json
+import threading
+from datetime import timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+from django.utils import timezone
+
+from agentdeck.agents.models import AgentRun, RunEvent, ToolCall
+from agentdeck.agents.services.agents import agent_create, agent_update
+from agentdeck.agents.services.providers import provider_create
+from agentdeck.agents.services.runs import agent_run_reap_stale, agent_run_start
+from agentdeck.agents.services.tools import tool_create
+from agentdeck.agents.tasks import execute_run
+from tests.support.openai_server import FakeOpenAI
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def model():
+    with FakeOpenAI() as server:
+        yield server
+
+
+@pytest.fixture
+def provider(user, model):
+    return provider_create(
+        actor=user, name="local", kind="openai_compatible", base_url=model.base_url
+    )
+
+
+@pytest.fixture
+def make_agent(user, provider):
+    def make(name: str, **kwargs):
+        return agent_create(owner=user, name=name, provider=provider, model="fake-model", **kwargs)
+
+    return make
+
+
+class _Api(BaseHTTPRequestHandler):
+    seen: list[dict] = []
+
+    def do_GET(self):
+        type(self).seen.append({"path": self.path, "auth": self.headers.get("X-Api-Key")})
+        body = json.dumps(
+            {"order": self.path.split("?")[0].rsplit("/", 1)[-1], "status": "shipped"}
+        ).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def orders_api(settings):
+    settings.OUTBOUND_HTTP_ALLOWLIST = ["127.0.0.1"]
+    _Api.seen = []
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Api)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_port}", _Api.seen
+    server.shutdown()
+    server.server_close()
+
+
+def run(user, agent, text="go", **kwargs) -> AgentRun:
+    r, _ = agent_run_start(user=user, agent=agent, input=text, **kwargs)
+    execute_run(str(r.id))
+    r.refresh_from_db()
+    return r
+
+
+def types(r) -> list[str]:
+    return list(RunEvent.objects.filter(run=r).order_by("seq").values_list("type", flat=True))
+
+
+def test_http_tool_call_reaches_the_endpoint_with_its_secret_header(
+    user, model, make_agent, orders_api
+):
+    base, seen = orders_api
+    tool = tool_create(
+        owner=user,
+        name="get_order",
+        kind="http",
+        description="Look up an order.",
+        config={"method": "GET", "url_template": base + "/orders/{order_id}"},
+        parameters_schema={
+            "type": "object",
+            "properties": {"order_id": {"type": "string"}, "verbose": {"type": "boolean"}},
+            "required": ["order_id"],
+        },
+        secret_headers={"X-Api-Key": "s3cret"},
+    )
+    agent = make_agent("Support", tools=[{"tool": tool}])
+    model.add_tool_call("get_order", {"order_id": "A 17", "verbose": True})
+    model.add_text("Your order shipped.")
+
+    r = run(user, agent)
+
+    assert r.status == "succeeded", r.error_message
+    assert seen == [{"path": "/orders/A%2017?verbose=true", "auth": "s3cret"}]
+    call = ToolCall.objects.get(run=r)
+    assert (call.tool_id, call.tool_name, call.status) == (tool.id, "get_order", "succeeded")
+    assert call.arguments == {"order_id": "A 17", "verbose": True}
+    assert '"status": "shipped"' in call.output
+    assert call.duration_ms is not None
+    assert "shipped" in str(model.model_requests()[1].body)
+
+
+def test_http_tool_arguments_are_validated_before_any_request(user, model, make_agent, orders_api):
+    base, seen = orders_api
+    tool = tool_create(
+        owner=user,
+        name="get_order",
+        kind="http",
+        config={"method": "GET", "url_template": base + "/orders/{order_id}"},
+        parameters_schema={
+            "type": "object",
+            "properties": {"order_id": {"type": "string"}},
+            "required": ["order_id"],
+        },
+    )
+    agent = make_agent("Support", tools=[{"tool": tool}])
+    model.add_tool_call("get_order", {"order_id": 17})
+    model.add_text("Sorry.")
+
+    r = run(user, agent)
+
+    assert r.status == "succeeded"
+    assert seen == []
+    call = ToolCall.objects.get(run=r)
+    assert call.status == "failed"
+    assert "invalid arguments at order_id" in call.output
+    assert "invalid arguments" in str(model.model_requests()[1].body)  # the model saw why
+
+
+def test_http_request_to_a_private_address_is_a_tool_error_not_a_crash(
+    user, model, make_agent, settings
+):
+    settings.OUTBOUND_HTTP_ALLOWLIST = []
+    tool = tool_create(owner=user, name="fetch", kind="builtin", config={"builtin": "http_request"})
+    agent = make_agent("Browser", tools=[{"tool": tool}])
+    model.add_tool_call("fetch", {"url": "http://169.254.169.254/latest/meta-data/"})
+    model.add_text("I cannot reach that.")
+
+    r = run(user, agent)
+
+    assert r.status == "succeeded"
+    call = ToolCall.objects.get(run=r)
+    assert call.status == "failed"
+    assert call.output.startswith("error:")
+
+
+def test_three_agent_handoff_chain(user, model, make_agent):
+    billing = make_agent("Billing")
+    triage2 = make_agent("Accounts", handoffs=[{"to_agent": billing}])
+    front = make_agent(
+        "Front desk", handoffs=[{"to_agent": triage2, "input_filter": "remove_tool_history"}]
+    )
+    model.add_tool_call("transfer_to_accounts", {})
+    model.add_tool_call("transfer_to_billing", {})
+    model.add_text("Billing here: refunded.")
+
+    r = run(user, front, "I want a refund")
+
+    assert r.status == "succeeded", r.error_message
+    assert r.last_agent == "Billing"
+    handoffs = RunEvent.objects.filter(run=r, type="handoff").order_by("seq")
+    assert [(h.data["from_agent"], h.data["to_agent"]) for h in handoffs] == [
+        ("Front desk", "Accounts"),
+        ("Accounts", "Billing"),
+    ]
+    assert r.usage["fake-model"]["requests"] == 3
+
+
+def test_an_agent_used_as_a_tool_counts_its_nested_usage(user, model, make_agent):
+    expert = make_agent("Expert")
+    tool = tool_create(
+        owner=user, name="ask_expert", kind="agent", config={"agent_id": str(expert.id)}
+    )
+    lead = make_agent("Lead", tools=[{"tool": tool}])
+    model.add_tool_call("ask_expert", {"input": "what is 6x7?"})
+    model.add_text("42", usage={"input_tokens": 100, "output_tokens": 1})  # the expert's answer
+    model.add_text("The expert says 42.")
+
+    r = run(user, lead)
+
+    assert r.status == "succeeded", r.error_message
+    assert r.output == "The expert says 42."
+    assert ToolCall.objects.get(run=r).output == "42"
+    # Two requests of the lead and one of the nested expert run.
+    assert r.usage["fake-model"]["requests"] == 3
+    assert r.usage["fake-model"]["input_tokens"] == 120
+
+
+def test_another_users_tool_cannot_be_attached(user, other_user, client_for, make_agent):
+    theirs = tool_create(
+        owner=other_user, name="calc", kind="builtin", config={"builtin": "calculator"}
+    )
+    agent = make_agent("Mine")
+    response = client_for(user).patch(
+        f"/api/v1/agents/{agent.id}/", {"tools": [{"tool": str(theirs.id)}]}, format="json"
+    )
+    assert response.status_code == 400
+    assert response.json()["code"] == "invalid_tool"
+
+
+# --- approvals -----------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def guarded(user, make_agent):
+    tool = tool_create(owner=user, name="calc", kind="builtin", config={"builtin": "calculator"})
+    return make_agent("Careful", tools=[{"tool": tool, "requires_approval": True}])
+
+
+def test_approved_call_resumes_from_the_stored_state(user, user_client, model, guarded):
+    model.add_tool_call("calc", {"expression": "6*7"})
+    model.add_text("It is 42.")
+    r = run(user, guarded)
+
+    assert r.status == "requires_action"
+    assert r.resume_state
+    [pending] = r.pending_approvals
+    assert (pending["tool"], pending["arguments"]) == ("calc", {"expression": "6*7"})
+    assert types(r)[-1] == "approval.required"
+    assert ToolCall.objects.get(run=r).status == "pending_approval"
+    assert (
+        user_client.get(f"/api/v1/runs/{r.id}/").json()["pending_approvals"][0]["call_id"]
+        == pending["call_id"]
+    )
+
+    response = user_client.post(
+        f"/api/v1/runs/{r.id}/approvals/",
+        {"decisions": [{"call_id": pending["call_id"], "approved": True}]},
+        format="json",
+    )
+    assert response.status_code == 200
+    assert response.json()["status"] == "queued"
+
+    assert execute_run(str(r.id)) == "succeeded"  # a worker picks it up again
+    r.refresh_from_db()
+    assert r.output == "It is 42."
+    assert r.resume_state == ""
+    assert ToolCall.objects.get(run=r).output == "42"
+    t = types(r)
+    assert t.index("approval.required") < t.index("approval.resolved") < t.index("run.resumed")
+    assert t[-1] == "run.succeeded"
+    assert r.usage["fake-model"]["requests"] == 2  # tokens from before the pause count too
+
+
+def test_rejected_call_tells_the_model_why(user, user_client, model, guarded):
+    model.add_tool_call("calc", {"expression": "1/0"})
+    model.add_text("Understood, I will not.")
+    r = run(user, guarded)
+    call_id = r.pending_approvals[0]["call_id"]
+
+    user_client.post(
+        f"/api/v1/runs/{r.id}/approvals/",
+        {"decisions": [{"call_id": call_id, "approved": False, "message": "Not allowed today."}]},
+        format="json",
+    )
+    assert execute_run(str(r.id)) == "succeeded"
+    assert "Not allowed today." in str(model.model_requests()[1].body)
+    assert ToolCall.objects.get(run=r).status == "rejected"
+
+
+def test_unanswered_approvals_expire(user, model, guarded):
+    model.add_tool_call("calc", {"expression": "2+2"})
+    r = run(user, guarded)
+    AgentRun.objects.filter(pk=r.pk).update(approval_deadline=timezone.now() - timedelta(seconds=1))
+
+    assert agent_run_reap_stale() == [str(r.id)]
+    r.refresh_from_db()
+    assert (r.status, r.error_code) == ("failed", "approval_timeout")
+    assert ToolCall.objects.get(run=r).status == "expired"
+
+
+def test_approvals_are_refused_when_nothing_waits_or_the_id_is_wrong(
+    user, user_client, model, guarded
+):
+    model.add_tool_call("calc", {"expression": "2+2"})
+    r = run(user, guarded)
+    wrong = user_client.post(
+        f"/api/v1/runs/{r.id}/approvals/",
+        {"decisions": [{"call_id": "nope", "approved": True}]},
+        format="json",
+    )
+    assert (wrong.status_code, wrong.json()["code"]) == (400, "invalid_call_id")
+    AgentRun.objects.filter(pk=r.pk).update(status="failed")
+    late = user_client.post(
+        f"/api/v1/runs/{r.id}/approvals/",
+        {"decisions": [{"call_id": r.pending_approvals[0]["call_id"], "approved": True}]},
+        format="json",
+    )
+    assert (late.status_code, late.json()["code"]) == (409, "run_not_waiting")
+
+
+def test_tool_calls_endpoint_lists_the_runs_calls(user, user_client, model, make_agent):
+    tool = tool_create(owner=user, name="calc", kind="builtin", config={"builtin": "calculator"})
+    agent = make_agent("Maths", tools=[{"tool": tool}])
+    model.add_tool_call("calc", {"expression": "2**10"})
+    model.add_text("1024")
+    r = run(user, agent)
+    calls = user_client.get(f"/api/v1/runs/{r.id}/tool-calls/").json()
+    assert [(c["tool_name"], c["output"], c["status"]) for c in calls] == [
+        ("calc", "1024", "succeeded")
+    ]
+
+
+def test_changing_tools_makes_a_new_version_captured_in_the_snapshot(user, make_agent):
+    agent = make_agent("Versioned")
+    tool = tool_create(owner=user, name="calc", kind="builtin", config={"builtin": "calculator"})
+    agent_update(agent=agent, actor=user, tools=[{"tool": tool, "requires_approval": True}])
+    agent.refresh_from_db()
+    assert agent.current_version == 2
+    snapshot = agent.versions.get(number=2).snapshot
+    assert snapshot["tools"][0]["name"] == "calc"
+    assert snapshot["tools"][0]["requires_approval"] is True
+    agent_update(agent=agent, actor=user, tools=[{"tool": tool, "requires_approval": True}])
+    agent.refresh_from_db()
+    assert agent.current_version == 2  # no change, no version
