@@ -41,6 +41,10 @@ def classify_exception(exc: BaseException) -> tuple[str, str]:
         return "run_timeout", message
     if isinstance(exc, ProviderUnavailable):
         return "provider_unavailable", exc.detail
+    from agentdeck.core.exceptions import ApplicationError
+
+    if isinstance(exc, ApplicationError):  # raised while building the graph: tool_error and kin
+        return (exc.code if exc.code in RUN_ERROR_CODES else "tool_error"), exc.detail
     if isinstance(exc, SecretDecryptionError):
         return "provider_unavailable", message
     if isinstance(exc, sdk.MaxTurnsExceeded):

@@ -80,6 +80,14 @@ def _set_tools(*, agent: Agent, tools: list[dict[str, Any]]) -> None:
         if tool.pk in seen:
             raise InvalidReference(f"Tool {tool.name} is attached twice.", code="invalid_tool")
         seen.add(tool.pk)
+        builtin = (tool.config or {}).get("builtin")
+        if (
+            builtin in ("web_search", "code_interpreter")
+            and agent.provider.kind != Provider.Kind.OPENAI
+        ):
+            raise InvalidReference(
+                f"The hosted tool {builtin} needs an openai provider.", code="invalid_tool"
+            )
     names = [e["tool"].name for e in tools]
     if len(names) != len(set(names)):
         raise InvalidReference("Two attached tools share a name.", code="invalid_tool")
