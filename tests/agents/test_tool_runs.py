@@ -329,3 +329,65 @@ def test_changing_tools_makes_a_new_version_captured_in_the_snapshot(user, make_
     agent_update(agent=agent, actor=user, tools=[{"tool": tool, "requires_approval": True}])
     agent.refresh_from_db()
     assert agent.current_version == 2  # no change, no version
+
+
+# --- guardrails in runs ----------------------------------------------------------------------------
+
+
+def test_input_guardrail_trips_the_run_before_the_model_is_called(user, model, make_agent):
+    agent = make_agent(
+        "Guarded",
+        guardrails={"input": [{"type": "blocklist", "words": ["password"], "name": "no-secrets"}]},
+    )
+    r = run(user, agent, "my password is hunter2")
+    assert (r.status, r.error_code) == ("failed", "guardrail_tripped")
+    assert "no-secrets" in r.error_message
+    tripped = RunEvent.objects.get(run=r, type="guardrail.tripped")
+    assert tripped.data["guardrail"] == "no-secrets"
+    assert tripped.data["kind"] == "input"
+    assert "hunter2" not in json.dumps(tripped.data)
+    assert model.model_requests() == []
+
+
+def test_output_json_schema_guardrail_trips_and_passes(user, model, make_agent):
+    schema = {"type": "object", "required": ["answer"]}
+    agent = make_agent(
+        "Structured", guardrails={"output": [{"type": "json_schema", "schema": schema}]}
+    )
+    model.add_text("not json at all")
+    assert run(user, agent).error_code == "guardrail_tripped"
+    model.add_text('{"answer": 1}')
+    assert run(user, agent).status == "succeeded"
+
+
+def test_pii_redaction_hides_emails_from_the_model_and_the_output(user, model, make_agent):
+    agent = make_agent(
+        "Private",
+        guardrails={
+            "input": [{"type": "pii", "detect": ["email"], "action": "redact"}],
+            "output": [{"type": "pii", "detect": ["email"], "action": "redact"}],
+        },
+    )
+    model.add_text("Write to boss@example.com today.")
+    r = run(user, agent, "my mail is me@example.org")
+    assert r.status == "succeeded"
+    assert "me@example.org" not in json.dumps(model.model_requests()[0].body)
+    assert "boss@example.com" not in r.output
+    assert not RunEvent.objects.filter(run=r, type="message.delta").exists()  # no raw text streamed
+    assert "boss@example.com" not in json.dumps(
+        list(RunEvent.objects.filter(run=r).values_list("data", flat=True))
+    )
+
+
+def test_invalid_guardrails_are_refused_on_save(user_client, provider):
+    response = user_client.post(
+        "/api/v1/agents/",
+        {
+            "name": "Bad",
+            "provider": str(provider.id),
+            "model": "fake-model",
+            "guardrails": {"input": [{"type": "moderation"}]},
+        },
+        format="json",
+    )
+    assert (response.status_code, response.json()["code"]) == (400, "invalid_guardrails")

@@ -68,10 +68,7 @@ class _RunState:
 
 
 async def _execute(run: AgentRun) -> RunOutcome:
-    try:
-        from agentdeck.agents.runtime import guardrails as guard
-    except ImportError:  # TEMP: until the guardrails module lands
-        guard = _NoGuardrails()
+    from agentdeck.agents.runtime import guardrails as guard
 
     state = _RunState()
     if run.resume_state:
@@ -301,16 +298,6 @@ async def _restore(agent: Any, run: AgentRun) -> Any:
                 item, rejection_message=decision.get("message") or "A person rejected this call."
             )
     return sdk_state
-
-
-class _NoGuardrails:  # TEMP
-    @staticmethod
-    def output_redaction_enabled(config):
-        return False
-
-    @staticmethod
-    def redact_input(config, value):
-        return value
 
 
 def _arguments(raw: Any) -> Any:

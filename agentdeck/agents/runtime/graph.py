@@ -92,12 +92,7 @@ class GraphBuilder:
             return self._agents[key]
         if len(self._agents) >= MAX_GRAPH_AGENTS:
             raise GraphError(f"The agent graph has more than {MAX_GRAPH_AGENTS} agents.")
-        try:
-            from agentdeck.agents.runtime.guardrails import build_guardrails
-        except ImportError:  # TEMP: until the guardrails module lands
-
-            def build_guardrails(config, **kwargs):
-                return [], []
+        from agentdeck.agents.runtime.guardrails import build_guardrails
 
         graph = self.graph
         assert graph is not None

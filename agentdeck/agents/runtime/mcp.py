@@ -1,0 +1,506 @@
+"""MCP server tools: the OpenAI Agents SDK's MCP client, configured from a ``Tool`` of kind ``mcp``.
+
+A ``mcp`` Tool's ``config`` is ``{"url", "transport": "streamable_http" | "sse",
+"allowed_tools": [...], "headers": {...}}``; secret headers live encrypted on the Tool row.
+
+* :func:`build_mcp_server` (run time, in the sync thread that builds the graph): an SDK server
+  object for one snapshot entry. The executor enters it (``async with server:``) before the run
+  and leaves it afterwards; the SDK lists its tools each turn and calls them.
+* :func:`discover_tools` (``POST /tools/{id}/refresh/``): connect once, list the tools, return
+  them as plain dicts for ``Tool.discovered``.
+
+Outbound safety. The URL is checked with :func:`agentdeck.core.outbound.check_url` when the
+server is built (and when the tool is saved). That alone would leave a DNS-rebinding window (the
+HTTP client resolves the name again), so every connection the MCP client opens also goes through
+:func:`agentdeck.core.outbound.guarded_async_client`, whose transport resolves each host once,
+validates every address and connects to the validated IP. No redirects are followed and
+environment proxies are ignored. The ``mcp`` package 2.x speaks ``httpx2`` while the guard is an
+``httpx`` client, so with mcp 2.x a small ``httpx2`` transport forwards each request to the
+guarded ``httpx`` client (:class:`GuardedHttpx2Transport`); with mcp 1.x the guarded client is
+used as it is.
+
+The tool list, cached between runs. The SDK caches a server's tool list only for the life of
+one server object (``cache_tools_list=True``), and a server object lives for one run. So
+:class:`_CachedToolsMixin` overrides ``list_tools`` to consult a process-level cache
+(:data:`tools_list_cache`) first: a second run of the same agent in the same worker process, within
+:data:`TOOLS_CACHE_TTL_SECONDS`, does not send ``tools/list`` again (it still connects, since
+the tools are called over that connection). On a hit the client session is primed with the
+cached list (see :func:`_prime_session`: without it the ``mcp`` client would list the tools
+itself before the first call, to validate results). The key is the Tool id, the Tool row's
+``updated_at`` (which moves on every edit, secret-header rotation and refresh), the URL,
+transport and headers the snapshot asks for (headers as a digest, so no secret is kept in a
+key) and the allowlist; the cached value is the list after the allowlist filter.
+
+Why not use the stored ``discovered`` list instead? It is only as fresh as the last manual
+refresh (it is empty for a tool nobody refreshed), it keeps only name, description and input
+schema (the SDK also uses annotations, output schema and ``_meta``), and an MCP server may
+change its tools at any time; a tool the model sees but the server no longer has fails at call
+time. ``discovered`` is for people (the UI, the admin); runs ask the server, at most once per
+TTL per process.
+
+Errors. A server that cannot be reached when the run starts, or that fails ``tools/list``,
+raises :class:`MCPServerUnavailable` (an ``InvalidReference`` with ``code="tool_error"``). A
+failing ``tools/call`` is not an error of the run: the SDK turns it into text the model sees.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import AsyncIterator
+from importlib.metadata import version
+from typing import TYPE_CHECKING, Any
+
+import httpx
+from agents.mcp import (
+    MCPServer,
+    MCPServerSse,
+    MCPServerStreamableHttp,
+    create_static_tool_filter,
+)
+
+from agentdeck.agents.exceptions import InvalidReference
+from agentdeck.core.exceptions import ApplicationError
+from agentdeck.core.outbound import OutboundRefused, check_url, guarded_async_client
+
+if TYPE_CHECKING:
+    from agentdeck.agents.models import Tool
+
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "MCP_HTTP_TIMEOUT_SECONDS",
+    "MCP_REQUEST_TIMEOUT_SECONDS",
+    "TOOLS_CACHE_TTL_SECONDS",
+    "MCPServerUnavailable",
+    "build_mcp_server",
+    "discover_tools",
+    "guarded_client_factory",
+    "tools_list_cache",
+]
+
+# Connect and write timeout of each HTTP request to the server.
+MCP_HTTP_TIMEOUT_SECONDS = 10.0
+# How long one MCP request (a tool call, tools/list) may take before it fails.
+MCP_REQUEST_TIMEOUT_SECONDS = 60.0
+# How long an open SSE stream may stay silent.
+MCP_SSE_READ_TIMEOUT_SECONDS = 300.0
+# discover_tools as a whole: connect, initialise, list.
+DISCOVERY_TIMEOUT_SECONDS = 20.0
+TOOLS_CACHE_TTL_SECONDS = 300.0
+TOOLS_CACHE_MAX_ENTRIES = 512
+
+# mcp 2.x speaks httpx2 (a fork of httpx with its own types); mcp 1.x speaks httpx.
+MCP_V2 = int(version("mcp").partition(".")[0]) >= 2
+
+
+class MCPServerUnavailable(InvalidReference):
+    """The MCP server could not be connected to, or failed to list its tools."""
+
+    status = 502
+    code = "tool_error"
+    title = "MCP server unavailable"
+
+
+# --- the tool-list cache -------------------------------------------------------------------------
+
+
+class ToolListCache:
+    """Thread-safe, process-wide ``key -> [mcp Tool]`` with a TTL and a size bound (the oldest
+    entry goes first). Values are deep-copied in and out, so no caller can change another's."""
+
+    def __init__(self, ttl: float, max_entries: int) -> None:
+        self.ttl = ttl
+        self.max_entries = max_entries
+        self._lock = threading.Lock()
+        self._entries: OrderedDict[tuple[Any, ...], tuple[float, list[Any]]] = OrderedDict()
+
+    def get(self, key: tuple[Any, ...]) -> list[Any] | None:
+        with self._lock:
+            entry = self._entries.get(key)
+            if entry is None:
+                return None
+            expires, tools = entry
+            if expires <= time.monotonic():
+                del self._entries[key]
+                return None
+            return [t.model_copy(deep=True) for t in tools]
+
+    def put(self, key: tuple[Any, ...], tools: list[Any]) -> None:
+        copies = [t.model_copy(deep=True) for t in tools]
+        with self._lock:
+            self._entries.pop(key, None)
+            self._entries[key] = (time.monotonic() + self.ttl, copies)
+            while len(self._entries) > self.max_entries:
+                self._entries.popitem(last=False)
+
+    def discard(self, key: tuple[Any, ...]) -> None:
+        with self._lock:
+            self._entries.pop(key, None)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._entries)
+
+
+tools_list_cache = ToolListCache(TOOLS_CACHE_TTL_SECONDS, TOOLS_CACHE_MAX_ENTRIES)
+
+
+def _cache_key(
+    *,
+    tool_id: str,
+    stamp: str,
+    url: str,
+    transport: str,
+    headers: dict[str, str],
+    allowed: list[str],
+) -> tuple[Any, ...]:
+    digest = hashlib.sha256(json.dumps(headers, sort_keys=True).encode()).hexdigest()
+    return (tool_id, stamp, url, transport, digest, tuple(sorted(allowed)))
+
+
+# --- SDK server classes --------------------------------------------------------------------------
+
+
+def _describe(error: BaseException, server: str, doing: str) -> str:
+    """A short message for a failure. The SDK's own errors (``UserError``) already name the
+    server and keep credentials out; anything else is prefixed with what was being done."""
+    from agents.exceptions import UserError
+
+    while isinstance(error, BaseExceptionGroup) and error.exceptions:
+        error = error.exceptions[0]
+    if isinstance(error, UserError) and str(error).strip():
+        return str(error).strip()
+    return (
+        f"Could not {doing} the MCP server {server}: {str(error).strip() or type(error).__name__}"
+    )
+
+
+def _prime_session(session: Any, tools: list[Any]) -> bool:
+    """Teach an MCP client session what a ``tools/list`` answer would have taught it, from a cached
+    list: the tools' output schemas (the client validates structured results against them, and
+    lists the tools itself on the first call when it has none) and, in mcp 2.x, the
+    argument-to-header maps of ``x-mcp-header`` tools. These are the ``mcp`` package's internals
+    (``ClientSession._absorb_tool_listing`` in 2.x, ``_tool_output_schemas`` in 1.x); when neither
+    is there, this returns False and the caller asks the server instead, which is always correct.
+    """
+    if session is None:
+        return False
+    absorb = getattr(session, "_absorb_tool_listing", None)
+    if callable(absorb):  # mcp 2.x
+        from mcp.types import ListToolsResult
+
+        absorb(ListToolsResult(tools=tools), complete=True)
+        return True
+    schemas = getattr(session, "_tool_output_schemas", None)
+    if isinstance(schemas, dict):  # mcp 1.x
+        for tool in tools:
+            schemas[tool.name] = getattr(tool, "outputSchema", None)
+        return True
+    return False
+
+
+class _CachedToolsMixin:
+    """``list_tools`` through :data:`tools_list_cache`; connection and listing failures become
+    :class:`MCPServerUnavailable`."""
+
+    agentdeck_cache_key: tuple[Any, ...] | None = None
+    agentdeck_tool_id: str | None = None
+    _agentdeck_primed: Any = None  # the session primed from the cache
+    name: str
+    session: Any
+
+    async def connect(self) -> None:
+        try:
+            await super().connect()  # type: ignore[misc]
+        except Exception as e:
+            raise MCPServerUnavailable(_describe(e, self.name, "connect to")) from e
+
+    async def list_tools(self, run_context: Any = None, agent: Any = None) -> list[Any]:
+        key = self.agentdeck_cache_key
+        if key is not None:
+            cached = tools_list_cache.get(key)
+            if cached is not None:
+                session = self.session
+                if self._agentdeck_primed is session or _prime_session(session, cached):
+                    self._agentdeck_primed = session
+                    return cached
+        try:
+            tools = await super().list_tools(run_context, agent)  # type: ignore[misc]
+        except Exception as e:
+            raise MCPServerUnavailable(_describe(e, self.name, "list the tools of")) from e
+        if key is not None:
+            tools_list_cache.put(key, tools)
+        return tools
+
+    def invalidate_tools_cache(self) -> None:
+        super().invalidate_tools_cache()  # type: ignore[misc]
+        if self.agentdeck_cache_key is not None:
+            tools_list_cache.discard(self.agentdeck_cache_key)
+
+
+class StreamableHttpMCPServer(_CachedToolsMixin, MCPServerStreamableHttp):
+    pass
+
+
+class SseMCPServer(_CachedToolsMixin, MCPServerSse):
+    pass
+
+
+SERVER_CLASSES: dict[str, type[StreamableHttpMCPServer] | type[SseMCPServer]] = {
+    "streamable_http": StreamableHttpMCPServer,
+    "sse": SseMCPServer,
+}
+
+
+def _make_server(
+    *,
+    name: str,
+    config: dict[str, Any],
+    headers: dict[str, str],
+    cache_key: tuple[Any, ...] | None,
+    request_timeout: float = MCP_REQUEST_TIMEOUT_SECONDS,
+    requires_approval: bool = False,
+) -> StreamableHttpMCPServer | SseMCPServer:
+    transport = config.get("transport") or "streamable_http"
+    if transport not in SERVER_CLASSES:
+        raise InvalidReference(f"Unknown MCP transport {transport!r}.", code="tool_error")
+    allowed = list(config.get("allowed_tools") or [])
+    server = SERVER_CLASSES[transport](
+        params={
+            "url": config["url"],
+            "headers": headers,
+            "timeout": MCP_HTTP_TIMEOUT_SECONDS,
+            "sse_read_timeout": MCP_SSE_READ_TIMEOUT_SECONDS,
+            "httpx_client_factory": guarded_client_factory,
+        },
+        name=name,
+        cache_tools_list=True,
+        client_session_timeout_seconds=request_timeout,
+        tool_filter=create_static_tool_filter(allowed_tool_names=allowed) if allowed else None,
+        # The attachment's requires_approval covers every tool of the server.
+        require_approval="always" if requires_approval else None,
+    )
+    server.agentdeck_cache_key = cache_key
+    return server
+
+
+def _headers(config: dict[str, Any], secret_headers_encrypted: str) -> dict[str, str]:
+    """The config's headers, then the decrypted secret ones (which win)."""
+    from agentdeck.core.crypto import decrypt_secret
+
+    headers = {str(k): str(v) for k, v in (config.get("headers") or {}).items()}
+    if secret_headers_encrypted:
+        secret = json.loads(decrypt_secret(secret_headers_encrypted))
+        headers.update({str(k): str(v) for k, v in secret.items()})
+    return headers
+
+
+# --- public API ----------------------------------------------------------------------------------
+
+
+def build_mcp_server(spec: dict[str, Any]) -> MCPServer:
+    """The SDK server for a snapshot entry ``{"tool_id", "kind": "mcp", "name", "config", ...}``,
+    named after the Tool, not yet connected. With ``requires_approval`` every call to one of its
+    tools pauses the run for approval.
+
+    Synchronous: it checks the URL (DNS) and reads the Tool row for the secret headers and
+    ``updated_at`` (the graph is built in a sync thread). Raises ``InvalidReference`` with
+    ``code="tool_error"`` when the outbound policy refuses the URL, the Tool row is gone or its
+    secret headers cannot be decrypted. An entry without ``tool_id`` gets no secret headers and
+    no cross-run tool-list cache."""
+    from agentdeck.agents.models import Tool
+    from agentdeck.core.crypto import SecretDecryptionError
+
+    config = dict(spec.get("config") or {})
+    name = spec.get("name") or "mcp"
+    url = config.get("url")
+    if not isinstance(url, str) or not url:
+        raise InvalidReference(f"The MCP tool {name} has no URL.", code="tool_error")
+    try:
+        check_url(url)
+    except OutboundRefused as e:
+        raise InvalidReference(
+            f"The URL of the MCP tool {name} is not allowed: {e}", code="tool_error"
+        ) from e
+    tool_id = str(spec["tool_id"]) if spec.get("tool_id") else None
+    row = None
+    if tool_id:
+        row = Tool.objects.filter(pk=tool_id).only("secret_headers_encrypted", "updated_at").first()
+        if row is None:
+            raise InvalidReference(f"The MCP tool {name} no longer exists.", code="tool_error")
+    try:
+        headers = _headers(config, row.secret_headers_encrypted if row else "")
+    except (SecretDecryptionError, ValueError) as e:
+        raise InvalidReference(
+            f"The secret headers of the MCP tool {name} cannot be read.", code="tool_error"
+        ) from e
+    cache_key = None
+    if row is not None:
+        cache_key = _cache_key(
+            tool_id=str(row.pk),
+            stamp=row.updated_at.isoformat(),
+            url=url,
+            transport=config.get("transport") or "streamable_http",
+            headers=headers,
+            allowed=list(config.get("allowed_tools") or []),
+        )
+    server = _make_server(
+        name=name,
+        config=config,
+        headers=headers,
+        cache_key=cache_key,
+        requires_approval=bool(spec.get("requires_approval")),
+    )
+    server.agentdeck_tool_id = tool_id
+    return server
+
+
+def discover_tools(tool: Tool) -> list[dict[str, Any]]:
+    """Connect to ``tool``'s MCP server and list its tools: ``[{"name", "description",
+    "input_schema"}]``, only those in ``allowed_tools`` when that is set.
+
+    Always asks the server (the cross-run cache is neither read nor filled). Synchronous, for a
+    request thread (it runs the async client with ``async_to_sync``). Raises ``ApplicationError``
+    with ``code="mcp_unreachable"`` (502) when the outbound policy refuses the URL or the server
+    cannot be reached, times out (``DISCOVERY_TIMEOUT_SECONDS`` in all) or does not speak MCP."""
+    from asgiref.sync import async_to_sync
+
+    config = dict(tool.config or {})
+    try:
+        check_url(config.get("url") or "")
+    except OutboundRefused as e:
+        raise ApplicationError(
+            f"The MCP server URL is not allowed: {e}", code="mcp_unreachable", status=502
+        ) from e
+    server = _make_server(
+        name=tool.name,
+        config=config,
+        headers=_headers(config, tool.secret_headers_encrypted),
+        cache_key=None,
+        request_timeout=DISCOVERY_TIMEOUT_SECONDS,
+    )
+
+    async def listing() -> list[Any]:
+        async with asyncio.timeout(DISCOVERY_TIMEOUT_SECONDS), server:
+            return await server.list_tools()
+
+    try:
+        tools = async_to_sync(listing)()
+    except TimeoutError as e:
+        raise ApplicationError(
+            f"The MCP server did not answer within {DISCOVERY_TIMEOUT_SECONDS:g} s.",
+            code="mcp_unreachable",
+            status=502,
+        ) from e
+    except MCPServerUnavailable as e:
+        logger.info("MCP discovery for tool %s failed: %s", tool.pk, e.detail)
+        raise ApplicationError(e.detail, code="mcp_unreachable", status=502) from e
+    return [
+        {"name": t.name, "description": t.description or "", "input_schema": _input_schema(t)}
+        for t in tools
+    ]
+
+
+def _input_schema(tool: Any) -> dict[str, Any]:
+    schema = getattr(tool, "input_schema", None)
+    if schema is None:  # mcp 1.x spells it inputSchema
+        schema = getattr(tool, "inputSchema", None)
+    return dict(schema or {"type": "object", "properties": {}})
+
+
+# --- the guarded HTTP client ---------------------------------------------------------------------
+
+
+def guarded_client_factory(
+    headers: dict[str, str] | None = None, timeout: Any = None, auth: Any = None
+) -> Any:
+    """The SDK's ``httpx_client_factory``: a client whose every connection goes through the
+    outbound SSRF guard, no redirects followed (``httpx2.AsyncClient`` for mcp 2.x, the guarded
+    ``httpx.AsyncClient`` itself for mcp 1.x)."""
+    kwargs: dict[str, Any] = {"follow_redirects": False}
+    if headers is not None:
+        kwargs["headers"] = headers
+    if timeout is not None:
+        kwargs["timeout"] = timeout
+    if auth is not None:
+        kwargs["auth"] = auth
+    if not MCP_V2:
+        return guarded_async_client(**kwargs)
+    return httpx2.AsyncClient(transport=GuardedHttpx2Transport(), trust_env=False, **kwargs)
+
+
+if MCP_V2:
+    import httpx2
+
+    def _httpx2_error(error: Exception, request: httpx2.Request) -> httpx2.TransportError:
+        """The ``httpx2`` exception matching an ``httpx`` one; a refusal by the outbound policy
+        is a ``ConnectError`` (the MCP client then reports a connection failure)."""
+        if isinstance(error, OutboundRefused):
+            return httpx2.ConnectError(str(error), request=request)
+        cls = getattr(httpx2, type(error).__name__, None)
+        if not (isinstance(cls, type) and issubclass(cls, httpx2.TransportError)):
+            cls = httpx2.TransportError
+        return cls(str(error) or type(error).__name__, request=request)
+
+    class _ResponseStream(httpx2.AsyncByteStream):
+        def __init__(self, response: httpx.Response, request: httpx2.Request) -> None:
+            self._response = response
+            self._request = request
+
+        async def __aiter__(self) -> AsyncIterator[bytes]:
+            try:
+                async for chunk in self._response.aiter_raw():
+                    yield chunk
+            except (httpx.HTTPError, OutboundRefused) as e:
+                raise _httpx2_error(e, self._request) from e
+
+        async def aclose(self) -> None:
+            await self._response.aclose()
+
+    class GuardedHttpx2Transport(httpx2.AsyncBaseTransport):
+        """Sends each ``httpx2`` request with the guarded ``httpx`` client and streams the
+        response back as it arrives (SSE streams included). Per-request timeouts travel in the
+        request's ``timeout`` extension, which both libraries read the same way."""
+
+        def __init__(self) -> None:
+            self._client = guarded_async_client(timeout=None)
+
+        async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
+            body = await request.aread()  # JSON-RPC messages: small
+            extensions = {}
+            if "timeout" in request.extensions:
+                extensions["timeout"] = request.extensions["timeout"]
+            outgoing = httpx.Request(
+                request.method,
+                str(request.url),
+                headers=request.headers.raw,
+                content=body,
+                extensions=extensions,
+            )
+            try:
+                response = await self._client.send(outgoing, stream=True)
+            except (httpx.HTTPError, OutboundRefused) as e:
+                raise _httpx2_error(e, request) from e
+            return httpx2.Response(
+                status_code=response.status_code,
+                headers=response.headers.raw,
+                stream=_ResponseStream(response, request),
+                extensions={
+                    k: v
+                    for k, v in response.extensions.items()
+                    if k in ("http_version", "reason_phrase")
+                },
+            )
+
+        async def aclose(self) -> None:
+            await self._client.aclose()
