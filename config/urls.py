@@ -11,6 +11,7 @@ admin.site.index_title = "Agents, runs, credits and the people behind them"
 api_v1 = [
     path("", include("agentdeck.accounts.urls")),
     path("", include("agentdeck.agents.urls")),
+    path("", include("agentdeck.credits.urls")),
 ]
 
 urlpatterns = [

@@ -110,6 +110,8 @@ class ApiKey(TimestampedModel):
     class Scope(models.TextChoices):
         READ = "read", "Read"
         WRITE = "write", "Write"
+        # Staff service keys only: the Next.js server granting purchased credits.
+        CREDITS_GRANT = "credits:grant", "Grant credits"
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     owner = models.ForeignKey(
@@ -131,7 +133,7 @@ class ApiKey(TimestampedModel):
         ]
         constraints = [
             models.CheckConstraint(
-                condition=models.Q(scopes__contained_by=["read", "write"]),
+                condition=models.Q(scopes__contained_by=["read", "write", "credits:grant"]),
                 name="api_keys_scopes_known",
             ),
         ]

@@ -45,6 +45,10 @@ def api_key_create(
             "An API key can only create keys with a subset of its own scopes.",
             code="scope_escalation",
         )
+    if ApiKey.Scope.CREDITS_GRANT in scopes and not owner.is_staff:
+        raise PermissionDenied(
+            "Only staff service accounts may hold credits:grant keys.", code="staff_only"
+        )
     if expires_at is not None and expires_at <= timezone.now():
         raise ApplicationError("expires_at must be in the future.", code="invalid_expiry")
     secret = _new_api_key_secret()

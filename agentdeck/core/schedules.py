@@ -20,6 +20,12 @@ SCHEDULES: dict[str, ScheduleSpec] = {
         "schedule_type": "I",
         "minutes": 1,
     },
+    # Every balance against its ledger and open holds; discrepancies are logged as errors.
+    "credits.reconcile": {
+        "func": "agentdeck.credits.tasks.reconcile",
+        "schedule_type": "D",
+        "minutes": None,
+    },
 }
 
 

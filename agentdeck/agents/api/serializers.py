@@ -313,6 +313,16 @@ class RunTimingsSerializer(serializers.Serializer):
     finished_at = serializers.DateTimeField(allow_null=True)
 
 
+class RunCostSerializer(serializers.Serializer):
+    held = serializers.IntegerField(
+        help_text="Micro-credits reserved at the start (the run's cap)."
+    )
+    captured = serializers.IntegerField(help_text="What the run cost.")
+    refunded = serializers.IntegerField()
+    captured_credits = serializers.CharField()
+    settled = serializers.BooleanField()
+
+
 class RunSerializer(serializers.ModelSerializer):
     agent = serializers.UUIDField(source="agent_id", read_only=True)
     agent_version = serializers.IntegerField(source="agent_version.number", read_only=True)
@@ -320,6 +330,7 @@ class RunSerializer(serializers.ModelSerializer):
     error = serializers.SerializerMethodField()
     timings = serializers.SerializerMethodField()
     cancel_requested = serializers.SerializerMethodField()
+    cost = serializers.SerializerMethodField()
     input = serializers.JSONField(read_only=True)
     output = serializers.JSONField(read_only=True, allow_null=True)
     pending_approvals = serializers.JSONField(
@@ -355,6 +366,7 @@ class RunSerializer(serializers.ModelSerializer):
             "cancel_requested",
             "pending_approvals",
             "approval_deadline",
+            "cost",
             "created_at",
         ]
         read_only_fields = fields
@@ -373,6 +385,21 @@ class RunSerializer(serializers.ModelSerializer):
                 "finished_at": obj.finished_at,
             }
         ).data
+
+    @extend_schema_field(RunCostSerializer(allow_null=True))
+    def get_cost(self, obj: AgentRun) -> dict[str, Any] | None:
+        from agentdeck.credits.units import to_credits
+
+        hold = getattr(obj, "hold", None) if hasattr(obj, "hold") else None
+        if hold is None:
+            return None
+        return {
+            "held": hold.amount,
+            "captured": hold.captured,
+            "refunded": hold.refunded,
+            "captured_credits": str(to_credits(hold.captured)),
+            "settled": hold.status == "settled",
+        }
 
     def get_cancel_requested(self, obj: AgentRun) -> bool:
         return obj.cancel_requested_at is not None

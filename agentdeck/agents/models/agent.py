@@ -48,6 +48,9 @@ class Agent(TimestampedModel):
     )
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.ACTIVE)
     current_version = models.PositiveIntegerField(default=0)
+    # Per-run spending cap in micro-credits (the credit hold); NULL = estimated from the model's
+    # price and max output tokens (agentdeck.credits.services.run_hold_plan).
+    credit_cap = models.BigIntegerField(null=True, blank=True)
 
     class Meta:
         db_table = "agents"

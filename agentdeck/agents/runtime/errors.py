@@ -19,6 +19,8 @@ RUN_ERROR_CODES = {
     "tool_error": "A tool failed in a way the model could not recover from.",
     "guardrail_tripped": "An input or output guardrail stopped the run.",
     "run_timeout": "The run took longer than RUN_TIMEOUT_SECONDS.",
+    "budget_exhausted": "The run's cost reached its credit hold (the agent's per-run cap).",
+    "approval_timeout": "Nobody answered the run's pending approvals in time.",
     "worker_lost": "The worker executing the run stopped heartbeating (it crashed or was killed).",
     "internal_error": "A bug in agentdeck; it has been logged.",
 }

@@ -65,6 +65,7 @@ class _RunState:
             False  # we cut the stream short (cancel or loss), so there is no final output
         )
         self.tool_started: dict[str, float] = {}
+        self.budget_exhausted = False
 
 
 async def _execute(run: AgentRun) -> RunOutcome:
@@ -81,6 +82,7 @@ async def _execute(run: AgentRun) -> RunOutcome:
         return RunOutcome(status=AgentRun.Status.FAILED, error_code=code, error_message=message)
     state.agent_name = graph.agent.name
     model_names = graph.model_names
+    hold = await sync_to_async(_hold_of)(run.id)
     guardrail_config = graph.guardrails
     redact_output = guard.output_redaction_enabled(guardrail_config)
 
@@ -188,6 +190,10 @@ async def _execute(run: AgentRun) -> RunOutcome:
                             ev.add_usage(state.usage, model, usage)
                             await flush_deltas()
                             await append(ev.USAGE, {"model": model, **usage})
+                            if hold is not None and _cost(usage_so_far(), hold) >= hold.amount:
+                                # The hold is the run's spending cap: no further turn starts.
+                                state.budget_exhausted = True
+                                result.cancel(mode="after_turn")
                     continue
                 await flush_deltas()
                 if event.type == "agent_updated_stream_event":
@@ -256,6 +262,14 @@ async def _execute(run: AgentRun) -> RunOutcome:
 
         usage = usage_so_far()
         last_agent = getattr(getattr(result, "last_agent", None), "name", state.agent_name)
+        if state.budget_exhausted and not (result.is_complete and result.final_output is not None):
+            return RunOutcome(
+                status=AgentRun.Status.FAILED,
+                error_code="budget_exhausted",
+                usage=usage,
+                last_agent=last_agent,
+                error_message="The run reached its credit hold (the agent's per-run spending cap).",
+            )
         if state.stopped:
             return RunOutcome(status=AgentRun.Status.CANCELLED, usage=usage, last_agent=last_agent)
         if result.interruptions:
@@ -298,6 +312,18 @@ async def _restore(agent: Any, run: AgentRun) -> Any:
                 item, rejection_message=decision.get("message") or "A person rejected this call."
             )
     return sdk_state
+
+
+def _hold_of(run_id: Any):
+    from agentdeck.credits.models import CreditHold
+
+    return CreditHold.objects.filter(run_id=run_id).first()
+
+
+def _cost(usage: dict[str, dict[str, int]], hold: Any) -> int:
+    from agentdeck.credits.services import usage_cost
+
+    return usage_cost(usage, hold.prices)
 
 
 def _arguments(raw: Any) -> Any:

@@ -39,6 +39,7 @@ from agentdeck.agents.models.run import ACTIVE_STATUSES, TERMINAL_STATUSES
 from agentdeck.agents.runtime import events as ev
 from agentdeck.core.jsonsafe import pg_json_safe
 from agentdeck.core.realtime import notify_user_on_commit, publish_on_commit, run_group
+from agentdeck.credits.services import credits_hold, credits_settle, run_hold_plan
 
 logger = logging.getLogger(__name__)
 
@@ -185,6 +186,7 @@ def agent_run_start(
         if AgentRun.objects.filter(conversation=conversation, status__in=ACTIVE_STATUSES).exists():
             raise ConversationBusy("A run is already in flight on this conversation.")
 
+    hold_plan = run_hold_plan(agent=agent, input_chars=size, max_turns=max_turns)
     try:
         with transaction.atomic():
             version = AgentVersion.objects.get(agent=agent, number=agent.current_version)
@@ -200,6 +202,8 @@ def agent_run_start(
                 idempotency_key=idempotency_key or None,
                 request_hash=fingerprint,
             )
+            # No cover, no run: a 402 here rolls back the run row, so nothing is left behind.
+            credits_hold(user_id=user.pk, run_id=run.id, plan=hold_plan)
             AgentMetadata.objects.filter(agent=agent).update(
                 run_count=F("run_count") + 1, last_run_at=timezone.now()
             )
@@ -323,6 +327,8 @@ def agent_run_finish(*, run_id: Any, outcome: RunOutcome, from_statuses=ACTIVE_S
         )
         if not updated:
             return False
+        # Capture what the run used and release the rest, in the same transaction.
+        credits_settle(run_id=run_id, usage=usage)
         if outcome.status == Status.SUCCEEDED:
             event_type, data = (
                 ev.RUN_SUCCEEDED,

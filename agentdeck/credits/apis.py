@@ -1,0 +1,200 @@
+from __future__ import annotations
+
+from drf_spectacular.utils import OpenApiResponse, extend_schema
+from rest_framework import serializers, status
+from rest_framework.generics import ListAPIView
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from agentdeck.accounts.models import ApiKey, User
+from agentdeck.core.exceptions import NotFound, PermissionDenied
+from agentdeck.credits.models import CreditTransaction, ModelPrice
+from agentdeck.credits.services import credits_account, credits_grant, model_price_create
+from agentdeck.credits.units import MICROS_PER_CREDIT, to_credits
+
+
+def _credits(micros: int) -> str:
+    return str(to_credits(micros))
+
+
+class BalanceSerializer(serializers.Serializer):
+    balance = serializers.IntegerField(help_text="Micro-credits (1 credit = 1,000,000).")
+    reserved = serializers.IntegerField(help_text="Held by runs in flight.")
+    available = serializers.IntegerField()
+    balance_credits = serializers.CharField()
+    reserved_credits = serializers.CharField()
+    available_credits = serializers.CharField()
+    lifetime_granted = serializers.IntegerField()
+    lifetime_spent = serializers.IntegerField()
+    micros_per_credit = serializers.IntegerField()
+
+
+class TransactionSerializer(serializers.ModelSerializer):
+    run = serializers.UUIDField(source="run_id", read_only=True, allow_null=True)
+    amount_credits = serializers.SerializerMethodField()
+
+    class Meta:
+        model = CreditTransaction
+        fields = [
+            "id",
+            "kind",
+            "amount",
+            "amount_credits",
+            "reserved_delta",
+            "balance_after",
+            "reserved_after",
+            "run",
+            "idempotency_key",
+            "actor",
+            "reason",
+            "created_at",
+        ]
+        read_only_fields = fields
+
+    def get_amount_credits(self, obj: CreditTransaction) -> str:
+        return _credits(obj.amount)
+
+
+class TransactionQuerySerializer(serializers.Serializer):
+    kind = serializers.ChoiceField(choices=CreditTransaction.Kind.choices, required=False)
+    created_after = serializers.DateTimeField(required=False)
+    created_before = serializers.DateTimeField(required=False)
+
+
+class GrantSerializer(serializers.Serializer):
+    user_id = serializers.CharField(max_length=64, help_text="users.id of the recipient.")
+    amount = serializers.IntegerField(help_text="Micro-credits, positive.")
+    idempotency_key = serializers.CharField(
+        max_length=200, help_text="The payment id: retries are safe."
+    )
+    kind = serializers.ChoiceField(
+        choices=["grant", "purchase"], required=False, default="purchase"
+    )
+    reason = serializers.CharField(required=False, allow_blank=True, default="")
+
+
+class ModelPriceSerializer(serializers.ModelSerializer):
+    input_per_million = serializers.IntegerField(
+        min_value=0, help_text="Micro-credits per million tokens."
+    )
+    cached_input_per_million = serializers.IntegerField(min_value=0)
+    output_per_million = serializers.IntegerField(min_value=0)
+
+    class Meta:
+        model = ModelPrice
+        fields = [
+            "id",
+            "provider_kind",
+            "model",
+            "input_per_million",
+            "cached_input_per_million",
+            "output_per_million",
+            "effective_from",
+        ]
+        read_only_fields = ["id"]
+
+
+@extend_schema(tags=["credits"])
+class BalanceApi(APIView):
+    @extend_schema(summary="Your balance", responses=BalanceSerializer)
+    def get(self, request: Request) -> Response:
+        account = credits_account(user_id=request.user.pk)
+        return Response(
+            {
+                "balance": account.balance,
+                "reserved": account.reserved,
+                "available": account.available,
+                "balance_credits": _credits(account.balance),
+                "reserved_credits": _credits(account.reserved),
+                "available_credits": _credits(account.available),
+                "lifetime_granted": account.lifetime_granted,
+                "lifetime_spent": account.lifetime_spent,
+                "micros_per_credit": MICROS_PER_CREDIT,
+            }
+        )
+
+
+@extend_schema(tags=["credits"])
+class TransactionListApi(ListAPIView):
+    serializer_class = TransactionSerializer
+
+    @extend_schema(summary="Your ledger, newest first", parameters=[TransactionQuerySerializer])
+    def get(self, request: Request, *args, **kwargs) -> Response:
+        return super().get(request, *args, **kwargs)
+
+    def get_queryset(self):
+        query = TransactionQuerySerializer(data=self.request.query_params)
+        query.is_valid(raise_exception=True)
+        qs = CreditTransaction.objects.filter(user=self.request.user)
+        values = query.validated_data
+        if values.get("kind"):
+            qs = qs.filter(kind=values["kind"])
+        if values.get("created_after"):
+            qs = qs.filter(created_at__gte=values["created_after"])
+        if values.get("created_before"):
+            qs = qs.filter(created_at__lt=values["created_before"])
+        return qs
+
+
+@extend_schema(tags=["credits"])
+class GrantApi(APIView):
+    """For the Next.js server: credit a purchase. Needs an API key with scope ``credits:grant``."""
+
+    required_scopes = ("credits:grant",)
+
+    @extend_schema(
+        summary="Grant credits (Next.js server, API key with credits:grant)",
+        request=GrantSerializer,
+        responses={
+            201: TransactionSerializer,
+            200: OpenApiResponse(TransactionSerializer, description="replayed"),
+            409: OpenApiResponse(description="idempotency_conflict"),
+        },
+    )
+    def post(self, request: Request) -> Response:
+        if not isinstance(request.auth, ApiKey):
+            raise PermissionDenied(
+                "Grants need an API key with the credits:grant scope.", code="insufficient_scope"
+            )
+        data = GrantSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        user = User.objects.filter(pk=data.validated_data["user_id"]).first()
+        if user is None:
+            raise NotFound("No such user.")
+        tx, created = credits_grant(
+            user=user,
+            amount=data.validated_data["amount"],
+            idempotency_key=data.validated_data["idempotency_key"],
+            kind=data.validated_data["kind"],
+            actor=CreditTransaction.Actor.SERVICE,
+            actor_id=str(request.auth.pk),
+            reason=data.validated_data["reason"],
+        )
+        return Response(
+            TransactionSerializer(tx).data,
+            status=status.HTTP_201_CREATED if created else status.HTTP_200_OK,
+        )
+
+
+@extend_schema(tags=["credits"])
+class ModelPriceListApi(ListAPIView):
+    serializer_class = ModelPriceSerializer
+    queryset = ModelPrice.objects.all()
+
+    @extend_schema(summary="Model prices (micro-credits per million tokens)")
+    def get(self, request: Request, *args, **kwargs) -> Response:
+        return super().get(request, *args, **kwargs)
+
+    @extend_schema(
+        summary="Add a price (staff); a later effective_from supersedes, history stays",
+        request=ModelPriceSerializer,
+        responses={201: ModelPriceSerializer},
+    )
+    def post(self, request: Request) -> Response:
+        if not request.user.is_staff:
+            raise PermissionDenied("Only staff set prices.", code="staff_only")
+        data = ModelPriceSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        price = model_price_create(**data.validated_data)
+        return Response(ModelPriceSerializer(price).data, status=status.HTTP_201_CREATED)

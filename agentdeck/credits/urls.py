@@ -1,0 +1,10 @@
+from django.urls import path
+
+from agentdeck.credits.apis import BalanceApi, GrantApi, ModelPriceListApi, TransactionListApi
+
+urlpatterns = [
+    path("credits/", BalanceApi.as_view(), name="credits"),
+    path("credits/transactions/", TransactionListApi.as_view(), name="credit-transactions"),
+    path("credits/grants/", GrantApi.as_view(), name="credit-grants"),
+    path("model-prices/", ModelPriceListApi.as_view(), name="model-prices"),
+]
