@@ -391,3 +391,50 @@ def test_invalid_guardrails_are_refused_on_save(user_client, provider):
         format="json",
     )
     assert (response.status_code, response.json()["code"]) == (400, "invalid_guardrails")
+
+
+# --- all three at once (the "done when") -----------------------------------------------------
+
+
+def test_an_agent_with_an_mcp_tool_an_http_tool_and_a_handoff_completes(
+    user, model, make_agent, orders_api
+):
+    from tests.support.mcp_server import LocalMCPServer
+
+    base, seen = orders_api
+    with LocalMCPServer() as mcp:
+        maths = tool_create(
+            owner=user,
+            name="maths",
+            kind="mcp",
+            config={"url": mcp.url, "transport": "streamable_http", "allowed_tools": ["add"]},
+        )
+        orders = tool_create(
+            owner=user,
+            name="get_order",
+            kind="http",
+            config={"method": "GET", "url_template": base + "/orders/{order_id}"},
+            parameters_schema={
+                "type": "object",
+                "properties": {"order_id": {"type": "string"}},
+                "required": ["order_id"],
+            },
+        )
+        closer = make_agent("Closer")
+        agent = make_agent(
+            "Desk", tools=[{"tool": maths}, {"tool": orders}], handoffs=[{"to_agent": closer}]
+        )
+        model.add_tool_call("add", {"a": 2, "b": 3})
+        model.add_tool_call("get_order", {"order_id": "A1"})
+        model.add_tool_call("transfer_to_closer", {})
+        model.add_text("Order A1 shipped; 2 + 3 = 5.")
+
+        r = run(user, agent, "sum, order, then hand over")
+
+    assert r.status == "succeeded", r.error_message
+    assert r.last_agent == "Closer"
+    calls = {c.tool_name: c for c in ToolCall.objects.filter(run=r)}
+    assert calls["add"].status == calls["get_order"].status == "succeeded"
+    assert "5" in calls["add"].output
+    assert seen[0]["path"] == "/orders/A1"
+    assert "handoff" in types(r)
