@@ -380,3 +380,57 @@ def test_concurrent_grants_holds_and_settlements_keep_the_ledger_exact(user, mod
     assert account.balance == sum(
         CreditTransaction.objects.filter(user=user).values_list("amount", flat=True)
     )
+
+
+def test_granted_credits_run_out_then_402_and_the_ledger_explains_everything(
+    user, user_client, grant_client, model, priced_agent
+):
+    agent_update(agent=priced_agent, actor=user, credit_cap=1000)
+    priced_agent.refresh_from_db()
+    grant = grant_client.post(
+        "/api/v1/credits/grants/",
+        {"user_id": user.pk, "amount": 2600, "idempotency_key": "pi_1"},
+        format="json",
+    )
+    assert grant.status_code == 201
+    outcomes = []
+    for i in range(20):
+        response = user_client.post(
+            f"/api/v1/agents/{priced_agent.id}/runs/", {"input": f"q{i}"}, format="json"
+        )
+        outcomes.append(response.status_code)
+        if response.status_code == 202:
+            execute_run(response.json()["id"])  # each costs 250 (10 in, 5 out)
+        else:
+            assert response.json()["code"] == "insufficient_credits"
+            break
+    # Holds of 1000 pass while 1000 is available: 2600, 2350, ..., 1100 (seven runs), then 850.
+    assert outcomes == [202] * 7 + [402]
+    ledger = user_client.get("/api/v1/credits/transactions/?page_size=200").json()["results"]
+    account = user_client.get("/api/v1/credits/").json()
+    assert account["balance"] == sum(t["amount"] for t in ledger)
+    assert account["reserved"] == 0
+    assert credits_reconcile() == []
+    call_command("credits_reconcile")
+
+
+def test_staff_adjust_from_the_admin_goes_through_the_service(client, staff_user, user):
+    credits_grant(user=user, amount=100, idempotency_key="g")
+    client.force_login(staff_user)
+    response = client.post(
+        "/admin/credits/usercredits/",
+        {
+            "action": "grant_or_adjust",
+            "_selected_action": [user.pk],
+            "amount": "50",
+            "reason": "goodwill",
+        },
+        follow=True,
+    )
+    assert b"Adjusted 1 balance(s) by 50." in response.content
+    assert balance(user).balance == 150
+    tx = CreditTransaction.objects.filter(user=user).latest("id")
+    assert (tx.kind, tx.amount, tx.reason, tx.actor) == ("adjustment", 50, "goodwill", "staff")
+    page = client.get(f"/admin/credits/usercredits/{user.pk}/change/")
+    assert page.status_code == 200
+    assert b"goodwill" in page.content
