@@ -436,5 +436,6 @@ def test_an_agent_with_an_mcp_tool_an_http_tool_and_a_handoff_completes(
     calls = {c.tool_name: c for c in ToolCall.objects.filter(run=r)}
     assert calls["add"].status == calls["get_order"].status == "succeeded"
     assert "5" in calls["add"].output
+    assert (calls["add"].tool_id, calls["get_order"].tool_id) == (maths.id, orders.id)
     assert seen[0]["path"] == "/orders/A1"
     assert "handoff" in types(r)

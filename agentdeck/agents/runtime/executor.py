@@ -139,6 +139,8 @@ async def _execute(run: AgentRun) -> RunOutcome:
             )
 
     async with AsyncExitStack() as stack:
+        for client in graph.clients:
+            stack.push_async_callback(client.close)
         try:
             for server in graph.mcp_servers:
                 await stack.enter_async_context(server)

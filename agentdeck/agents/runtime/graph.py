@@ -48,6 +48,8 @@ class RunGraph:
     tool_ids: dict[str, str] = field(default_factory=dict)
     guardrails: dict[str, Any] = field(default_factory=dict)
     provider_kind: str = ""
+    # HTTP clients of the models, closed when the run ends.
+    clients: list[Any] = field(default_factory=list)
 
 
 class GraphBuilder:
@@ -102,10 +104,13 @@ class GraphBuilder:
         input_guardrails, output_guardrails = build_guardrails(
             guardrail_config, moderation_client_factory=lambda: openai_client(provider)
         )
+        model = build_model(provider, snapshot["model"])
+        if getattr(model, "_client", None) is not None:
+            graph.clients.append(model._client)
         agent = SDKAgent(
             name=snapshot["name"],
             instructions=snapshot.get("instructions") or None,
-            model=build_model(provider, snapshot["model"]),
+            model=model,
             model_settings=build_model_settings(snapshot.get("model_settings") or {}),
             output_type=JsonSchemaOutput(output_schema) if output_schema else None,
             input_guardrails=input_guardrails if key == "__root__" else [],
@@ -145,6 +150,7 @@ class GraphBuilder:
         nested = GraphBuilder(owner_id=self.owner_id).build(snapshot)
         graph.model_names.update(nested.model_names)
         graph.mcp_servers.extend(nested.mcp_servers)
+        graph.clients.extend(nested.clients)
         nested_model = snapshot["model"]
 
         async def extract(result) -> str:

@@ -181,6 +181,14 @@ def build_tools(
             from agentdeck.agents.runtime.mcp import build_mcp_server
 
             built.mcp_servers.append(build_mcp_server(spec))
+            # The model calls the server's own tool names; record them against this Tool.
+            if spec.get("tool_id"):
+                config = spec.get("config") or {}
+                for tool_name in config.get("allowed_tools") or [
+                    t.get("name") for t in spec.get("discovered") or []
+                ]:
+                    if tool_name:
+                        built.tool_ids[tool_name] = str(spec["tool_id"])
         elif kind == "agent":
             if builder is None:
                 raise InvalidReference("Agent tools need the graph builder.", code="tool_error")

@@ -55,6 +55,7 @@ def agent_snapshot(agent: Agent) -> dict[str, Any]:
                 "config": a.tool.config,
                 "parameters_schema": a.tool.parameters_schema,
                 "requires_approval": a.requires_approval,
+                **({"discovered": a.tool.discovered} if a.tool.kind == "mcp" else {}),
             }
             for a in agent.tool_attachments.select_related("tool").order_by("position", "id")
         ],
