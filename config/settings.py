@@ -128,7 +128,11 @@ else:
 _db = environ.Env.db_url_config(DATABASE_URL)
 # A unix-socket directory travels percent-encoded in the URL's host part.
 _db["HOST"] = unquote(str(_db.get("HOST") or ""))
-_db["CONN_MAX_AGE"] = env.int("DATABASE_CONN_MAX_AGE", default=60)
+# 0 by default: under ASGI every request runs its sync code in a thread of its own, and each
+# such thread would keep a "persistent" connection until it is garbage-collected (Django's
+# docs: disable persistent connections under ASGI). The run_overhead benchmark hit PostgreSQL's
+# connection limit that way. Use a pooler (PgBouncer) for reuse.
+_db["CONN_MAX_AGE"] = env.int("DATABASE_CONN_MAX_AGE", default=0)
 _db["CONN_HEALTH_CHECKS"] = True
 _db.setdefault("OPTIONS", {})["connect_timeout"] = env.int("DATABASE_CONNECT_TIMEOUT", default=5)
 # Lets several test sessions share one server without sharing a test database.
