@@ -27,6 +27,11 @@ on Ctrl-C or on error. All traffic goes to 127.0.0.1.
     .venv/bin/python benchmarks/run_overhead.py --runs 200 --broker both
     .venv/bin/python benchmarks/run_overhead.py --broker redis --workers 4 --json out.json
 
+The agent is created over the REST API (a ``mock`` provider, model ``mock-echo``) with the builtin
+calculator attached through the Tools API (``POST /api/v1/tools/``, then ``tools`` on the agent).
+On a server from before the Tools API (404), the calculator is written into the agent version's
+snapshot instead, with a ``manage.py shell -c`` one-liner against the benchmark's own database.
+
 Settings the benchmark gives the server (all ordinary production settings, see .env.example):
 ``Q_WORKERS`` (``--workers``), ``THROTTLE_USER_RATE`` raised so the one benchmark user is not
 throttled at 1200 requests/min (a benchmark sends more than that from one account; a real
@@ -136,6 +141,43 @@ def wait_for_quiet(limit: float, threshold: float = 0.25) -> float:
     return busy
 
 
+def cpu_by_group(roots: dict[str, int]) -> dict[str, float]:
+    """CPU seconds used so far by each root process and all its descendants, including children
+    that already exited and were reaped (``cutime``/``cstime``), so the difference of two calls is
+    what the tree used in between, even with short-lived PostgreSQL backends. Linux /proc; empty
+    where unavailable."""
+    ticks = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+    stats: dict[int, tuple[int, float]] = {}
+    try:
+        entries = os.listdir("/proc")
+    except OSError:
+        return {}
+    for entry in entries:
+        if not entry.isdigit():
+            continue
+        try:
+            raw = Path(f"/proc/{entry}/stat").read_text()
+        except OSError:
+            continue
+        fields = raw[raw.rfind(")") + 2 :].split()
+        # after the command: state ppid ... utime(12) stime(13) cutime(14) cstime(15), 1-based
+        cpu = sum(int(fields[i]) for i in (11, 12, 13, 14)) / ticks
+        stats[int(entry)] = (int(fields[1]), cpu)
+    children: dict[int, list[int]] = {}
+    for pid, (ppid, _) in stats.items():
+        children.setdefault(ppid, []).append(pid)
+    result = {}
+    for name, root in roots.items():
+        total, stack = 0.0, [root]
+        while stack:
+            pid = stack.pop()
+            if pid in stats:
+                total += stats[pid][1]
+            stack.extend(children.get(pid, []))
+        result[name] = total
+    return result
+
+
 def parse_ts(value: str) -> float:
     return datetime.fromisoformat(value).timestamp()
 
@@ -161,7 +203,10 @@ def make_raw_agent():
     return agents.Agent(name=AGENT_NAME, model=MockModel(), tools=[calculator])
 
 
-async def measure_raw(agent, n: int, concurrency: int, *, streamed: bool = False) -> float:
+async def measure_raw(
+    agent, n: int, concurrency: int, *, streamed: bool = False
+) -> tuple[float, float]:
+    """(runs/s, CPU ms per run of this process)."""
     from agents import Runner
 
     limit = asyncio.Semaphore(concurrency)
@@ -177,9 +222,9 @@ async def measure_raw(agent, n: int, concurrency: int, *, streamed: bool = False
             if result.final_output != EXPECTED_OUTPUT:
                 raise BenchError(f"raw SDK run answered {result.final_output!r}")
 
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     await asyncio.gather(*(one() for _ in range(n)))
-    return n / (time.perf_counter() - started)
+    return n / (time.perf_counter() - started), (time.process_time() - cpu) / n * 1000
 
 
 # --- the deployment ------------------------------------------------------------------------------
@@ -193,6 +238,8 @@ class Deployment:
     workers: int
     redis_url: str = ""
     keep: bool = False
+    web_conn_max_age: str = "0"
+    extra_env: dict[str, str] = field(default_factory=dict)
     port: int = field(default_factory=free_port)
     var_dir: Path = field(
         default_factory=lambda: Path(tempfile.mkdtemp(prefix="agentdeck-bench-")) / "var"
@@ -223,14 +270,15 @@ class Deployment:
         )
         if self.broker == "redis":
             env["REDIS_URL"] = self.redis_url
+        env.update(self.extra_env)
         return env
 
-    def _spawn(self, name: str, *args: str) -> subprocess.Popen:
+    def _spawn(self, name: str, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen:
         log_file = (self.var_dir / f"{name}.log").open("w")
         process = subprocess.Popen(  # noqa: S603 (our own argv)
             [sys.executable, str(BASE_DIR / "manage.py"), *args],
             cwd=BASE_DIR,
-            env=self.env(),
+            env=env or self.env(),
             stdout=log_file,
             stderr=subprocess.STDOUT,
             # Its own session: the terminal's Ctrl-C reaches only us, and we stop it in order.
@@ -265,7 +313,15 @@ class Deployment:
         self.var_dir.mkdir(parents=True, exist_ok=True)
         _LIVE.append(self)
         log(f"[{self.broker}] starting agentdeck on {self.url} (var dir {self.var_dir})")
-        serve = self._spawn("serve", "serve", "--no-worker")
+        # Django's ASGI handler runs each request's sync code in a thread of its own, so a
+        # persistent connection (the default DATABASE_CONN_MAX_AGE=60) is left open in every such
+        # thread until garbage collection: under this load PostgreSQL runs out of connections
+        # ("too many clients"). Django's documentation says to disable persistent connections under
+        # ASGI; the web process gets that (--web-conn-max-age), the worker keeps the default.
+        web_env = {**self.env(), "DATABASE_CONN_MAX_AGE": self.web_conn_max_age}
+        if "DATABASE_CONN_MAX_AGE" in self.extra_env:
+            web_env["DATABASE_CONN_MAX_AGE"] = self.extra_env["DATABASE_CONN_MAX_AGE"]
+        serve = self._spawn("serve", "serve", "--no-worker", env=web_env)
         deadline = time.monotonic() + timeout
         with httpx.Client(trust_env=False, timeout=2) as client:
             while True:
@@ -283,9 +339,8 @@ class Deployment:
 
     def stop(self) -> None:
         """The worker, then the web server (which stops the embedded PostgreSQL when it is the
-        last process using it). Whatever ignores SIGTERM/SIGINT is killed after a grace period."""
-        if self in _LIVE:
-            _LIVE.remove(self)
+        last process using it). Whatever ignores SIGTERM/SIGINT is killed after a grace period.
+        Safe to call again (main() does, for a stop that was itself interrupted)."""
         for name, sig, grace in (("qcluster", signal.SIGTERM, 30), ("serve", signal.SIGINT, 40)):
             process = self.processes.get(name)
             if process is None or process.poll() is not None:
@@ -303,6 +358,17 @@ class Deployment:
             log(f"[{self.broker}] kept {self.var_dir}")
         else:
             shutil.rmtree(self.var_dir.parent, ignore_errors=True)
+        if self in _LIVE:
+            _LIVE.remove(self)
+
+    def cpu_roots(self) -> dict[str, int]:
+        """The process trees whose CPU is agentdeck's: web (serve + daphne), worker (the
+        qcluster and its workers), and the embedded PostgreSQL (postmaster + backends)."""
+        roots = {"web": self.processes["serve"].pid, "worker": self.processes["qcluster"].pid}
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            pid_file = self.var_dir / "pgdata" / "postmaster.pid"
+            roots["postgres"] = int(pid_file.read_text().split()[0])
+        return roots
 
     def _stop_postgres(self) -> None:
         """Normally gone with its last client; if not (a client was killed), fast-shutdown the
@@ -341,7 +407,12 @@ class Api:
     async def __call__(
         self, method: str, path: str, body: Any = None, expect: tuple[int, ...] = (200,)
     ) -> Any:
-        response = await self.client.request(method, path, json=body)
+        import httpx
+
+        try:
+            response = await self.client.request(method, path, json=body)
+        except httpx.HTTPError as e:  # the server is down or wedged: a failed measurement
+            raise BenchError(f"{method} {path}: {type(e).__name__}: {e}") from e
         if response.status_code not in expect:
             raise BenchError(f"{method} {path} -> {response.status_code}: {response.text[:500]}")
         return response.json()
@@ -350,20 +421,28 @@ class Api:
         await self.client.aclose()
 
 
-async def create_agent(api: Api, deployment: Deployment) -> str:
+async def create_agent(api: Api, deployment: Deployment) -> tuple[str, str]:
+    """The benchmark agent: mock provider, ``mock-echo``, the builtin calculator attached.
+    Returns (agent id, how the tool was attached)."""
     provider = await api(
         "POST", "/api/v1/providers/", {"name": "bench-mock", "kind": "mock"}, expect=(201,)
     )
-    agent = await api(
-        "POST",
-        "/api/v1/agents/",
-        {"name": AGENT_NAME, "provider": provider["id"], "model": "mock-echo"},
-        expect=(201,),
+    body = {"name": AGENT_NAME, "provider": provider["id"], "model": "mock-echo"}
+    response = await api.client.post(
+        "/api/v1/tools/",
+        json={"name": "calculator", "kind": "builtin", "config": {"builtin": "calculator"}},
     )
+    if response.status_code == 201:  # the Tools API: attach the tool record to the agent
+        body["tools"] = [{"tool": response.json()["id"]}]
+        agent = await api("POST", "/api/v1/agents/", body, expect=(201,))
+        return agent["id"], "Tools API"
+    if response.status_code != 404:
+        raise BenchError(f"POST /api/v1/tools/ -> {response.status_code}: {response.text[:500]}")
+    agent = await api("POST", "/api/v1/agents/", body, expect=(201,))
     agent_id = str(uuid.UUID(agent["id"]))  # validated: it is interpolated into code below
-    # The API cannot attach tools yet (Tool records are still to come), but the runtime already
-    # builds them from the version snapshot's `tools` list: put the builtin calculator there,
-    # directly in this deployment's database, the way a later API call will.
+    # A server without Tool records in its API (before the Tools API landed): the runtime already
+    # builds tools from the version snapshot's `tools` list, so put the builtin calculator there,
+    # directly in this deployment's database, as the API now does.
     deployment.manage(
         "shell",
         "-c",
@@ -373,7 +452,7 @@ async def create_agent(api: Api, deployment: Deployment) -> str:
         "v.snapshot = {**v.snapshot, 'tools': [{'kind': 'builtin', 'name': 'calculator'}]}; "
         "v.save(update_fields=['snapshot']); print('calculator attached')",
     )
-    return agent_id
+    return agent_id, "snapshot edit (no Tools API)"
 
 
 async def submit(api: Api, agent_id: str) -> dict[str, Any]:
@@ -452,10 +531,17 @@ class BurstResult:
     q2s_ms: list[float]
     exec_ms: list[float]  # started -> finished on the worker
     post_ms: list[float]  # POST round trip as the client saw it
+    cpu_ms: dict[str, float]  # CPU ms per run of each agentdeck process tree (Linux)
 
 
 async def measure_burst(
-    api: Api, agent_id: str, n: int, concurrency: int, deadline: float, poll: float
+    api: Api,
+    agent_id: str,
+    n: int,
+    concurrency: int,
+    deadline: float,
+    poll: float,
+    cpu_roots: dict[str, int] | None = None,
 ) -> BurstResult:
     ids: list[str] = []
     post_ms: list[float] = []
@@ -468,9 +554,12 @@ async def measure_burst(
             post_ms.append((time.perf_counter() - t0) * 1000)
             ids.append(run["id"])
 
+    cpu_before = cpu_by_group(cpu_roots or {})
     first_submit = time.time()
     await asyncio.gather(*(submitter() for _ in range(concurrency)))
     seen_done = await wait_idle(api, agent_id, deadline, poll)
+    cpu_after = cpu_by_group(cpu_roots or {})
+    cpu_ms = {k: (cpu_after[k] - cpu_before[k]) / n * 1000 for k in cpu_after if k in cpu_before}
     runs = await fetch_runs(api, agent_id, set(ids), first_submit)
     check_runs(runs)
     await check_events(api, ids, concurrency)
@@ -487,6 +576,7 @@ async def measure_burst(
         q2s_ms=q2s,
         exec_ms=exe,
         post_ms=post_ms,
+        cpu_ms=cpu_ms,
     )
 
 
@@ -524,6 +614,11 @@ class Repetition:
     idle_q2s_p99_ms: float
     exec_p50_ms: float
     post_p50_ms: float
+    raw_cpu_ms: float  # CPU per run of the raw SDK (this process)
+    agentdeck_cpu_ms: float  # CPU per run of web + worker + postgres (nan where unmeasured)
+    web_cpu_ms: float
+    worker_cpu_ms: float
+    postgres_cpu_ms: float
     load_1min: float  # the machine's load average when the repetition started (shared machines)
     busy_before: float  # CPU busy fraction just before the repetition, with agentdeck idle
 
@@ -542,15 +637,21 @@ class BrokerResult:
 async def bench_broker(args: argparse.Namespace, broker: str, raw_agent) -> BrokerResult:
     redis_url = f"redis://127.0.0.1:{args.redis_port}/{args.redis_db}"
     deployment = Deployment(
-        broker=broker, workers=args.workers, redis_url=redis_url, keep=args.keep_var
+        broker=broker,
+        workers=args.workers,
+        redis_url=redis_url,
+        keep=args.keep_var,
+        web_conn_max_age=args.web_conn_max_age,
+        extra_env=dict(args.server_env),
     )
     api = None
     try:
         deployment.start()
         token = deployment.manage("dev_token", "--sub", "bench-user", "--ttl", "86400").strip()
         api = Api(deployment.url, token, connections=args.concurrency + 4)
-        agent_id = await create_agent(api, deployment)
-        deadline = time.monotonic() + args.timeout
+        agent_id, attached = await create_agent(api, deployment)
+        log(f"[{broker}] agent {agent_id}: calculator attached through the {attached}")
+        deadline = args.deadline
 
         log(f"[{broker}] warm-up: {args.warmup} runs (waits for the qcluster to come up)")
         await measure_burst(api, agent_id, args.warmup, args.concurrency, deadline, args.poll)
@@ -559,11 +660,20 @@ async def bench_broker(args: argparse.Namespace, broker: str, raw_agent) -> Brok
         for index in range(args.repeat):
             busy_before = wait_for_quiet(args.quiet_wait) if args.quiet_wait else cpu_busy()
             load_1min = os.getloadavg()[0]
-            raw = await measure_raw(raw_agent, args.runs, args.concurrency)
-            raw_streamed = await measure_raw(raw_agent, args.runs, args.concurrency, streamed=True)
-            burst = await measure_burst(
-                api, agent_id, args.runs, args.concurrency, deadline, args.poll
+            raw, raw_cpu = await measure_raw(raw_agent, args.runs, args.concurrency)
+            raw_streamed, _ = await measure_raw(
+                raw_agent, args.runs, args.concurrency, streamed=True
             )
+            burst = await measure_burst(
+                api,
+                agent_id,
+                args.runs,
+                args.concurrency,
+                deadline,
+                args.poll,
+                cpu_roots=deployment.cpu_roots(),
+            )
+            nan = float("nan")
             idle = await measure_idle_latency(api, args.latency_runs, agent_id, deadline)
             rep = Repetition(
                 raw_runs_per_s=raw,
@@ -577,6 +687,11 @@ async def bench_broker(args: argparse.Namespace, broker: str, raw_agent) -> Brok
                 idle_q2s_p99_ms=percentile(idle, 99),
                 exec_p50_ms=percentile(burst.exec_ms, 50),
                 post_p50_ms=percentile(burst.post_ms, 50),
+                raw_cpu_ms=raw_cpu,
+                agentdeck_cpu_ms=sum(burst.cpu_ms.values()) if burst.cpu_ms else nan,
+                web_cpu_ms=burst.cpu_ms.get("web", nan),
+                worker_cpu_ms=burst.cpu_ms.get("worker", nan),
+                postgres_cpu_ms=burst.cpu_ms.get("postgres", nan),
                 load_1min=load_1min,
                 busy_before=busy_before,
             )
@@ -586,6 +701,7 @@ async def bench_broker(args: argparse.Namespace, broker: str, raw_agent) -> Brok
                 f"agentdeck {burst.runs_per_s:.1f} runs/s (ratio {rep.ratio:.3f}), "
                 f"idle queue-to-start p50 {rep.idle_q2s_p50_ms:.1f} ms, "
                 f"run exec p50 {rep.exec_p50_ms:.1f} ms, POST p50 {rep.post_p50_ms:.1f} ms, "
+                f"CPU per run raw {raw_cpu:.1f} ms / agentdeck {rep.agentdeck_cpu_ms:.1f} ms, "
                 f"load average at start {load_1min:.2f}, CPU busy before {busy_before:.0%}"
             )
     except BenchError:
@@ -672,16 +788,20 @@ def table(results: list[BrokerResult]) -> str:
 def details(results: list[BrokerResult]) -> str:
     header = (
         "| broker | raw streamed runs/s | agentdeck runs/s (client-observed) | "
-        "run exec p50 ms (started->finished) | POST p50 ms | load avg (1 min) | "
-        "CPU busy before |"
+        "run exec p50 ms (started->finished) | POST p50 ms | "
+        "CPU ms/run raw | CPU ms/run agentdeck (web + worker + postgres) | "
+        "load avg (1 min) | CPU busy before |"
     )
-    lines = [header, "|---|---|---|---|---|---|---|"]
+    lines = [header, "|" + "---|" * 9]
     for r in results:
         m = r.medians
         lines.append(
             f"| {r.broker} | {m['raw_streamed_runs_per_s']:.1f} "
             f"| {m['agentdeck_client_runs_per_s']:.1f} | {m['exec_p50_ms']:.1f} "
-            f"| {m['post_p50_ms']:.1f} | {m['load_1min']:.2f} | {m['busy_before']:.0%} |"
+            f"| {m['post_p50_ms']:.1f} | {m['raw_cpu_ms']:.2f} "
+            f"| {m['agentdeck_cpu_ms']:.1f} ({m['web_cpu_ms']:.1f} + {m['worker_cpu_ms']:.1f} "
+            f"+ {m['postgres_cpu_ms']:.1f}) "
+            f"| {m['load_1min']:.2f} | {m['busy_before']:.0%} |"
         )
     return "\n".join(lines)
 
@@ -696,6 +816,13 @@ def machine() -> dict[str, Any]:
 
 
 # --- main ----------------------------------------------------------------------------------------
+
+
+def env_pair(text: str) -> tuple[str, str]:
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, not {text!r}")
+    return key, value
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -722,6 +849,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="before each repetition wait up to this many seconds for the machine's CPU to be "
         "under 25%% busy (shared machines); 0: do not wait",
     )
+    parser.add_argument(
+        "--web-conn-max-age",
+        default="0",
+        help="DATABASE_CONN_MAX_AGE of the web process (daphne); default 0, as Django advises "
+        "under ASGI (the project default 60 leaks a connection per request thread)",
+    )
+    parser.add_argument(
+        "--server-env",
+        action="append",
+        default=[],
+        type=env_pair,
+        metavar="KEY=VALUE",
+        help="another setting for both server processes (repeatable), e.g. Q_SAVE_LIMIT=-1",
+    )
     parser.add_argument("--json", type=Path, help="also write all figures to this file")
     parser.add_argument("--keep-var", action="store_true", help="keep the temporary var dirs")
     args = parser.parse_args(argv)
@@ -731,6 +872,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 async def main_async(args: argparse.Namespace) -> list[BrokerResult]:
+    # SIGTERM cancels the run like Ctrl-C does (asyncio.run handles SIGINT): the cancellation
+    # unwinds through every `finally`, which stops what was started.
+    task = asyncio.current_task()
+    with contextlib.suppress(NotImplementedError, RuntimeError):
+        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
+    try:
+        async with asyncio.timeout(args.timeout):
+            return await run_brokers(args)
+    except TimeoutError:
+        raise BenchTimeout(f"the benchmark exceeded --timeout {args.timeout:.0f}s") from None
+
+
+async def run_brokers(args: argparse.Namespace) -> list[BrokerResult]:
     raw_agent = make_raw_agent()
     brokers = ["orm", "redis"] if args.broker == "both" else [args.broker]
     results = []
@@ -747,25 +901,16 @@ async def main_async(args: argparse.Namespace) -> list[BrokerResult]:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
 
-    def on_signal(signum, frame):
-        raise KeyboardInterrupt(f"signal {signum}")
-
-    def on_alarm(signum, frame):
-        raise BenchTimeout(f"the benchmark exceeded --timeout {args.timeout:.0f}s")
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGALRM, on_alarm)
-    signal.alarm(int(args.timeout) + 300)  # the hard stop behind the per-phase deadlines
+    args.deadline = time.monotonic() + args.timeout  # every wait loop gives up at this point
     try:
         results = asyncio.run(main_async(args))
-    except KeyboardInterrupt:
-        log("interrupted; everything started was stopped")
+    except (KeyboardInterrupt, asyncio.CancelledError):
+        log("interrupted; stopping everything that was started")
         return 130
     except BenchError as e:
         log(f"benchmark failed: {e}")
         return 1
     finally:
-        signal.alarm(0)
         for deployment in list(_LIVE):
             deployment.stop()
     if not results:
@@ -779,6 +924,11 @@ def main(argv: list[str] | None = None) -> int:
         f"nproc {info['nproc']}, Python {info['python']}; "
         f"idle latency over {args.latency_runs} sequential runs"
     )
+    print(
+        f"server settings: Q_WORKERS={args.workers}, THROTTLE_USER_RATE=1000000/min, "
+        f"DATABASE_CONN_MAX_AGE={args.web_conn_max_age} on daphne (worker: project default)"
+        + "".join(f", {k}={v}" for k, v in args.server_env)
+    )
     print(table(results))
     print()
     print(details(results))
@@ -786,6 +936,8 @@ def main(argv: list[str] | None = None) -> int:
         payload = {
             "machine": info,
             "argv": sys.argv,
+            "web_conn_max_age": args.web_conn_max_age,
+            "server_env": dict(args.server_env),
             "results": [asdict(r) for r in results],
         }
         args.json.write_text(json.dumps(payload, indent=2))

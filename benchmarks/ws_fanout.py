@@ -33,16 +33,43 @@ timing-dependent number of events), every run is live at the same time (a 2-work
 runs 2 at once), and the baseline can replay the same schedule. The persist + publish path is
 the real one; what is left out is the Agents SDK itself (measured by ``run_overhead.py``).
 
-Schedule: with ``--rate E`` each run emits one event every 1/E s (runs staggered evenly inside
-that interval, so the aggregate is smooth); ``--rate 0`` emits as fast as each producer can
-(throughput mode). events/s = deliveries received / (first event's send -> last delivery).
-Each client checks that it saw seq 1..N once each, in order; lost = R x C x N - distinct
-(run, client, seq) received. A client closed with anything but 1000 reconnects with
-``after=<last seq>`` (a browser would) and that is counted.
+Schedule: with ``--rate E`` (default 5) each run emits one event every 1/E s, the runs staggered
+evenly inside that interval so the aggregate is smooth: 50 runs x 5/s = 250 events persisted
+and 2,500 WebSocket frames per second. 20/s is a run streaming flat out (one coalesced delta per
+50 ms); ``--rate 0`` emits as fast as each producer can. events/s = deliveries received /
+(first event sent -> last delivery). Each client checks that it saw seq 1..N once each, in
+order; lost = R x C x N - distinct (run, client, seq) received. A client closed with anything
+but 1000 reconnects with ``after=<last seq>`` (a browser would) and that is counted.
 
+Producers: ``--producers`` processes (default 5, i.e. 10 runs each), each with all its ORM calls
+on one thread (``--threads 1``), which is the worker's own arrangement; more threads per process
+mostly wait for each other's GIL. A real deployment appends from worker processes on other
+machines; here they share the 2 cores with daphne, so their CPU time is reported.
+
+Also reported, to explain a miss: how far the producers fell behind their schedule; one append
+(persist + publish) and the publish step alone; the largest backlog seen in a receiving
+process's layer queue (``asgispecific.<process>!``: one sorted set per process, shared by all of
+its sockets, holding at most ``capacity`` = 100 messages; ``group_send`` drops what does not
+fit, which channels_redis logs and the senders count as "layer drops"); latency p50 per tenth of
+the runs (flat when delivery keeps up, rising when a backlog builds); CPU seconds per process.
+
+Known interaction, reported rather than worked around by default: redis-py 8 reads with a 5 s
+socket timeout, and channels_redis blocks in ``BZPOPMIN`` for 5 s, so a receive loop idle for
+5 s raises ``redis.exceptions.TimeoutError``; in daphne that kills one consumer (close 1011)
+per idle period. The clients reconnect (counted); the baseline receiver retries (counted).
+``--redis-socket-timeout 30`` puts ``?socket_timeout=30`` on both Redis URLs (a deployment can
+do the same in ``REDIS_URL``).
+
+Diagnostics: ``--publisher layer`` sends agentdeck's run.event messages with raw ``group_send``
+into the run groups (nothing persisted) to measure daphne's fan-out alone; ``--py-spy DIR``
+samples daphne, one producer/sender and one client/receiver process while events flow.
+
+The machine may be shared: before each phase the benchmark waits (up to ``--quiet-wait``) for
+the whole machine to be under ``--quiet-below`` % busy, and records the load it started under.
 Each measurement is repeated ``--repeat`` times, alternating which side goes first, and the
 medians are reported. Everything is started here and stopped at the end, on error and on
-Ctrl-C; all traffic stays on 127.0.0.1.
+Ctrl-C; all traffic stays on 127.0.0.1. Exit status: 0 when every target is met, 2 when one is
+missed, 1 when the benchmark itself failed.
 
     .venv/bin/python benchmarks/ws_fanout.py                      # 500 clients, 50 runs
     .venv/bin/python benchmarks/ws_fanout.py --runs 5 --clients-per-run 4 --events 20 --repeat 1
@@ -54,6 +81,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import logging
 import os
 import platform
 import shutil
@@ -147,6 +175,28 @@ def event_payload(seq: int, n: int, chars: int) -> tuple[str, dict[str, Any]]:
 # prints ``done``. ``stop`` on stdin makes a receiving role report what it has and exit.
 
 
+class _DropCounter(logging.Handler):
+    """Counts channels_redis's "N of M channels over capacity in group G" log records: each is
+    a group_send whose message was not queued for N channels (the layer dropped it)."""
+
+    def __init__(self) -> None:
+        super().__init__(level=logging.INFO)
+        self.drops = 0
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if "over capacity" in record.getMessage():
+            self.drops += 1
+
+
+def count_layer_drops() -> _DropCounter:
+    counter = _DropCounter()
+    layer_logger = logging.getLogger("channels_redis.core")
+    layer_logger.addHandler(counter)
+    if layer_logger.getEffectiveLevel() > logging.INFO:
+        layer_logger.setLevel(logging.INFO)
+    return counter
+
+
 def _emit(word: str) -> None:
     sys.stdout.write(word + "\n")
     sys.stdout.flush()
@@ -197,12 +247,15 @@ async def _producer(spec: dict[str, Any]) -> dict[str, Any]:
         run_event_append,
     )
 
-    # A worker runs one run per process; here one process drives many runs, so appends go to a
-    # small pool of threads (each with its own database connection) instead of one thread.
+    # threads == 1 is the worker's own arrangement: every ORM call on the one thread that called
+    # async_to_sync. More threads (each with its own connection) let one process append for
+    # several runs at once, but under the GIL they mostly wait for each other.
     threads = spec["threads"]
     pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="append")
 
     def in_pool(fn):
+        if threads == 1:
+            return sync_to_async(fn)
         return sync_to_async(fn, thread_sensitive=False, executor=pool)
 
     runs: list[tuple[int, str]] = [tuple(r) for r in spec["runs"]]
@@ -213,7 +266,8 @@ async def _producer(spec: dict[str, Any]) -> dict[str, Any]:
 
     def warm() -> None:
         connection.ensure_connection()
-        barrier.wait()
+        if threads > 1:
+            barrier.wait()
 
     await asyncio.gather(*(in_pool(warm)() for _ in range(threads)))
     await get_channel_layer().group_send("bench.warmup", {"type": "bench.noop"})
@@ -232,6 +286,7 @@ async def _producer(spec: dict[str, Any]) -> dict[str, Any]:
             publish_ms.append((time.perf_counter() - started) * 1000)
 
     realtime.publish = timed_publish
+    drops = count_layer_drops()
 
     n, rate, total_runs, chars = spec["events"], spec["rate"], spec["total_runs"], spec["chars"]
     lateness: list[float] = []
@@ -268,6 +323,7 @@ async def _producer(spec: dict[str, Any]) -> dict[str, Any]:
     pool.shutdown(wait=False)
     usage = os.times()
     return {
+        "layer_drops": drops.drops,
         "publish_ms": publish_ms,
         "cpu_s": usage.user + usage.system - usage_before.user - usage_before.system,
         "events": len(append_ms),
@@ -339,6 +395,7 @@ async def _clients(spec: dict[str, Any]) -> None:
     followers = [Follower(target=index) for index, _ in spec["targets"]]
     run_ids = [run_id for _, run_id in spec["targets"]]
     latencies: list[float] = []
+    latency_seqs: list[int] = []
     connect_limit = asyncio.Semaphore(spec["connect_concurrency"])
 
     async def open_ws(i: int):
@@ -369,6 +426,7 @@ async def _clients(spec: dict[str, Any]) -> None:
                     if seq is None:
                         continue  # a control frame ({"type": "error", ...})
                     latencies.append((now - parse_ts(frame["created_at"])) * 1000)
+                    latency_seqs.append(seq)
                     f.saw(seq, now)
             except ConnectionClosed:
                 pass
@@ -397,7 +455,8 @@ async def _clients(spec: dict[str, Any]) -> None:
         await everything
     usage = os.times()
     cpu = usage.user + usage.system - usage_before.user - usage_before.system
-    _write_result(spec, _followers_result(followers, latencies, n, {"cpu_s": cpu}))
+    extra = {"cpu_s": cpu, "latency_seq": latency_seqs}
+    _write_result(spec, _followers_result(followers, latencies, n, extra))
     os._exit(0)  # the stdin reader thread may still be blocked; nothing is left to clean up
 
 
@@ -422,6 +481,7 @@ async def _baseline_receiver(spec: dict[str, Any]) -> None:
         await layer.group_add(f"bench.{f.target}", channel)
         channels.append(channel)
     latencies: list[float] = []
+    latency_seqs: list[int] = []
     _emit("ready")
 
     import redis
@@ -441,6 +501,7 @@ async def _baseline_receiver(spec: dict[str, Any]) -> None:
                 continue
             now = time.time()
             latencies.append((now - parse_ts(message["created_at"])) * 1000)
+            latency_seqs.append(message["seq"])
             f.saw(message["seq"], now)
 
     usage_before = os.times()
@@ -454,7 +515,7 @@ async def _baseline_receiver(spec: dict[str, Any]) -> None:
         await everything
     usage = os.times()
     cpu = usage.user + usage.system - usage_before.user - usage_before.system
-    extra = {"cpu_s": cpu, "receive_timeouts": timeouts}
+    extra = {"cpu_s": cpu, "receive_timeouts": timeouts, "latency_seq": latency_seqs}
     _write_result(spec, _followers_result(followers, latencies, n, extra))
     os._exit(0)
 
@@ -466,6 +527,7 @@ def role_baseline_sender(spec: dict[str, Any]) -> None:
 async def _baseline_sender(spec: dict[str, Any]) -> None:
     layer = _raw_layer(spec["redis_url"])
     await layer.group_send("bench.warmup", {"type": "bench.noop"})
+    drops = count_layer_drops()
     n, rate, total_runs, chars = spec["events"], spec["rate"], spec["total_runs"], spec["chars"]
     lateness: list[float] = []
     send_ms: list[float] = []
@@ -485,7 +547,7 @@ async def _baseline_sender(spec: dict[str, Any]) -> None:
             event_type, data = event_payload(seq, n, chars)
             created_at = datetime.now(UTC).isoformat()
             await layer.group_send(
-                f"bench.{index}",
+                spec.get("group_format", "bench.{index}").format(index=index, run_id=run_id),
                 {
                     "type": "run.event",
                     "run_id": run_id,
@@ -506,6 +568,7 @@ async def _baseline_sender(spec: dict[str, Any]) -> None:
     _write_result(
         spec,
         {
+            "layer_drops": drops.drops,
             "cpu_s": usage.user + usage.system - usage_before.user - usage_before.system,
             "events": len(send_ms),
             "first_start": min(starts),
@@ -664,6 +727,27 @@ def machine_busy() -> tuple[float, float]:
         return 0.0, 0.0
     idle = values[3] + (values[4] if len(values) > 4 else 0)
     return float(sum(values) - idle), float(sum(values))
+
+
+async def wait_for_quiet(busy_pct: float, max_wait: float) -> float:
+    """Wait until the whole machine was under ``busy_pct`` % busy for a 2 s window (the machine
+    is shared: other jobs' load would be measured as ours), at most ``max_wait`` s. Returns the
+    last window's busy %."""
+    deadline = time.monotonic() + max_wait
+    announced = False
+    while True:
+        before = machine_busy()
+        await asyncio.sleep(2)
+        after = machine_busy()
+        total = after[1] - before[1]
+        busy = 100 * (after[0] - before[0]) / total if total > 0 else 0.0
+        if busy < busy_pct or time.monotonic() > deadline:
+            if announced or busy >= busy_pct:
+                log(f"  machine {busy:.0f}% busy; starting")
+            return busy
+        if not announced:
+            log(f"  machine {busy:.0f}% busy (others' jobs); waiting for < {busy_pct:.0f}%")
+            announced = True
 
 
 class CpuMeter:
@@ -911,6 +995,9 @@ class Phase:
     publish_p50_ms: float  # agentdeck: the publish step alone (group_send after commit)
     publish_p99_ms: float
     backlog_max: int  # the most messages seen waiting in a receiving process's layer queue
+    layer_drops: int  # group_send calls the layer reported over capacity (message dropped)
+    p50_by_decile_ms: list[float]  # latency p50 of seqs in each tenth of the run, first to last
+    load_before: float  # 1-minute load average when the phase started (the machine is shared)
     duration_s: float
     cpu: dict[str, float]
 
@@ -953,9 +1040,23 @@ def _phase(
         publish_p50_ms=percentile([x for s in senders for x in s.get("publish_ms", [])], 50),
         publish_p99_ms=percentile([x for s in senders for x in s.get("publish_ms", [])], 99),
         backlog_max=backlog_max,
+        layer_drops=sum(s.get("layer_drops", 0) for s in senders),
+        p50_by_decile_ms=by_decile(followers),
+        load_before=cpu.pop("load_before", float("nan")),
         duration_s=last - first,
         cpu=cpu,
     )
+
+
+def by_decile(followers: list[dict]) -> list[float]:
+    """Latency p50 for the events in each tenth of the runs' sequence (seq 1..N): flat when
+    delivery keeps up, rising when a backlog builds."""
+    n = max((seq for f in followers for seq in f["latency_seq"]), default=0)
+    buckets: list[list[float]] = [[] for _ in range(10)]
+    for f in followers:
+        for seq, ms in zip(f["latency_seq"], f["latency_ms"], strict=True):
+            buckets[min((seq - 1) * 10 // max(n, 1), 9)].append(ms)
+    return [round(percentile(b, 50), 1) for b in buckets]
 
 
 def split(items: list, parts: int) -> list[list]:
@@ -968,7 +1069,7 @@ def schedule_seconds(args: argparse.Namespace) -> float:
 
 async def sample_backlog(port: int, db: int, stop: asyncio.Event) -> int:
     """The largest number of messages seen waiting in a process-wide receive queue of the layer
-    (``asgi:specific.<process>!``: one sorted set per receiving process, capacity 100 by
+    (``asgispecific.<process>!``: one sorted set per receiving process, capacity 100 by
     default; group_send drops what does not fit), sampled every 50 ms."""
     import redis.asyncio
 
@@ -976,7 +1077,7 @@ async def sample_backlog(port: int, db: int, stop: asyncio.Event) -> int:
     largest = 0
     try:
         while not stop.is_set():
-            async for key in client.scan_iter(match="asgi:specific.*!", count=1000):
+            async for key in client.scan_iter(match="asgispecific.*!", count=1000):
                 largest = max(largest, await client.zcard(key))
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(0.05):
@@ -1006,6 +1107,8 @@ def start_py_spy(out_dir: Path, name: str, pid: int, seconds: float) -> subproce
             "--format",
             "raw",
             "--nonblocking",
+            "--idle",  # wall-clock view: waiting shows up too
+            "--threads",
             "--output",
             str(out_dir / f"{name}.txt"),
         ],
@@ -1029,6 +1132,7 @@ async def run_senders_and_followers(
     stop_sampling = asyncio.Event()
     sampler: asyncio.Task | None = None
     try:
+        quiet_busy = await wait_for_quiet(args.quiet_below, args.quiet_wait)
         for child in senders:
             await child.start()
         await asyncio.gather(*(child.expect("ready", args.setup_timeout) for child in senders))
@@ -1036,7 +1140,11 @@ async def run_senders_and_followers(
             await child.start()
         await asyncio.gather(*(child.expect("ready", args.setup_timeout) for child in followers))
         await ready_check()
+        # A consumer joins its group before it replays the log (after=0: one query each, all on
+        # daphne's one database thread), so give those replays time to finish.
+        await asyncio.sleep(args.settle)
         meter = CpuMeter(cpu_groups())  # after ready: the senders' database backends exist now
+        load_before = os.getloadavg()[0]
         meter.start()
         sampler = asyncio.create_task(sample_backlog(args.redis_port, backlog_db, stop_sampling))
         if args.py_spy and profile is not None:
@@ -1064,6 +1172,8 @@ async def run_senders_and_followers(
                 follower.send("stop")
                 received.append(await follower.result(30))
         cpu = meter.stop()
+        cpu["load_before"] = load_before
+        cpu["busy_before_pct"] = round(quiet_busy, 1)
         stop_sampling.set()
         backlog = await sampler
         # The children measured their own CPU time from the start signal to their end.
@@ -1092,16 +1202,33 @@ async def measure_agentdeck(
         run_ids.append(run["id"])
     indexed = list(enumerate(run_ids))
     common = {"events": args.events, "rate": args.rate, "total_runs": args.runs}
-    senders = [
-        Child(
-            f"r{rep}-producer{i}",
-            "producer",
-            {**common, "runs": part, "threads": args.threads, "chars": args.chars},
-            deployment.work_dir,
-            env=deployment.env(),
-        )
-        for i, part in enumerate(split(indexed, args.producers))
-    ]
+    if args.publisher == "service":
+        senders = [
+            Child(
+                f"r{rep}-producer{i}",
+                "producer",
+                {**common, "runs": part, "threads": args.threads, "chars": args.chars},
+                deployment.work_dir,
+                env=deployment.env(),
+            )
+            for i, part in enumerate(split(indexed, args.producers))
+        ]
+    else:  # diagnostic: the run.event messages straight into the run groups, nothing persisted
+        senders = [
+            Child(
+                f"r{rep}-lsender{i}",
+                "baseline-sender",
+                {
+                    **common,
+                    "runs": part,
+                    "chars": args.chars,
+                    "redis_url": deployment.redis_url,
+                    "group_format": "run.{run_id}",
+                },
+                deployment.work_dir,
+            )
+            for i, part in enumerate(split(indexed, args.producers))
+        ]
     targets = [pair for pair in indexed for _ in range(args.clients_per_run)]
     followers = [
         Child(
@@ -1247,6 +1374,12 @@ def median_of(reps: list[Repetition], side: str, key: str) -> float:
     return statistics.median(getattr(getattr(r, side), key) for r in reps)
 
 
+def cpu_median(reps: list[Repetition], side: str, key: str) -> float:
+    values = [getattr(r, side).cpu.get(key) for r in reps]
+    values = [v for v in values if v is not None]
+    return statistics.median(values) if values else float("nan")
+
+
 def verdict(ok: bool) -> str:
     return "PASS" if ok else "FAIL"
 
@@ -1291,8 +1424,22 @@ def report(args: argparse.Namespace, reps: list[Repetition]) -> tuple[str, bool]
         f"| one append (persist+publish) / group_send p50 / p99 ms "
         f"| {m('agentdeck', 'append_p50_ms'):.1f} / {m('agentdeck', 'append_p99_ms'):.1f} "
         f"| {m('baseline', 'append_p50_ms'):.1f} / {m('baseline', 'append_p99_ms'):.1f} |",
+        f"| publish step alone p50 / p99 ms | {m('agentdeck', 'publish_p50_ms'):.1f} / "
+        f"{m('agentdeck', 'publish_p99_ms'):.1f} | (= group_send) |",
+        f"| layer drops (group_send over capacity) | {m('agentdeck', 'layer_drops'):.0f} "
+        f"| {m('baseline', 'layer_drops'):.0f} |",
+        f"| largest layer backlog in the receiving process | {m('agentdeck', 'backlog_max'):.0f} "
+        f"| {m('baseline', 'backlog_max'):.0f} |",
         f"| first send -> last delivery s | {m('agentdeck', 'duration_s'):.2f} "
         f"| {m('baseline', 'duration_s'):.2f} |",
+        f"| CPU s: receiving side (daphne / receiver) "
+        f"| {cpu_median(reps, 'agentdeck', 'daphne'):.1f} "
+        f"| {cpu_median(reps, 'baseline', 'followers'):.1f} |",
+        f"| CPU s: senders (producers / group_send) | {cpu_median(reps, 'agentdeck', 'senders'):.1f} "
+        f"| {cpu_median(reps, 'baseline', 'senders'):.1f} |",
+        f"| CPU s: WebSocket clients | {cpu_median(reps, 'agentdeck', 'followers'):.1f} | - |",
+        f"| machine busy during the phase % | {cpu_median(reps, 'agentdeck', 'machine_busy_pct'):.0f} "
+        f"| {cpu_median(reps, 'baseline', 'machine_busy_pct'):.0f} |",
         "",
         "| target | measured | verdict |",
         "|---|---|---|",
@@ -1300,14 +1447,16 @@ def report(args: argparse.Namespace, reps: list[Repetition]) -> tuple[str, bool]
         f"| p99 < {P99_TARGET_MS:.0f} ms | {p99:.1f} ms | {verdict(ok_p99)} |",
         f"| events/s >= {RATIO_TARGET:.0%} of baseline | {ratio:.2f} | {verdict(ok_ratio)} |",
         "",
-        "Per repetition (agentdeck | baseline): events/s, p50/p99 ms, lost, CPU seconds",
+        "Per repetition (agentdeck | baseline): events/s, p50/p99 ms, lost, layer drops, "
+        "latency p50 per tenth of the runs",
     ]
     for i, r in enumerate(reps, 1):
         a, b = r.agentdeck, r.baseline
         lines.append(
             f"- {i}: {a.events_per_s:.0f} ev/s, {a.p50_ms:.1f}/{a.p99_ms:.1f} ms, lost {a.lost}, "
-            f"cpu {a.cpu} | {b.events_per_s:.0f} ev/s, {b.p50_ms:.1f}/{b.p99_ms:.1f} ms, "
-            f"lost {b.lost}, cpu {b.cpu} | ratio {r.ratio:.2f}"
+            f"drops {a.layer_drops}, {a.p50_by_decile_ms} | {b.events_per_s:.0f} ev/s, "
+            f"{b.p50_ms:.1f}/{b.p99_ms:.1f} ms, lost {b.lost}, drops {b.layer_drops}, "
+            f"{b.p50_by_decile_ms} | ratio {r.ratio:.2f}"
         )
     return "\n".join(lines), ok_lost and ok_p99 and ok_ratio
 
@@ -1337,13 +1486,27 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--rate",
         type=float,
-        default=20.0,
-        help="events/s per run (default 20: one per 50 ms delta flush); 0 = as fast as possible",
+        default=5.0,
+        help="events/s per run (default 5; 20 is a run streaming flat out, one delta per 50 ms "
+        "flush); 0 = as fast as possible",
     )
     parser.add_argument("--chars", type=int, default=40, help="characters per message.delta")
+    parser.add_argument(
+        "--publisher",
+        choices=["service", "layer"],
+        default="service",
+        help="agentdeck's events: persisted and published by the run services (default), or, "
+        "to isolate daphne's fan-out, raw group_send of the same messages into the run groups "
+        "(nothing persisted, so a consumer that finds a gap cannot fill it)",
+    )
     parser.add_argument("--repeat", type=int, default=3, help="repetitions; medians reported")
-    parser.add_argument("--producers", type=int, default=2, help="producer/sender processes")
-    parser.add_argument("--threads", type=int, default=8, help="append threads per producer")
+    parser.add_argument("--producers", type=int, default=5, help="producer/sender processes")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="ORM threads per producer (1: the worker's arrangement, all on one thread)",
+    )
     parser.add_argument("--client-procs", type=int, default=1, help="WebSocket client processes")
     parser.add_argument("--connect-concurrency", type=int, default=50)
     parser.add_argument("--max-reconnects", type=int, default=5, help="per client")
@@ -1356,6 +1519,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="add ?socket_timeout=S to both Redis URLs (redis-py 8 defaults to 5 s, which an idle "
         "channels_redis receive hits; see the docstring). Default: the URL as deployed",
     )
+    parser.add_argument(
+        "--quiet-below",
+        type=float,
+        default=35.0,
+        help="before each phase, wait until the machine is less than this %% busy (shared box)",
+    )
+    parser.add_argument(
+        "--quiet-wait", type=float, default=300.0, help="longest wait for --quiet-below, s"
+    )
+    parser.add_argument(
+        "--settle", type=float, default=3.0, help="s between everyone ready and the first event"
+    )
     parser.add_argument("--setup-timeout", type=float, default=120)
     parser.add_argument(
         "--send-timeout", type=float, default=120, help="s beyond the schedule for the senders"
@@ -1363,7 +1538,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--drain-timeout", type=float, default=30, help="s after the last send for deliveries"
     )
-    parser.add_argument("--timeout", type=float, default=1800, help="global limit, s")
+    parser.add_argument("--timeout", type=float, default=3600, help="global limit, s")
     parser.add_argument("--json", type=Path, help="also write all figures to this file")
     parser.add_argument(
         "--py-spy",
@@ -1424,7 +1599,9 @@ async def main_async(args: argparse.Namespace) -> list[Repetition]:
                         f"behind schedule p99 {p.send_lateness_p99_ms:.0f} ms, append p50/p99 "
                         f"{p.append_p50_ms:.1f}/{p.append_p99_ms:.1f} ms, publish p50/p99 "
                         f"{p.publish_p50_ms:.1f}/{p.publish_p99_ms:.1f} ms, "
-                        f"layer backlog max {p.backlog_max}, cpu {p.cpu}"
+                        f"layer backlog max {p.backlog_max}, layer drops {p.layer_drops}, "
+                        f"p50 by tenth of the run {p.p50_by_decile_ms}, "
+                        f"load before {p.load_before:.1f}, cpu {p.cpu}"
                     )
                 reps.append(Repetition(agentdeck=phases["agentdeck"], baseline=phases["baseline"]))
     except TimeoutError:
