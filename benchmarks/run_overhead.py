@@ -314,10 +314,11 @@ class Deployment:
         _LIVE.append(self)
         log(f"[{self.broker}] starting agentdeck on {self.url} (var dir {self.var_dir})")
         # Django's ASGI handler runs each request's sync code in a thread of its own, so a
-        # persistent connection (the default DATABASE_CONN_MAX_AGE=60) is left open in every such
-        # thread until garbage collection: under this load PostgreSQL runs out of connections
-        # ("too many clients"). Django's documentation says to disable persistent connections under
-        # ASGI; the web process gets that (--web-conn-max-age), the worker keeps the default.
+        # persistent connection (DATABASE_CONN_MAX_AGE > 0; the project default was 60 before
+        # commit 1234846) is left open in every such thread until garbage collection: under this
+        # load PostgreSQL runs out of connections ("too many clients"). Django's documentation
+        # says to disable them under ASGI: the web process always gets --web-conn-max-age (0),
+        # whatever the checkout's default; the worker keeps the project default.
         web_env = {**self.env(), "DATABASE_CONN_MAX_AGE": self.web_conn_max_age}
         if "DATABASE_CONN_MAX_AGE" in self.extra_env:
             web_env["DATABASE_CONN_MAX_AGE"] = self.extra_env["DATABASE_CONN_MAX_AGE"]
@@ -853,7 +854,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--web-conn-max-age",
         default="0",
         help="DATABASE_CONN_MAX_AGE of the web process (daphne); default 0, as Django advises "
-        "under ASGI (the project default 60 leaks a connection per request thread)",
+        "under ASGI (a positive value leaks a connection per request thread)",
     )
     parser.add_argument(
         "--server-env",
