@@ -878,5 +878,21 @@ def main(argv: list[str] | None = None) -> int:
     return 0 if ok else 2
 
 
+def exit_now_if_stuck(code: int) -> None:
+    """Thread mode after a timeout: a worker stuck in a publish would block the interpreter's
+    exit (it joins ``async_to_sync``'s executor threads, daemon or not, before atexit runs),
+    leaving the embedded server running. Run the atexit handlers (stop the server, remove its
+    directory) and leave."""
+    stuck = [t for t in threading.enumerate() if t is not threading.main_thread() and t.is_alive()]
+    if stuck:
+        log(f"{len(stuck)} threads still running (stuck publishes?); leaving them")
+        sys.stdout.flush()
+        sys.stderr.flush()
+        atexit._run_exitfuncs()
+        os._exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_code = main()
+    exit_now_if_stuck(exit_code)
+    sys.exit(exit_code)
