@@ -676,12 +676,14 @@ class Child:
         await self.expect("done", timeout)
         return json.loads(Path(self.spec["result_path"]).read_text())
 
-    async def finish(self) -> None:
-        """Wait briefly for a clean exit, then stop the process group."""
+    async def finish(self, grace: float = 10) -> None:
+        """Wait up to ``grace`` s for a clean exit, then stop the process group."""
         if self.process is None:
             return
+        if self.process.stdin is not None and self.process.returncode is None:
+            self.process.stdin.close()  # end of input: a role still waiting for a line exits
         with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(10):
+            async with asyncio.timeout(grace):
                 await self.process.wait()
         if self.process.returncode is None:
             await asyncio.to_thread(_kill_group, self.pid)
@@ -1131,6 +1133,7 @@ async def run_senders_and_followers(
     spies: list[subprocess.Popen] = []
     stop_sampling = asyncio.Event()
     sampler: asyncio.Task | None = None
+    completed = False
     try:
         quiet_busy = await wait_for_quiet(args.quiet_below, args.quiet_wait)
         for child in senders:
@@ -1179,6 +1182,7 @@ async def run_senders_and_followers(
         # The children measured their own CPU time from the start signal to their end.
         cpu["senders"] = round(sum(r["cpu_s"] for r in sent), 2)
         cpu["followers"] = round(sum(r["cpu_s"] for r in received), 2)
+        completed = True
         return sent, received, cpu, backlog
     finally:
         stop_sampling.set()
@@ -1190,7 +1194,9 @@ async def run_senders_and_followers(
             if spy.poll() is None:
                 spy.kill()
                 spy.wait()
-        await asyncio.gather(*(child.finish() for child in [*followers, *senders]))
+        # After an error or an interrupt, stop them at once rather than let them finish.
+        grace = 10 if completed else 0.5
+        await asyncio.gather(*(child.finish(grace) for child in [*followers, *senders]))
 
 
 async def measure_agentdeck(
@@ -1566,6 +1572,9 @@ async def main_async(args: argparse.Namespace) -> list[Repetition]:
     why_not = redis_check(args.redis_port, [args.redis_db, args.baseline_redis_db])
     if why_not:
         raise BenchError(f"{why_not}; this benchmark needs a local Redis (redis-server)")
+    main_task = asyncio.current_task()
+    assert main_task is not None
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, main_task.cancel)
     deployment = Deployment(redis_url=redis_url(args, args.redis_db), keep=args.keep_var)
     api = None
     reps: list[Repetition] = []
@@ -1626,14 +1635,14 @@ def main(argv: list[str] | None = None) -> int:
         ROLES[args.role](json.loads(args.spec.read_text()))
         return 0
 
-    def on_signal(signum, frame):
-        raise KeyboardInterrupt(f"signal {signum}")
-
-    signal.signal(signal.SIGTERM, on_signal)
+    # Ctrl-C (SIGINT) and SIGTERM both stop the benchmark and everything it started. A shell
+    # starts background jobs with SIGINT ignored; restore the default so asyncio.run's handler
+    # (which cancels the main task, so the cleanup runs) is installed all the same.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     info = machine()
     try:
         reps = asyncio.run(main_async(args))
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, asyncio.CancelledError):
         log("interrupted; everything started was stopped")
         return 130
     except BenchError as e:
