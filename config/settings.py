@@ -396,6 +396,9 @@ WS_MAX_BUFFER_BYTES = env.int("WS_MAX_BUFFER_BYTES", default=1024 * 1024)
 WS_SLOW_GRACE_SECONDS = env.float("WS_SLOW_GRACE_SECONDS", default=5.0)
 WS_SLOW_ABORT_SECONDS = env.float("WS_SLOW_ABORT_SECONDS", default=10.0)
 WS_SOCKET_SNDBUF_BYTES = env.int("WS_SOCKET_SNDBUF_BYTES", default=256 * 1024)
+# Followers of a run (WebSocket, SSE) read the log after this long without news, so a dropped
+# last message cannot leave them waiting.
+RUN_STREAM_RECHECK_SECONDS = env.float("RUN_STREAM_RECHECK_SECONDS", default=5.0)
 # SSE streams send a comment line this often so proxies keep them open.
 SSE_HEARTBEAT_SECONDS = env.float("SSE_HEARTBEAT_SECONDS", default=15.0)
 # Built-in http_request and user-defined http tools: per-call limits.

@@ -2,12 +2,8 @@
 ``connect()``, check the caller may see the run before joining its group, read the log through
 selectors, cancel through the service.
 
-``/ws/runs/{id}/?after=SEQ`` replays the persisted events after ``SEQ``, then streams live ones.
-The live channel is only a wake-up: the consumer joins the run's group *before* replaying, and
-every live message is checked against the last ``seq`` sent. An event already sent (it arrived
-during the replay) is skipped; a jump past the next ``seq`` (a message the channel layer dropped)
-is filled from the log, as is an event too big to travel whole (``in_log``). So the switch from
-replay to live has no gap and no duplicate.
+``/ws/runs/{id}/?after=SEQ`` replays the persisted events after ``SEQ``, then streams live ones,
+with no gap and no duplicate across the switch (``agentdeck.agents.streams`` explains how).
 
 Frames: ``{"seq", "type", "run_id", "created_at", "data"}`` for events; control frames have no
 ``seq``: ``{"type": "error", "code", "detail"}`` and ``{"type": "cancel.accepted", "run_id"}``.
@@ -15,6 +11,7 @@ Frames: ``{"seq", "type", "run_id", "created_at", "data"}`` for events; control 
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from typing import Any
@@ -22,11 +19,11 @@ from urllib.parse import parse_qs
 
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
+from django.conf import settings
 from django.utils import timezone
 
 from agentdeck.accounts.ws_auth import SUBPROTOCOL
-from agentdeck.agents.models import RunEvent
-from agentdeck.agents.runtime.events import TERMINAL_EVENT_TYPES
+from agentdeck.agents.streams import RunEventCursor, parse_after
 from agentdeck.core.exceptions import ApplicationError
 from agentdeck.core.realtime import run_group, user_group
 from agentdeck.core.ws import (
@@ -37,27 +34,6 @@ from agentdeck.core.ws import (
 )
 
 logger = logging.getLogger(__name__)
-
-REPLAY_BATCH = 500
-
-
-def event_frame(event: RunEvent) -> dict[str, Any]:
-    return {
-        "seq": event.seq,
-        "type": event.type,
-        "run_id": str(event.run_id),
-        "created_at": event.created_at.isoformat().replace("+00:00", "Z"),
-        "data": event.data,
-    }
-
-
-def parse_after(raw: str | None) -> int | None:
-    """The ``after`` cursor: a non-negative integer (default 0), or None when invalid."""
-    if raw is None or raw == "":
-        return 0
-    if not raw.isdigit():
-        return None
-    return int(raw)
 
 
 class AuthenticatedConsumer(AsyncWebsocketConsumer):
@@ -92,8 +68,9 @@ class AuthenticatedConsumer(AsyncWebsocketConsumer):
 class RunEventsConsumer(AuthenticatedConsumer):
     async def connect(self) -> None:
         self.group: str | None = None
-        self.finished = False
         self.closed = False
+        self.lock = asyncio.Lock()
+        self.watcher: asyncio.Task | None = None
         if not await self.accept_authenticated():
             return
         query = parse_qs(
@@ -109,65 +86,46 @@ class RunEventsConsumer(AuthenticatedConsumer):
             await self.send_error("not_found", "No such run.")
             await self.close(CLOSE_NOT_FOUND)
             return
-        self.last_seq = after
+        self.cursor = RunEventCursor(self.run_id, after)
         # Join first, replay second: anything published meanwhile waits in our channel and is
-        # de-duplicated against last_seq when it is dispatched after connect() returns.
+        # de-duplicated by the cursor when it is dispatched after connect() returns.
         self.group = run_group(self.run_id)
         await self.channel_layer.group_add(self.group, self.channel_name)
-        await self.catch_up()
+        await self._deliver(self.cursor.backlog())
+        if not self.closed:
+            self.watcher = asyncio.create_task(self._recheck_log())
 
     def _run_visible(self) -> bool:
         from agentdeck.agents.selectors import run_list
 
         return run_list(user=self.scope["user"]).filter(pk=self.run_id).exists()
 
-    async def catch_up(self) -> None:
-        """Send everything the log has after ``last_seq``."""
-        while not self.finished:
-            events = await database_sync_to_async(self._events_after)(self.last_seq)
-            for event in events:
-                await self.send_event(event_frame(event))
-                if self.finished or self.closed:
+    async def _deliver(self, frames) -> None:
+        """Send frames from the cursor (under the lock: the watcher reads the log too)."""
+        async with self.lock:
+            async for frame in frames:
+                if self.closed or await self.credential_expired():
+                    self.closed = True
                     return
-            if len(events) < REPLAY_BATCH:
-                return
+                await self.send(text_data=json.dumps(frame))
+                if self.cursor.finished:
+                    self.closed = True
+                    await self.close(CLOSE_NORMAL)
+                    return
 
-    def _events_after(self, after: int) -> list[RunEvent]:
-        return list(
-            RunEvent.objects.filter(run_id=self.run_id, seq__gt=after).order_by("seq")[
-                :REPLAY_BATCH
-            ]
-        )
-
-    async def send_event(self, frame: dict[str, Any]) -> None:
-        if await self.credential_expired():
-            self.closed = True
-            return
-        await self.send(text_data=json.dumps(frame))
-        self.last_seq = frame["seq"]
-        if frame["type"] in TERMINAL_EVENT_TYPES:
-            self.finished = True
-            await self.close(CLOSE_NORMAL)
+    async def _recheck_log(self) -> None:
+        """Read the log when nothing has come for a while: a dropped *last* message would
+        otherwise never be noticed (see agentdeck.agents.streams)."""
+        while not self.closed:
+            seen = self.cursor.last_seq
+            await asyncio.sleep(settings.RUN_STREAM_RECHECK_SECONDS)
+            if not self.closed and self.cursor.last_seq == seen:
+                await self._deliver(self.cursor.backlog())
 
     async def run_event(self, message: dict[str, Any]) -> None:
         """A live event from the worker (group message type ``run.event``)."""
-        if self.finished or self.closed:
-            return
-        seq = message["seq"]
-        if seq <= self.last_seq:
-            return  # already sent during the replay
-        if seq == self.last_seq + 1 and not message.get("in_log"):
-            await self.send_event(
-                {
-                    "seq": seq,
-                    "type": message["event_type"],
-                    "run_id": message["run_id"],
-                    "created_at": message["created_at"].replace("+00:00", "Z"),
-                    "data": message["data"],
-                }
-            )
-        else:
-            await self.catch_up()  # a big event (sent bare), or the layer dropped something
+        if not self.closed:
+            await self._deliver(self.cursor.live(message))
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         try:
@@ -197,6 +155,9 @@ class RunEventsConsumer(AuthenticatedConsumer):
         agent_run_cancel(run=run)
 
     async def disconnect(self, code: int) -> None:
+        self.closed = True
+        if self.watcher is not None:
+            self.watcher.cancel()
         if self.group:
             await self.channel_layer.group_discard(self.group, self.channel_name)
 

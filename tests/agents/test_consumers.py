@@ -11,7 +11,6 @@ from asgiref.sync import async_to_sync
 from channels.db import database_sync_to_async
 from channels.testing import HttpCommunicator, WebsocketCommunicator
 
-from agentdeck.agents.consumers import RunEventsConsumer
 from agentdeck.agents.models import AgentRun
 from agentdeck.agents.services.runs import agent_run_start, run_event_append
 from agentdeck.agents.tasks import execute_run
@@ -94,27 +93,29 @@ def test_no_gap_and_no_duplicate_when_events_arrive_during_the_replay(
     for i in range(3):
         run_event_append(run_id=run.id, type="message.delta", data={"delta": f"early {i}"})
 
-    original = RunEventsConsumer._events_after
+    from agentdeck.agents import streams
+
+    original = streams._frames_after
     injected = {"done": False}
 
     def append_more():
         for i in range(3):
             run_event_append(run_id=run.id, type="message.delta", data={"delta": f"during {i}"})
 
-    def events_after(self, after):
+    def events_after(run_id, after):
         # Events are persisted and published while this consumer is replaying: they reach it
         # both through the log and through the live channel, and must come out once each.
         if not injected["done"]:
             injected["done"] = True
             if events_land == "before_the_replay_query":
                 append_more()
-                return original(self, after)
-            result = original(self, after)
+                return original(run_id, after)
+            result = original(run_id, after)
             append_more()
             return result
-        return original(self, after)
+        return original(run_id, after)
 
-    monkeypatch.setattr(RunEventsConsumer, "_events_after", events_after)
+    monkeypatch.setattr(streams, "_frames_after", events_after)
 
     async def main():
         comm = ws(f"/ws/runs/{run.id}/", token)
@@ -350,6 +351,7 @@ def test_sse_resumes_from_last_event_id(finished_run, token):
 
 def test_sse_streams_live_events_and_heartbeats(user, mock_agent, token, settings):
     settings.SSE_HEARTBEAT_SECONDS = 0.2
+    settings.RUN_STREAM_RECHECK_SECONDS = 0.1
     run, _ = agent_run_start(user=user, agent=mock_agent, input="live")
 
     async def main():
@@ -429,3 +431,53 @@ def test_big_events_travel_as_a_wake_up_and_are_read_from_the_log(user, mock_age
     assert [f["seq"] for f in frames] == [1, 2]
     assert frames[0]["data"]["text"] == big
     assert code == 1000
+
+
+def _append_without_publishing(run_id, event_type: str) -> None:
+    """What a channel layer that dropped the message leaves behind: the event is in the log,
+    nobody was woken up."""
+    from django.db.models import F
+
+    from agentdeck.agents.models import RunEvent
+
+    AgentRun.objects.filter(pk=run_id).update(next_seq=F("next_seq") + 1)
+    seq = AgentRun.objects.values_list("next_seq", flat=True).get(pk=run_id)
+    RunEvent.objects.create(run_id=run_id, seq=seq, type=event_type, data={})
+
+
+def test_a_dropped_last_message_is_recovered_from_the_log_over_websocket(
+    user, mock_agent, token, settings
+):
+    settings.RUN_STREAM_RECHECK_SECONDS = 0.2
+    run, _ = agent_run_start(user=user, agent=mock_agent, input="x")
+    AgentRun.objects.filter(pk=run.pk).update(status="running")
+
+    async def main():
+        comm = ws(f"/ws/runs/{run.id}/", token)
+        assert (await comm.connect())[0]
+        await database_sync_to_async(run_event_append)(
+            run_id=run.id, type="message.delta", data={"delta": "a"}
+        )
+        await database_sync_to_async(_append_without_publishing)(run.id, "run.succeeded")
+        return await frames_until_close(comm, timeout=5)
+
+    frames, code = async_to_sync(main)()
+    assert [(f["seq"], f["type"]) for f in frames] == [(1, "message.delta"), (2, "run.succeeded")]
+    assert code == 1000
+
+
+def test_a_dropped_last_message_is_recovered_from_the_log_over_sse(
+    user, mock_agent, token, settings
+):
+    settings.RUN_STREAM_RECHECK_SECONDS = 0.2
+    run, _ = agent_run_start(user=user, agent=mock_agent, input="x")
+    AgentRun.objects.filter(pk=run.pk).update(status="running")
+
+    async def main():
+        reader = asyncio.ensure_future(sse(f"/api/v1/runs/{run.id}/events/", token))
+        await asyncio.sleep(0.3)
+        await database_sync_to_async(_append_without_publishing)(run.id, "run.succeeded")
+        return await reader
+
+    events = parse_sse(async_to_sync(main)()["body"])
+    assert [(e["id"], e["event"]) for e in events] == [(1, "run.succeeded")]

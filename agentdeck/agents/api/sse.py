@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -25,9 +26,7 @@ from rest_framework.exceptions import AuthenticationFailed
 
 from agentdeck.accounts.authentication import bearer_token
 from agentdeck.accounts.ws_auth import authenticate_token
-from agentdeck.agents.consumers import REPLAY_BATCH, event_frame, parse_after
-from agentdeck.agents.models import RunEvent
-from agentdeck.agents.runtime.events import TERMINAL_EVENT_TYPES
+from agentdeck.agents.streams import RunEventCursor, parse_after
 from agentdeck.core.errors import exception_to_problem, problem, problem_response
 from agentdeck.core.realtime import run_group
 
@@ -59,15 +58,6 @@ def _visible(user, run_id: str) -> bool:
     from agentdeck.agents.selectors import run_list
 
     return run_list(user=user).filter(pk=run_id).exists()
-
-
-def _events_after(run_id: str, after: int) -> list[dict[str, Any]]:
-    return [
-        event_frame(e)
-        for e in RunEvent.objects.filter(run_id=run_id, seq__gt=after).order_by("seq")[
-            :REPLAY_BATCH
-        ]
-    ]
 
 
 def _format(frame: dict[str, Any]) -> str:
@@ -114,52 +104,32 @@ async def _stream(run_id: str, after: int) -> AsyncIterator[str]:
     layer = get_channel_layer()
     channel = await layer.new_channel("sse.")
     group = run_group(run_id)
-    # Subscribe before replaying (see consumers.py for why that loses nothing and repeats nothing).
+    cursor = RunEventCursor(run_id, after)
+    # Subscribe before replaying (agentdeck.agents.streams: that loses and repeats nothing).
     await layer.group_add(group, channel)
-    last = after
     try:
         yield "retry: 2000\n\n"
-        finished = False
-
-        async def catch_up() -> AsyncIterator[str]:
-            nonlocal last, finished
-            while not finished:
-                frames = await sync_to_async(_events_after)(run_id, last)
-                for frame in frames:
-                    last = frame["seq"]
-                    finished = frame["type"] in TERMINAL_EVENT_TYPES
-                    yield _format(frame)
-                    if finished:
-                        return
-                if len(frames) < REPLAY_BATCH:
-                    return
-
-        async for chunk in catch_up():
-            yield chunk
-        while not finished:
+        async for frame in cursor.backlog():
+            yield _format(frame)
+        last_output = time.monotonic()
+        while not cursor.finished:
             try:
                 message = await asyncio.wait_for(
-                    layer.receive(channel), settings.SSE_HEARTBEAT_SECONDS
+                    layer.receive(channel), settings.RUN_STREAM_RECHECK_SECONDS
                 )
             except TimeoutError:
-                yield ": heartbeat\n\n"
-                continue
-            if message.get("type") != "run.event" or message["seq"] <= last:
-                continue
-            if message["seq"] == last + 1 and not message.get("in_log"):
-                last = message["seq"]
-                finished = message["event_type"] in TERMINAL_EVENT_TYPES
-                yield _format(
-                    {
-                        "seq": message["seq"],
-                        "type": message["event_type"],
-                        "run_id": message["run_id"],
-                        "created_at": message["created_at"].replace("+00:00", "Z"),
-                        "data": message["data"],
-                    }
-                )
+                # Quiet: read the log (a dropped last message is noticed nowhere else), and keep
+                # proxies from closing an idle stream.
+                frames = cursor.backlog()
             else:
-                async for chunk in catch_up():
-                    yield chunk
+                if message.get("type") != "run.event":
+                    continue
+                frames = cursor.live(message)
+            async for frame in frames:
+                yield _format(frame)
+                last_output = time.monotonic()
+            if time.monotonic() - last_output >= settings.SSE_HEARTBEAT_SECONDS:
+                yield ": heartbeat\n\n"
+                last_output = time.monotonic()
     finally:
         await layer.group_discard(group, channel)

@@ -1,0 +1,101 @@
+"""Following one run's event log: shared by the WebSocket consumer and the SSE stream.
+
+The log is the truth and the channel layer only a wake-up. A follower subscribes to the run's
+group first and replays the log second; every live message is then checked against the last
+``seq`` delivered:
+
+* already delivered (it arrived during the replay): skipped;
+* the next one, carried whole: delivered from the message;
+* a jump past the next one (the layer dropped something) or a bare wake-up (an event too big to
+  travel, ``in_log``): the gap is read from the log.
+
+A dropped message is only noticed when a later one arrives, so a run's *last* messages could be
+lost for good; followers therefore also read the log after ``RUN_STREAM_RECHECK_SECONDS``
+without news (:meth:`RunEventCursor.backlog` is cheap: one indexed query).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+from asgiref.sync import sync_to_async
+
+from agentdeck.agents.models import RunEvent
+from agentdeck.agents.runtime.events import TERMINAL_EVENT_TYPES
+
+REPLAY_BATCH = 500
+
+Frame = dict[str, Any]
+
+
+def parse_after(raw: str | None) -> int | None:
+    """The ``after`` cursor: a non-negative integer (default 0), or None when invalid."""
+    if raw is None or raw == "":
+        return 0
+    if not raw.isdigit():
+        return None
+    return int(raw)
+
+
+def _frames_after(run_id: str, after: int) -> list[Frame]:
+    rows = (
+        RunEvent.objects.filter(run_id=run_id, seq__gt=after)
+        .order_by("seq")
+        .values_list("seq", "type", "created_at", "data")[:REPLAY_BATCH]
+    )
+    return [
+        {
+            "seq": seq,
+            "type": type_,
+            "run_id": run_id,
+            "created_at": created_at.isoformat().replace("+00:00", "Z"),
+            "data": data,
+        }
+        for seq, type_, created_at, data in rows
+    ]
+
+
+class RunEventCursor:
+    """Where one follower stands in one run's log. Not safe for concurrent use: callers that
+    read live messages and recheck the log from two tasks hold a lock around it."""
+
+    def __init__(self, run_id: str, after: int) -> None:
+        self.run_id = run_id
+        self.last_seq = after
+        self.finished = False
+
+    def _advance(self, frame: Frame) -> Frame:
+        self.last_seq = frame["seq"]
+        self.finished = frame["type"] in TERMINAL_EVENT_TYPES
+        return frame
+
+    async def backlog(self) -> AsyncIterator[Frame]:
+        """Everything the log holds after ``last_seq``, in order, up to the terminal event."""
+        while not self.finished:
+            frames = await sync_to_async(_frames_after)(self.run_id, self.last_seq)
+            for frame in frames:
+                yield self._advance(frame)
+                if self.finished:
+                    return
+            if len(frames) < REPLAY_BATCH:
+                return
+
+    async def live(self, message: dict[str, Any]) -> AsyncIterator[Frame]:
+        """The frames a live ``run.event`` message stands for (none, itself, or a gap's worth)."""
+        seq = message["seq"]
+        if self.finished or seq <= self.last_seq:
+            return
+        if seq == self.last_seq + 1 and not message.get("in_log"):
+            yield self._advance(
+                {
+                    "seq": seq,
+                    "type": message["event_type"],
+                    "run_id": message["run_id"],
+                    "created_at": message["created_at"].replace("+00:00", "Z"),
+                    "data": message["data"],
+                }
+            )
+            return
+        async for frame in self.backlog():
+            yield frame
