@@ -65,7 +65,8 @@ def run_list(
     created_after: datetime | None = None,
     created_before: datetime | None = None,
 ) -> QuerySet[AgentRun]:
-    qs = scope_to_owner(AgentRun.objects.select_related("agent", "agent_version"), user)
+    # "hold": the run serializer shows each run's cost (one query for the page, not one per run).
+    qs = scope_to_owner(AgentRun.objects.select_related("agent", "agent_version", "hold"), user)
     if agent_id:
         qs = qs.filter(agent_id=agent_id)
     if status:

@@ -263,12 +263,18 @@ def credits_hold(*, user_id: Any, run_id: Any, plan: HoldPlan) -> CreditHold | N
     whose models have no price holds nothing and gets no hold row."""
     if plan.amount <= 0 and not plan.prices:
         return None
-    account = credits_account(user_id=user_id)
+    # Try the hold first: the account row exists for anyone who was ever granted credits, and
+    # only a refusal needs to read it (creating it for a user who has none: available 0).
     after = _apply(
         user_id=user_id, amount=0, reserved_delta=plan.amount, require_available=plan.amount
     )
     if after is None:
-        account.refresh_from_db()
+        account = credits_account(user_id=user_id)
+        if account.available >= plan.amount:  # the row was missing, and nothing was needed
+            after = _apply(
+                user_id=user_id, amount=0, reserved_delta=plan.amount, require_available=plan.amount
+            )
+    if after is None:
         raise InsufficientCredits(
             f"This run needs {to_credits(plan.amount)} credits; {to_credits(account.available)} are available.",
             extra={

@@ -455,3 +455,16 @@ def test_a_disabled_provider_fails_the_run_with_provider_unavailable(
     assert execute_run(str(run.id)) == "failed"
     run.refresh_from_db()
     assert run.error_code == "provider_unavailable"
+
+
+def test_the_run_list_costs_the_same_queries_for_one_run_or_many(
+    user, user_client, mock_agent, django_assert_max_num_queries
+):
+    agent_run_start(user=user, agent=mock_agent, input="one")
+    user_client.get("/api/v1/runs/")  # warm: the user row exists now
+    with django_assert_max_num_queries(8) as one:
+        user_client.get("/api/v1/runs/")
+    for i in range(10):
+        agent_run_start(user=user, agent=mock_agent, input=f"more {i}")
+    with django_assert_max_num_queries(len(one.captured_queries)):
+        assert len(user_client.get("/api/v1/runs/").json()["results"]) == 11

@@ -434,3 +434,12 @@ def test_staff_adjust_from_the_admin_goes_through_the_service(client, staff_user
     page = client.get(f"/admin/credits/usercredits/{user.pk}/change/")
     assert page.status_code == 200
     assert b"goodwill" in page.content
+
+
+def test_a_priced_run_with_a_zero_cap_starts_for_a_user_without_a_credits_row(user, priced_agent):
+    agent_update(agent=priced_agent, actor=user, credit_cap=0)
+    priced_agent.refresh_from_db()
+    assert not UserCredits.objects.filter(user=user).exists()
+    run, created = agent_run_start(user=user, agent=priced_agent, input="free")
+    assert created
+    assert CreditHold.objects.get(run=run).amount == 0
