@@ -13,6 +13,15 @@ from django.conf import settings
 
 
 class BrowserOriginValidator(OriginValidator):
+    """Reads ``WS_ALLOWED_ORIGINS`` at each handshake rather than once at start-up."""
+
+    def __init__(self, application) -> None:
+        self.application = application
+
+    @property
+    def allowed_origins(self) -> list[str]:
+        return settings.WS_ALLOWED_ORIGINS
+
     def valid_origin(self, parsed_origin) -> bool:
         if parsed_origin is None:
             return True
@@ -20,4 +29,4 @@ class BrowserOriginValidator(OriginValidator):
 
 
 def origin_validator(application):
-    return BrowserOriginValidator(application, settings.WS_ALLOWED_ORIGINS)
+    return BrowserOriginValidator(application)
