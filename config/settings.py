@@ -274,6 +274,7 @@ if REDIS_URL:
 else:
     Q_CLUSTER["orm"] = "default"
 
+REDIS_SOCKET_TIMEOUT_SECONDS = env.float("REDIS_SOCKET_TIMEOUT_SECONDS", default=30.0)
 CHANNEL_LAYER = env.str("CHANNEL_LAYER", default="redis" if REDIS_URL else "postgres")
 if CHANNEL_LAYER == "redis":
     if not REDIS_URL:
@@ -281,7 +282,15 @@ if CHANNEL_LAYER == "redis":
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
-            "CONFIG": {"hosts": [REDIS_URL]},
+            "CONFIG": {
+                # redis-py 8's default 5 s socket timeout equals channels_redis's 5 s blocking
+                # read, so an idle receive raised and killed the consumer (close 1011;
+                # channels_redis#422). Found by benchmarks/ws_fanout.py.
+                "hosts": [{"address": REDIS_URL, "socket_timeout": REDIS_SOCKET_TIMEOUT_SECONDS}],
+                # The limit applies per process to all its sockets' messages, not per socket:
+                # 100 (the default) overflowed with 500 clients on one daphne process.
+                "capacity": env.int("CHANNEL_LAYER_CAPACITY", default=2000),
+            },
         }
     }
 elif CHANNEL_LAYER == "postgres":
