@@ -234,6 +234,12 @@ SPECTACULAR_SETTINGS = {
         "ProviderKindEnum": "agentdeck.agents.models.Provider.Kind",
         "ToolKindEnum": "agentdeck.agents.models.Tool.Kind",
         "ToolCallStatusEnum": "agentdeck.agents.models.ToolCall.Status",
+        "RunModeEnum": "agentdeck.agents.models.AgentRun.Mode",
+        "SearchModeEnum": "agentdeck.files.search.MODES",
+        "FileStatusEnum": "agentdeck.files.models.FileMetadata.Status",
+        "VectorIndexStatusEnum": "agentdeck.files.models.VectorIndex.Status",
+        "VectorIndexFileStatusEnum": "agentdeck.files.models.VectorIndexFile.Status",
+        "EmbedderEnum": "agentdeck.files.models.VectorIndex.Embedder",
     },
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
@@ -419,3 +425,47 @@ HTTP_TOOL_MAX_RESPONSE_BYTES = env.int("HTTP_TOOL_MAX_RESPONSE_BYTES", default=2
 OUTBOUND_HTTP_ALLOWLIST = env.list("OUTBOUND_HTTP_ALLOWLIST", default=[])
 # requires_action runs whose approvals are not answered in time fail with approval_timeout.
 APPROVAL_TIMEOUT_SECONDS = env.int("APPROVAL_TIMEOUT_SECONDS", default=24 * 3600)
+
+# --- files and vector indices -----------------------------------------------------------------
+
+# Uploads past this are refused with 413 file_too_large before their body is stored.
+FILE_UPLOAD_MAX_BYTES = env.int("FILE_UPLOAD_MAX_BYTES", default=50 * 1024 * 1024)
+# Bigger uploads spool to a temporary file instead of memory while the request is read.
+FILE_UPLOAD_MAX_MEMORY_SIZE = 2_621_440
+# Uploaded bytes: local disk under ./var/media by default; FILE_STORAGE=s3 stores them in any
+# S3-compatible bucket through django-storages (pip install 'agentdeck[s3]').
+FILE_STORAGE = env.str("FILE_STORAGE", default="local")
+MEDIA_ROOT = Path(env.str("MEDIA_ROOT", default="") or VAR_DIR / "media")
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+}
+if FILE_STORAGE == "s3":
+    STORAGES["default"] = {
+        "BACKEND": "storages.backends.s3.S3Storage",
+        "OPTIONS": {
+            "bucket_name": env.str("S3_BUCKET"),
+            "endpoint_url": env.str("S3_ENDPOINT_URL", default="") or None,
+            "region_name": env.str("S3_REGION", default="") or None,
+            "access_key": env.str("S3_ACCESS_KEY_ID", default="") or None,
+            "secret_key": env.str("S3_SECRET_ACCESS_KEY", default="") or None,
+            "default_acl": None,
+            "file_overwrite": False,
+        },
+    }
+elif FILE_STORAGE != "local":
+    raise ImproperlyConfigured("FILE_STORAGE must be 'local' or 's3'")
+# The embedder new vector indices get when the request names none: local all-MiniLM-L6-v2, or
+# "hash" (no model, for tests and very small machines).
+EMBEDDER_DEFAULT = env.str("EMBEDDER_DEFAULT", default="local")
+EMBEDDING_BATCH_SIZE = env.int("EMBEDDING_BATCH_SIZE", default=64)
+# A file whose worker has not reported for this long is retried (up to
+# FILE_PROCESSING_MAX_ATTEMPTS times in all) or failed with processing_timeout by the watchdog.
+FILE_PROCESSING_STALE_SECONDS = env.int("FILE_PROCESSING_STALE_SECONDS", default=300)
+FILE_PROCESSING_MAX_ATTEMPTS = env.int("FILE_PROCESSING_MAX_ATTEMPTS", default=3)
+# One file's processing task may run this long (django-q2 kills it after that).
+FILE_PROCESSING_TIMEOUT_SECONDS = env.int("FILE_PROCESSING_TIMEOUT_SECONDS", default=3600)
+# Search inside an index with at most this many chunks reads them all (exact, recall 1.0);
+# bigger indices walk the HNSW graph with iterative scans (agentdeck.files.search explains).
+VECTOR_SEARCH_EXACT_MAX_CHUNKS = env.int("VECTOR_SEARCH_EXACT_MAX_CHUNKS", default=20_000)
+VECTOR_SEARCH_EF_SEARCH = env.int("VECTOR_SEARCH_EF_SEARCH", default=100)

@@ -12,6 +12,7 @@ api_v1 = [
     path("", include("agentdeck.accounts.urls")),
     path("", include("agentdeck.agents.urls")),
     path("", include("agentdeck.credits.urls")),
+    path("", include("agentdeck.files.urls")),
 ]
 
 urlpatterns = [

@@ -27,7 +27,7 @@ def providers_visible_to(user: User) -> QuerySet[Provider]:
 def agents_visible_to(user: User) -> QuerySet[Agent]:
     """Agents a user may see and run: their own and public ones (staff: all)."""
     qs = Agent.objects.select_related("provider", "metadata", "owner").prefetch_related(
-        "tool_attachments", "handoffs"
+        "tool_attachments", "handoffs", "vector_index_attachments"
     )
     if user.is_staff:
         return qs

@@ -39,9 +39,11 @@ class UserNotifyMessage(TypedDict):
     notification: Notification
 
 
-# The per-user stream's vocabulary: run.status now; file processing and credit balance changes
-# publish through notify_user_on_commit with their own types as those capabilities land.
-NOTIFICATION_TYPES = frozenset({"run.status", "file.status", "credits.updated"})
+# The per-user stream's vocabulary: run status changes, file processing progress and outcome,
+# credit balance changes.
+NOTIFICATION_TYPES = frozenset(
+    {"run.status", "file.processing", "file.ready", "file.failed", "credits.updated"}
+)
 
 
 def run_group(run_id: Any) -> str:

@@ -20,6 +20,13 @@ SCHEDULES: dict[str, ScheduleSpec] = {
         "schedule_type": "I",
         "minutes": 1,
     },
+    # Files stuck in processing (dead worker, lost task) are retried or failed; expired
+    # vector indices lose their chunks.
+    "files.watchdog": {
+        "func": "agentdeck.files.tasks.watchdog",
+        "schedule_type": "I",
+        "minutes": 1,
+    },
     # Every balance against its ledger and open holds; discrepancies are logged as errors.
     "credits.reconcile": {
         "func": "agentdeck.credits.tasks.reconcile",

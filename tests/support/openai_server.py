@@ -78,6 +78,7 @@ import socket
 import threading
 import time
 import traceback
+import zlib
 from collections import deque
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -225,6 +226,16 @@ def _error_body(
     return {"error": {"message": message, "type": error_type, "param": param, "code": code}}
 
 
+def _bag_of_words(text: str, size: int) -> list[float]:
+    """A deterministic embedding: word counts hashed into ``size`` buckets (not normalised, as
+    real endpoints' vectors need not be)."""
+    vector = [0.0] * size
+    for word in str(text).lower().split():
+        vector[zlib.crc32(word.strip(".,;:!?").encode()) % size] += 1.0
+    vector[0] += 0.01
+    return vector
+
+
 def _split_words(text: str) -> list[str]:
     """``"hello big world"`` -> ``["hello ", "big ", "world"]`` (joins back to the text)."""
     return re.findall(r"\s*\S+\s*", text) or ([text] if text else [])
@@ -260,6 +271,10 @@ class FakeOpenAI:
         self.models = list(models)
         self.require_api_key = require_api_key
         self.default_text = default_text
+        self.embedding_dimensions = 384
+        """Size of ``/v1/embeddings`` vectors when the request names no ``dimensions``."""
+        self.embedding_failures: deque[int] = deque()
+        """HTTP statuses the next ``/v1/embeddings`` requests answer with, one each."""
         self.requests: list[RecordedRequest] = []
         self.errors: list[str] = []
         """Tracebacks of exceptions the server itself raised (a bug in the fake, or a body it
@@ -782,6 +797,28 @@ class _Handler(BaseHTTPRequestHandler):
             else:
                 *_, (_, completed) = fake._response_events(body, reply)
                 self._send_json(200, completed["response"])
+        elif self.command == "POST" and path == "/v1/embeddings":
+            if fake.embedding_failures:
+                status = fake.embedding_failures.popleft()
+                self._send_json(status, _error_body("embedding failed", "server_error", None))
+                return
+            inputs = body.get("input")
+            inputs = [inputs] if isinstance(inputs, str) else list(inputs or [])
+            size = int(body.get("dimensions") or fake.embedding_dimensions)
+            data = [
+                {"object": "embedding", "index": i, "embedding": _bag_of_words(text, size)}
+                for i, text in enumerate(inputs)
+            ]
+            tokens = sum(len(str(t).split()) for t in inputs)
+            self._send_json(
+                200,
+                {
+                    "object": "list",
+                    "data": data,
+                    "model": body.get("model"),
+                    "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+                },
+            )
         else:
             message = f"Invalid URL ({self.command} {path})"
             self._send_json(404, _error_body(message, "invalid_request_error", None))

@@ -443,10 +443,26 @@ def test_unknown_route_is_404(server):
     async def scenario():
         async with make_client(server) as client:
             with pytest.raises(openai.NotFoundError) as excinfo:
-                await client.embeddings.create(model="fake-model", input="hi")
+                await client.images.generate(model="fake-model", prompt="hi")
             return excinfo.value
 
-    assert "Invalid URL (POST /v1/embeddings)" in asyncio.run(scenario()).message
+    assert "Invalid URL (POST /v1/images/generations)" in asyncio.run(scenario()).message
+
+
+def test_embeddings_are_deterministic_and_sized(server):
+    async def scenario():
+        async with make_client(server) as client:
+            one = await client.embeddings.create(model="m", input=["a cat", "a dog"], dimensions=8)
+            two = await client.embeddings.create(model="m", input="a cat")
+            server.embedding_failures.append(500)
+            with pytest.raises(openai.InternalServerError):
+                await client.with_options(max_retries=0).embeddings.create(model="m", input="x")
+            return one, two
+
+    one, two = asyncio.run(scenario())
+    assert [len(d.embedding) for d in one.data] == [8, 8]
+    assert len(two.data[0].embedding) == server.embedding_dimensions
+    assert one.data[0].embedding != one.data[1].embedding
 
 
 def test_client_disconnect_mid_stream(server):

@@ -155,6 +155,9 @@ class AgentSerializer(serializers.ModelSerializer):
     guardrails = serializers.JSONField(read_only=True)
     tools = serializers.SerializerMethodField()
     handoffs = serializers.SerializerMethodField()
+    vector_index_ids = serializers.SerializerMethodField(
+        help_text="The vector indices its file_search tool searches, in order."
+    )
 
     class Meta:
         model = Agent
@@ -173,6 +176,7 @@ class AgentSerializer(serializers.ModelSerializer):
             "guardrails",
             "tools",
             "handoffs",
+            "vector_index_ids",
             "visibility",
             "status",
             "current_version",
@@ -188,6 +192,12 @@ class AgentSerializer(serializers.ModelSerializer):
             {"tool": str(a.tool_id), "requires_approval": a.requires_approval}
             for a in obj.tool_attachments.all()
         ]
+
+    @extend_schema_field(serializers.ListField(child=serializers.UUIDField()))
+    def get_vector_index_ids(self, obj: Agent) -> list[str]:
+        # .all() (Meta.ordering is position, id) so a prefetch of vector_index_attachments
+        # serves it.
+        return [str(a.index_id) for a in obj.vector_index_attachments.all()]
 
     @extend_schema_field(HandoffSerializer(many=True))
     def get_handoffs(self, obj: Agent) -> list[dict[str, Any]]:
@@ -237,6 +247,13 @@ class AgentWriteSerializer(serializers.Serializer):
     )
     handoffs = serializers.ListField(
         child=HandoffSerializer(), required=False, help_text="Replaces the handoffs."
+    )
+    vector_index_ids = serializers.ListField(
+        child=serializers.UUIDField(),
+        required=False,
+        max_length=20,
+        help_text="Replaces the vector indices (your own) the agent searches with its built-in "
+        "file_search tool; an empty list removes the tool.",
     )
 
 

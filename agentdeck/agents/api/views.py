@@ -32,6 +32,8 @@ from agentdeck.agents.services import tools as tool_services
 from agentdeck.agents.services.runs import agent_run_approve, agent_run_cancel, agent_run_start
 from agentdeck.core.exceptions import PermissionDenied
 from agentdeck.core.pagination import CreatedAtCursorPagination
+from agentdeck.core.permissions import scope_to_owner
+from agentdeck.files.models import VectorIndex
 
 IDEMPOTENCY_HEADER = OpenApiParameter(
     "Idempotency-Key",
@@ -126,7 +128,21 @@ class AgentViewSet(viewsets.GenericViewSet):
         return Response(s.AgentSerializer(self.get_object()).data)
 
     def _resolve_graph(self, request: Request, values: dict) -> None:
-        """Turn tool and handoff ids into rows the caller may use (else 400 invalid_tool/invalid_handoff)."""
+        """Turn tool, handoff and vector index ids into rows the caller may use (else 400
+        invalid_tool / invalid_handoff / invalid_vector_index)."""
+        if "vector_index_ids" in values:
+            ids = values.pop("vector_index_ids")
+            indices = {
+                i.pk: i
+                for i in scope_to_owner(VectorIndex.objects.all(), request.user).filter(pk__in=ids)
+            }
+            missing = [str(i) for i in ids if i not in indices]
+            if missing:
+                raise InvalidReference(
+                    f"Unknown vector index(es): {', '.join(missing)}.",
+                    code="invalid_vector_index",
+                )
+            values["vector_indices"] = [indices[i] for i in ids]
         if "tools" in values:
             tools = {
                 t.pk: t
@@ -504,8 +520,6 @@ class ToolViewSet(viewsets.GenericViewSet):
     lookup_value_regex = "[0-9a-f-]{36}"
 
     def get_queryset(self):
-        from agentdeck.core.permissions import scope_to_owner
-
         return scope_to_owner(Tool.objects.all(), self.request.user)
 
     @extend_schema(summary="Your tools")

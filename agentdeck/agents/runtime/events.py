@@ -10,7 +10,10 @@ Stable types (clients switch on them; add, never rename):
 ``message.completed`` a whole assistant message: ``{agent, text}``
 ``reasoning.completed`` a reasoning item: ``{agent, summary}``
 ``tool_call.started`` the model called a tool: ``{agent, call_id, name, arguments}``
-``tool_call.completed`` the tool answered: ``{agent, call_id, output}``
+``tool_call.completed`` the tool answered: ``{agent, call_id, output}``; a ``file_search`` call
+                      that found passages adds ``citations: [{citation, file_id, file_name,
+                      vector_index_id, chunk_id, position, page, score}]`` (``citation`` is
+                      the number the model cites as ``[n]``)
 ``handoff``           control passed between agents: ``{from_agent, to_agent}``
 ``guardrail.tripped`` a guardrail stopped the run: ``{guardrail, kind, detail}``
 ``approval.required`` the run paused for a person: ``{calls: [{call_id, tool, arguments, agent}],

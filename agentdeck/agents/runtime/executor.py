@@ -41,6 +41,7 @@ from agentdeck.agents.services.runs import (
     tool_call_finished,
     tool_call_started,
 )
+from agentdeck.files.tool import take_citations
 
 logger = logging.getLogger(__name__)
 
@@ -118,6 +119,11 @@ async def _execute(run: AgentRun) -> RunOutcome:
     async def record_item(event_type: str, data: dict[str, Any]) -> None:
         if event_type == ev.MESSAGE_COMPLETED and redact_output:
             data = {**data, "text": guard.redact_output(guardrail_config, data.get("text", ""))}
+        if event_type == ev.TOOL_CALL_COMPLETED:
+            # A file_search call left its citations (ids the model is not shown) for this event.
+            citations = take_citations(data["call_id"], run_id=str(run.id))
+            if citations:
+                data = {**data, "citations": citations}
         await append(event_type, data)
         if event_type == ev.TOOL_CALL_STARTED:
             state.tool_started[data["call_id"]] = time.monotonic()

@@ -1,6 +1,9 @@
 """Build the SDK agent graph of a run: the pinned agent, its tools, the agents it can hand off
 to, the agents it uses as tools, and their guardrails.
 
+An agent with vector indices also gets the built-in ``file_search`` tool
+(``agentdeck.files.tool``) over them.
+
 Handoff targets and agents used as tools run their *current* version, resolved when the run is
 built (only the run's own agent is pinned by the run). Mutual handoffs (A -> B -> A) are
 allowed: agents are created first and their handoff lists filled in afterwards. A target the
@@ -121,6 +124,8 @@ class GraphBuilder:
 
         built = build_tools(snapshot.get("tools") or [], provider_kind=provider.kind, builder=self)
         agent.tools = built.tools
+        if snapshot.get("vector_index_ids"):
+            agent.tools.append(self._file_search(snapshot, built.tools))
         graph.mcp_servers.extend(built.mcp_servers)
         agent.mcp_servers = built.mcp_servers
         graph.tool_ids.update(built.tool_ids)
@@ -139,6 +144,22 @@ class GraphBuilder:
             handoffs.append(handoff(target, **kwargs))
         agent.handoffs = handoffs
         return agent
+
+    def _file_search(self, snapshot: dict[str, Any], tools: list[Any]):
+        """The built-in ``file_search`` tool over the version's vector indices.
+
+        An attached tool with the same name fails the run (``tool_error``) rather than dropping
+        either tool: the services refuse that combination when an agent is saved, so only an
+        older version can carry it, and silently answering without the files would be worse.
+        """
+        from agentdeck.files.tool import TOOL_NAME, file_search_tool
+
+        if any(getattr(t, "name", None) == TOOL_NAME for t in tools):
+            raise GraphError(
+                f"Agent {snapshot['name']} has a tool named {TOOL_NAME}, which is the name of "
+                "its built-in file search tool."
+            )
+        return file_search_tool(list(snapshot["vector_index_ids"]))
 
     def agent_tool(self, spec: dict[str, Any]):
         """An agent used as a tool: a nested run whose usage is added to this run's."""

@@ -21,6 +21,7 @@ from agentdeck.agents.models import (
 )
 from agentdeck.agents.models.run import ACTIVE_STATUSES
 from agentdeck.core.exceptions import ApplicationError, Conflict, NotFound
+from agentdeck.files.models import AgentVectorIndex, VectorIndex
 
 # Fields whose change alters how the agent behaves, and so makes a new version.
 BEHAVIOUR_FIELDS = (
@@ -36,7 +37,13 @@ METADATA_FIELDS = ("category", "tags", "icon", "featured")
 
 
 def agent_snapshot(agent: Agent) -> dict[str, Any]:
-    """Everything a run needs to rebuild this agent exactly; stored in ``AgentVersion.snapshot``."""
+    """Everything a run needs to rebuild this agent exactly; stored in ``AgentVersion.snapshot``.
+
+    ``vector_index_ids`` (the indices its ``file_search`` tool searches, in position order) is
+    present only when there are some: versions of agents without indices look as they did
+    before indices existed, and a missing key means none everywhere it is read.
+    """
+    index_ids = [str(a.index_id) for a in agent.vector_index_attachments.order_by("position", "id")]
     return {
         "name": agent.name,
         "instructions": agent.instructions,
@@ -68,6 +75,7 @@ def agent_snapshot(agent: Agent) -> dict[str, Any]:
             }
             for h in agent.handoffs.order_by("position", "created_at")
         ],
+        **({"vector_index_ids": index_ids} if index_ids else {}),
     }
 
 
@@ -104,6 +112,40 @@ def _set_tools(*, agent: Agent, tools: list[dict[str, Any]]) -> None:
             for i, e in enumerate(tools)
         ]
     )
+
+
+def _set_vector_indices(*, agent: Agent, indices: list[VectorIndex]) -> None:
+    """Replace the vector indices the agent's ``file_search`` tool searches (in this order).
+    Each must be the agent owner's own; none twice."""
+    seen = set()
+    for index in indices:
+        if index.owner_id != agent.owner_id:
+            raise InvalidReference(f"Unknown vector index {index.pk}.", code="invalid_vector_index")
+        if index.pk in seen:
+            raise InvalidReference(
+                f"Vector index {index.name} is attached twice.", code="invalid_vector_index"
+            )
+        seen.add(index.pk)
+    AgentVectorIndex.objects.filter(agent=agent).delete()
+    AgentVectorIndex.objects.bulk_create(
+        [AgentVectorIndex(agent=agent, index=index, position=i) for i, index in enumerate(indices)]
+    )
+
+
+def _check_tool_names(agent: Agent) -> None:
+    """An agent with vector indices gets the built-in ``file_search`` tool; an attached tool of
+    that name would make two tools the model cannot tell apart."""
+    from agentdeck.files.tool import TOOL_NAME
+
+    if (
+        agent.vector_index_attachments.exists()
+        and agent.tool_attachments.filter(tool__name=TOOL_NAME).exists()
+    ):
+        raise InvalidReference(
+            f"An agent with vector indices has a built-in {TOOL_NAME} tool; "
+            f"rename the attached tool called {TOOL_NAME}.",
+            code="invalid_tool",
+        )
 
 
 def _set_handoffs(*, agent: Agent, handoffs: list[dict[str, Any]]) -> None:
@@ -217,8 +259,10 @@ def agent_create(
     guardrails: dict[str, Any] | None = None,
     tools: list[dict[str, Any]] | None = None,
     handoffs: list[dict[str, Any]] | None = None,
+    vector_indices: list[VectorIndex] | None = None,
 ) -> Agent:
-    """Create an agent with version 1 and its marketplace metadata row."""
+    """Create an agent with version 1 and its marketplace metadata row. ``vector_indices``
+    (``VectorIndex`` rows of the owner) give it the ``file_search`` tool."""
     _check_provider(provider=provider, owner=owner, model=model)
     validate_output_schema(output_schema)
     if guardrails:
@@ -242,6 +286,9 @@ def agent_create(
         _set_tools(agent=agent, tools=tools)
     if handoffs:
         _set_handoffs(agent=agent, handoffs=handoffs)
+    if vector_indices:
+        _set_vector_indices(agent=agent, indices=vector_indices)
+        _check_tool_names(agent)
     AgentMetadata.objects.create(
         agent=agent, **{k: v for k, v in (metadata or {}).items() if k in METADATA_FIELDS}
     )
@@ -257,10 +304,11 @@ def agent_update(
     metadata: dict[str, Any] | None = None,
     tools: list[dict[str, Any]] | None = None,
     handoffs: list[dict[str, Any]] | None = None,
+    vector_indices: list[VectorIndex] | None = None,
     **fields: Any,
 ) -> Agent:
-    """Apply changes; a change to any behaviour field, the tools or the handoffs makes a new
-    immutable version.
+    """Apply changes; a change to any behaviour field, the tools, the handoffs or the vector
+    indices makes a new immutable version.
 
     The agent row is locked first, so two concurrent edits get consecutive version numbers
     instead of colliding on (agent, number).
@@ -274,17 +322,24 @@ def agent_update(
             fields["guardrails"] or {}, provider_kind=provider.kind
         )
     changed = {k for k, v in fields.items() if getattr(agent, k) != v}
-    before = agent_snapshot(agent) if tools is not None or handoffs is not None else None
+    graph_changes = (tools, handoffs, vector_indices)
+    before = agent_snapshot(agent) if any(g is not None for g in graph_changes) else None
     if tools is not None:
         _set_tools(agent=agent, tools=tools)
     if handoffs is not None:
         _set_handoffs(agent=agent, handoffs=handoffs)
+    if vector_indices is not None:
+        _set_vector_indices(agent=agent, indices=vector_indices)
+    if tools is not None or vector_indices is not None:
+        _check_tool_names(agent)
     if before is not None:
         after = agent_snapshot(agent)
         if before["tools"] != after["tools"]:
             changed.add("tools")
         if before["handoffs"] != after["handoffs"]:
             changed.add("handoffs")
+        if before.get("vector_index_ids") != after.get("vector_index_ids"):
+            changed.add("vector_indices")
     if "provider" in changed or "model" in changed:
         _check_provider(
             provider=fields.get("provider", agent.provider),
@@ -299,7 +354,7 @@ def agent_update(
         agent.slug = _unique_slug(agent.owner, agent.name, exclude_id=agent.pk)
     if changed & set(fields):
         agent.save()
-    versioned = changed & {*BEHAVIOUR_FIELDS, "tools", "handoffs"}
+    versioned = changed & {*BEHAVIOUR_FIELDS, "tools", "handoffs", "vector_indices"}
     if versioned:
         _new_version(agent=agent, actor=actor, note="updated " + ", ".join(sorted(versioned)))
     values = {k: v for k, v in (metadata or {}).items() if k in METADATA_FIELDS}
@@ -334,7 +389,7 @@ def agent_version_restore(*, agent: Agent, number: int, actor: User) -> Agent:
     agent.output_schema = snap.get("output_schema")
     agent.guardrails = snap.get("guardrails") or {}
     agent.save()
-    # Tools and handoffs come back too, where they still exist.
+    # Tools, handoffs and vector indices come back too, where they still exist.
     tools = {
         str(t.pk): t
         for t in Tool.objects.filter(
@@ -361,6 +416,10 @@ def agent_version_restore(*, agent: Agent, number: int, actor: User) -> Agent:
             if h["to_agent_id"] in targets
         ],
     )
+    wanted = [str(i) for i in snap.get("vector_index_ids") or []]
+    indices = {str(i.pk): i for i in VectorIndex.objects.filter(pk__in=wanted, owner=agent.owner)}
+    _set_vector_indices(agent=agent, indices=[indices[i] for i in wanted if i in indices])
+    _check_tool_names(agent)
     _new_version(agent=agent, actor=actor, note=f"restored version {number}")
     return agent
 

@@ -1,0 +1,459 @@
+"""HTTP layer of files and vector indices: validate, call one service or selector, render."""
+
+from __future__ import annotations
+
+import json
+
+from django.conf import settings
+from django.http import FileResponse
+from django.shortcuts import get_object_or_404
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_serializer
+from rest_framework import serializers, viewsets
+from rest_framework import status as http
+from rest_framework.decorators import action
+from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from agentdeck.agents.selectors import providers_visible_to
+from agentdeck.core.exceptions import NotFound
+from agentdeck.core.permissions import scope_to_owner
+from agentdeck.files import services
+from agentdeck.files.models import FileMetadata, VectorIndex, VectorIndexFile
+from agentdeck.files.search import MAX_TOP_K, MODES
+
+# --- serializers ---------------------------------------------------------------------------------
+
+
+class FileSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = FileMetadata
+        fields = [
+            "id",
+            "name",
+            "size",
+            "mime_type",
+            "sha256",
+            "status",
+            "progress",
+            "error_code",
+            "error_message",
+            "page_count",
+            "char_count",
+            "chunk_count",
+            "attempts",
+            "created_at",
+            "updated_at",
+            "processing_started_at",
+            "processed_at",
+        ]
+        read_only_fields = fields
+
+
+class FileUploadSerializer(serializers.Serializer):
+    # Empty files reach the service, which answers with the stable code empty_file.
+    file = serializers.FileField(
+        allow_empty_file=True, help_text="The document (multipart/form-data)."
+    )
+    vector_index_ids = serializers.ListField(
+        child=serializers.UUIDField(),
+        required=False,
+        default=list,
+        help_text="Attach to these indices of yours as soon as it is processed.",
+    )
+    attributes = serializers.JSONField(
+        required=False,
+        default=None,
+        help_text="Search-filter labels for the attachments: {name: string|number|boolean}.",
+    )
+
+    def to_internal_value(self, data):
+        # Multipart sends lists as repeated fields and objects as JSON text.
+        if hasattr(data, "getlist"):
+            flat = {k: data.get(k) for k in data}
+            flat["vector_index_ids"] = [
+                v for item in data.getlist("vector_index_ids") for v in str(item).split(",") if v
+            ]
+            if isinstance(flat.get("attributes"), str):
+                try:
+                    flat["attributes"] = json.loads(flat["attributes"])
+                except ValueError:
+                    raise serializers.ValidationError({"attributes": ["Not valid JSON."]}) from None
+            data = flat
+        return super().to_internal_value(data)
+
+
+class VectorIndexSerializer(serializers.ModelSerializer):
+    provider_id = serializers.UUIDField(read_only=True, allow_null=True)
+
+    class Meta:
+        model = VectorIndex
+        fields = [
+            "id",
+            "name",
+            "description",
+            "embedder",
+            "embedding_model",
+            "dimensions",
+            "provider_id",
+            "chunk_size_tokens",
+            "chunk_overlap_tokens",
+            "status",
+            "file_count",
+            "chunk_count",
+            "bytes",
+            "expires_after_days",
+            "last_active_at",
+            "expires_at",
+            "created_at",
+            "updated_at",
+        ]
+        read_only_fields = fields
+
+
+class VectorIndexCreateSerializer(serializers.Serializer):
+    name = serializers.CharField(max_length=200)
+    description = serializers.CharField(required=False, allow_blank=True, default="")
+    embedder = serializers.ChoiceField(
+        choices=VectorIndex.Embedder.choices,
+        required=False,
+        help_text="Default: the server's EMBEDDER_DEFAULT (local all-MiniLM-L6-v2).",
+    )
+    embedding_model = serializers.CharField(max_length=200, required=False)
+    dimensions = serializers.IntegerField(required=False)
+    provider_id = serializers.UUIDField(required=False, help_text="For openai embedders.")
+    chunk_size_tokens = serializers.IntegerField(required=False, default=800)
+    chunk_overlap_tokens = serializers.IntegerField(required=False, default=400)
+    expires_after_days = serializers.IntegerField(required=False, allow_null=True, default=None)
+
+
+class VectorIndexUpdateSerializer(serializers.Serializer):
+    name = serializers.CharField(max_length=200, required=False)
+    description = serializers.CharField(required=False, allow_blank=True)
+    expires_after_days = serializers.IntegerField(required=False, allow_null=True)
+
+
+class AttachmentSerializer(serializers.ModelSerializer):
+    file_id = serializers.UUIDField(read_only=True)
+    file_name = serializers.CharField(source="file.name", read_only=True)
+    file_status = serializers.CharField(source="file.status", read_only=True)
+    progress = serializers.IntegerField(source="file.progress", read_only=True)
+
+    class Meta:
+        model = VectorIndexFile
+        fields = [
+            "file_id",
+            "file_name",
+            "file_status",
+            "status",
+            "progress",
+            "attributes",
+            "chunk_count",
+            "token_count",
+            "bytes",
+            "error_code",
+            "error_message",
+            "created_at",
+            "processed_at",
+        ]
+        read_only_fields = fields
+
+
+class AttachSerializer(serializers.Serializer):
+    file_id = serializers.UUIDField()
+    attributes = serializers.JSONField(required=False, default=None)
+    copy_from_index_id = serializers.UUIDField(
+        required=False,
+        help_text="Copy the file's chunks and vectors from another of your indices with the same "
+        "embedding model, dimensions and chunking, instead of embedding it again.",
+    )
+
+
+class SearchSerializer(serializers.Serializer):
+    query = serializers.CharField(max_length=4000, trim_whitespace=True)
+    top_k = serializers.IntegerField(min_value=1, max_value=MAX_TOP_K, default=10)
+    mode = serializers.ChoiceField(choices=MODES, default="vector")
+    file_ids = serializers.ListField(child=serializers.UUIDField(), required=False)
+    filters = serializers.DictField(
+        required=False,
+        help_text="Attachment attributes to match: {name: value or [any of values]}.",
+    )
+    score_threshold = serializers.FloatField(required=False, allow_null=True, default=None)
+
+
+class SearchHitSerializer(serializers.Serializer):
+    chunk_id = serializers.IntegerField()
+    score = serializers.FloatField()
+    text = serializers.CharField()
+    file_id = serializers.UUIDField()
+    file_name = serializers.CharField()
+    position = serializers.IntegerField(help_text="The chunk's ordinal within its file.")
+    page = serializers.IntegerField(allow_null=True, help_text="PDF page the chunk starts on.")
+    char_start = serializers.IntegerField()
+    char_end = serializers.IntegerField()
+    attributes = serializers.DictField()
+
+
+# --- files ----------------------------------------------------------------------------------------
+
+
+@extend_schema(tags=["files"])
+class FileViewSet(viewsets.GenericViewSet):
+    serializer_class = FileSerializer
+    lookup_value_regex = "[0-9a-f-]{36}"
+    parser_classes = [MultiPartParser, FormParser, JSONParser]
+
+    def get_queryset(self):
+        return scope_to_owner(FileMetadata.objects.all(), self.request.user).defer("text")
+
+    @extend_schema(summary="Your files, newest first")
+    def list(self, request: Request) -> Response:
+        page = self.paginate_queryset(self.get_queryset())
+        return self.get_paginated_response(FileSerializer(page, many=True).data)
+
+    @extend_schema(summary="A file: status, progress, counts, error")
+    def retrieve(self, request: Request, pk: str | None = None) -> Response:
+        return Response(FileSerializer(self.get_object()).data)
+
+    @extend_schema(
+        summary="Upload a file (multipart); identical bytes return the existing file",
+        request={"multipart/form-data": FileUploadSerializer},
+        responses={
+            201: FileSerializer,
+            200: OpenApiResponse(FileSerializer, description="Already uploaded (same sha256)."),
+            400: OpenApiResponse(description="empty_file or invalid input (problem+json)."),
+            413: OpenApiResponse(description="file_too_large (problem+json)."),
+            415: OpenApiResponse(description="unsupported_media_type (problem+json)."),
+        },
+    )
+    def create(self, request: Request) -> Response:
+        # Refuse an oversized body from its Content-Length, before reading it.
+        length = int(request.META.get("CONTENT_LENGTH") or 0)
+        if length > settings.FILE_UPLOAD_MAX_BYTES + 64 * 1024:
+            raise services.FileTooLarge(
+                f"The request has {length} bytes; files may have {settings.FILE_UPLOAD_MAX_BYTES}.",
+                extra={"max_bytes": settings.FILE_UPLOAD_MAX_BYTES},
+            )
+        data = FileUploadSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        upload = data.validated_data["file"]
+        if upload.size > settings.FILE_UPLOAD_MAX_BYTES:
+            raise services.FileTooLarge(
+                f"The file has {upload.size} bytes; the limit is {settings.FILE_UPLOAD_MAX_BYTES}.",
+                extra={"max_bytes": settings.FILE_UPLOAD_MAX_BYTES},
+            )
+        indices = _indices(request, data.validated_data["vector_index_ids"])
+        file, created = services.file_upload(
+            owner=request.user,
+            name=upload.name or "file",
+            data=upload.read(),
+            declared_type=getattr(upload, "content_type", None),
+            vector_indices=indices,
+            attributes=data.validated_data["attributes"],
+        )
+        return Response(
+            FileSerializer(file).data, status=http.HTTP_201_CREATED if created else http.HTTP_200_OK
+        )
+
+    @extend_schema(
+        summary="Delete a file, its stored bytes and its chunks in every index",
+        responses={204: None},
+    )
+    def destroy(self, request: Request, pk: str | None = None) -> Response:
+        services.file_delete(file=self.get_object())
+        return Response(status=http.HTTP_204_NO_CONTENT)
+
+    @extend_schema(
+        summary="The stored bytes, as uploaded",
+        responses={(200, "application/octet-stream"): OpenApiTypes.BINARY},
+    )
+    @action(detail=True, methods=["get"])
+    def content(self, request: Request, pk: str | None = None) -> FileResponse:
+        file = self.get_object()
+        response = FileResponse(
+            file.content.open("rb"),
+            as_attachment=True,
+            filename=file.name,
+            content_type=file.mime_type,
+        )
+        # Served as a download, never rendered: an uploaded HTML page must not run here.
+        response["X-Content-Type-Options"] = "nosniff"
+        response["Content-Security-Policy"] = "default-src 'none'; sandbox"
+        return response
+
+    @extend_schema(
+        summary="Parse and embed again into every attached index",
+        request=None,
+        responses={202: FileSerializer, 409: OpenApiResponse(description="file_busy")},
+    )
+    @action(detail=True, methods=["post"])
+    def reprocess(self, request: Request, pk: str | None = None) -> Response:
+        file = services.file_reprocess(file=self.get_object())
+        return Response(FileSerializer(file).data, status=http.HTTP_202_ACCEPTED)
+
+
+def _indices(request: Request, ids) -> list[VectorIndex]:
+    if not ids:
+        return []
+    found = {
+        i.pk: i for i in scope_to_owner(VectorIndex.objects.all(), request.user).filter(pk__in=ids)
+    }
+    missing = [str(i) for i in ids if i not in found]
+    if missing:
+        raise NotFound(f"Vector index {missing[0]} not found.")
+    return [found[i] for i in ids]
+
+
+# --- vector indices -------------------------------------------------------------------------------
+
+
+@extend_schema(tags=["vector-indices"])
+class VectorIndexViewSet(viewsets.GenericViewSet):
+    serializer_class = VectorIndexSerializer
+    lookup_value_regex = "[0-9a-f-]{36}"
+
+    def get_queryset(self):
+        return scope_to_owner(VectorIndex.objects.all(), self.request.user)
+
+    @extend_schema(summary="Your vector indices")
+    def list(self, request: Request) -> Response:
+        page = self.paginate_queryset(self.get_queryset())
+        return self.get_paginated_response(VectorIndexSerializer(page, many=True).data)
+
+    @extend_schema(summary="A vector index: counts, size, status")
+    def retrieve(self, request: Request, pk: str | None = None) -> Response:
+        return Response(VectorIndexSerializer(self.get_object()).data)
+
+    @extend_schema(
+        summary="Create a vector index",
+        request=VectorIndexCreateSerializer,
+        responses={201: VectorIndexSerializer},
+    )
+    def create(self, request: Request) -> Response:
+        data = VectorIndexCreateSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        values = dict(data.validated_data)
+        provider = None
+        if values.get("provider_id"):
+            provider = (
+                providers_visible_to(request.user).filter(pk=values.pop("provider_id")).first()
+            )
+            if provider is None:
+                raise services.InvalidIndex("Unknown provider.", code="invalid_provider")
+        values.pop("provider_id", None)
+        index = services.vector_index_create(owner=request.user, provider=provider, **values)
+        return Response(VectorIndexSerializer(index).data, status=http.HTTP_201_CREATED)
+
+    @extend_schema(
+        summary="Rename, describe or change the expiry of an index",
+        request=VectorIndexUpdateSerializer,
+        responses=VectorIndexSerializer,
+    )
+    def partial_update(self, request: Request, pk: str | None = None) -> Response:
+        data = VectorIndexUpdateSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        index = services.vector_index_update(index=self.get_object(), **data.validated_data)
+        return Response(VectorIndexSerializer(index).data)
+
+    @extend_schema(
+        summary="Delete an index and its chunks (the files stay)",
+        responses={204: None, 409: OpenApiResponse(description="vector_index_in_use")},
+    )
+    def destroy(self, request: Request, pk: str | None = None) -> Response:
+        services.vector_index_delete(index=self.get_object())
+        return Response(status=http.HTTP_204_NO_CONTENT)
+
+    @extend_schema(
+        methods=["get"],
+        summary="Files in the index, with each one's processing status and counts",
+        responses=AttachmentSerializer(many=True),
+    )
+    @extend_schema(
+        methods=["post"],
+        summary="Attach one of your files (queued for embedding)",
+        request=AttachSerializer,
+        responses={
+            201: AttachmentSerializer,
+            200: OpenApiResponse(AttachmentSerializer, description="Already attached."),
+            409: OpenApiResponse(
+                description="embedding_dimensions_mismatch, embedding_model_mismatch or "
+                "chunking_mismatch (copy_from_index_id), vector_index_expired."
+            ),
+        },
+    )
+    @action(detail=True, methods=["get", "post"])
+    def files(self, request: Request, pk: str | None = None) -> Response:
+        index = self.get_object()
+        if request.method == "GET":
+            qs = index.attachments.select_related("file").order_by("-created_at", "-id")
+            qs = qs.defer("file__text")
+            page = self.paginate_queryset(qs)
+            return self.get_paginated_response(AttachmentSerializer(page, many=True).data)
+        data = AttachSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        file = _own_file(request, data.validated_data["file_id"])
+        before = VectorIndexFile.objects.filter(index=index, file=file).exists()
+        source = None
+        if data.validated_data.get("copy_from_index_id"):
+            source = get_object_or_404(
+                self.get_queryset(), pk=data.validated_data["copy_from_index_id"]
+            )
+        attachment = services.vector_index_attach(
+            index=index, file=file, attributes=data.validated_data["attributes"], copy_from=source
+        )
+        attachment.refresh_from_db()
+        return Response(
+            AttachmentSerializer(attachment).data,
+            status=http.HTTP_200_OK if before else http.HTTP_201_CREATED,
+        )
+
+    @extend_schema(
+        summary="Detach a file: its chunks leave the index", request=None, responses={204: None}
+    )
+    @action(detail=True, methods=["delete"], url_path=r"files/(?P<file_id>[0-9a-f-]{36})")
+    def detach(self, request: Request, pk: str | None = None, file_id: str | None = None):
+        index = self.get_object()
+        services.vector_index_detach(index=index, file=_own_file(request, file_id))
+        return Response(status=http.HTTP_204_NO_CONTENT)
+
+    @extend_schema(
+        summary="Search the index (vector, keyword or hybrid)",
+        request=SearchSerializer,
+        responses=inline_serializer(
+            "SearchResults",
+            {
+                "query": serializers.CharField(),
+                "mode": serializers.CharField(),
+                "results": SearchHitSerializer(many=True),
+            },
+        ),
+    )
+    @action(detail=True, methods=["post"])
+    def search(self, request: Request, pk: str | None = None) -> Response:
+        index = self.get_object()
+        data = SearchSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        v = data.validated_data
+        hits = services.vector_index_query(
+            index=index,
+            query=v["query"],
+            top_k=v["top_k"],
+            mode=v["mode"],
+            file_ids=[str(f) for f in v.get("file_ids") or []],
+            attributes=v.get("filters") or None,
+            score_threshold=v["score_threshold"],
+        )
+        return Response(
+            {
+                "query": v["query"],
+                "mode": v["mode"],
+                "results": SearchHitSerializer(hits, many=True).data,
+            }
+        )
+
+
+def _own_file(request: Request, file_id) -> FileMetadata:
+    return get_object_or_404(
+        scope_to_owner(FileMetadata.objects.all(), request.user).defer("text"), pk=file_id
+    )
