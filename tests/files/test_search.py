@@ -1,0 +1,115 @@
+"""Search restricted to one index among many, on both paths (exact and HNSW), and expiry."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+from django.db import connection
+from django.utils import timezone
+
+from agentdeck.files import services
+from agentdeck.files.embeddings import HashEmbedder
+from agentdeck.files.models import Chunk, FileMetadata, VectorIndex, VectorIndexFile
+from agentdeck.files.processing import files_watchdog
+from agentdeck.files.search import vector_candidates
+
+pytestmark = pytest.mark.django_db
+
+WORDS = [f"w{i}" for i in range(400)]
+
+
+@pytest.fixture
+def many_indices(user):
+    """8 indices x 150 chunks of random word salad, inserted directly (ingestion is tested
+    elsewhere); returns the indices."""
+    rng = random.Random(7)
+    embedder = HashEmbedder(384)
+    indices = []
+    for n in range(8):
+        index = services.vector_index_create(owner=user, name=f"i{n}", embedder="hash")
+        file = FileMetadata.objects.create(
+            owner=user, name=f"f{n}.txt", size=1, mime_type="text/plain", sha256=f"{n:064d}"
+        )
+        VectorIndexFile.objects.create(index=index, file=file, status="ready", chunk_count=150)
+        texts = [" ".join(rng.choices(WORDS, k=12)) for _ in range(150)]
+        Chunk.objects.bulk_create(
+            Chunk(
+                index=index,
+                file=file,
+                position=i,
+                text=t,
+                token_count=12,
+                char_start=0,
+                char_end=len(t),
+                embedding_model="hash-v1",
+                dimensions=384,
+                embedding=v,
+            )
+            for i, (t, v) in enumerate(zip(texts, embedder.embed(texts), strict=True))
+        )
+        VectorIndex.objects.filter(pk=index.pk).update(chunk_count=150, file_count=1)
+        index.refresh_from_db()
+        indices.append(index)
+    with connection.cursor() as cur:
+        cur.execute("ANALYZE chunks")
+    return indices
+
+
+def exact(index, vector, k):
+    with connection.cursor() as cur:
+        cur.execute(
+            "SELECT id FROM chunks WHERE index_id = %s "
+            "ORDER BY embedding::vector(384) <=> %s::vector(384), id LIMIT %s",
+            [str(index.pk), str(vector), k],
+        )
+        return [r[0] for r in cur.fetchall()]
+
+
+@pytest.mark.parametrize("exact_max", [1_000_000, 0], ids=["exact path", "hnsw path"])
+def test_one_index_among_many_returns_full_correct_results(many_indices, settings, exact_max):
+    settings.VECTOR_SEARCH_EXACT_MAX_CHUNKS = exact_max
+    embedder = HashEmbedder(384)
+    rng = random.Random(11)
+    recalls = []
+    for target in many_indices:
+        query = embedder.embed([" ".join(rng.choices(WORDS, k=6))])[0]
+        got = vector_candidates(index=target, vector=query, limit=10)
+        assert len(got) == 10  # full results, although the index holds 1/8 of the rows
+        ids = [cid for cid, _ in got]
+        assert set(Chunk.objects.filter(pk__in=ids).values_list("index_id", flat=True)) == {
+            target.pk
+        }
+        distances = [d for _, d in got]
+        assert distances == sorted(distances)
+        recalls.append(len(set(ids) & set(exact(target, query, 10))) / 10)
+    if exact_max:
+        assert recalls == [1.0] * len(recalls)
+    else:
+        assert sum(recalls) / len(recalls) >= 0.9
+
+
+def test_expired_indices_lose_chunks_and_refuse_searches(user, client_for):
+    index = services.vector_index_create(
+        owner=user, name="temp", embedder="hash", expires_after_days=1
+    )
+    assert index.expires_at is not None
+    file, _ = services.file_upload(
+        owner=user, name="a.txt", data=b"Some searchable words.", vector_indices=[index]
+    )
+    from agentdeck.files.processing import file_process
+
+    assert file_process(file_id=file.pk) == "ready"
+    VectorIndex.objects.filter(pk=index.pk).update(
+        expires_at=timezone.now() - timezone.timedelta(minutes=1)
+    )
+    assert files_watchdog()["expired"] == 1
+    index.refresh_from_db()
+    assert (index.status, index.chunk_count) == ("expired", 0)
+    assert not Chunk.objects.filter(index=index).exists()
+    assert FileMetadata.objects.filter(pk=file.pk).exists()  # files stay
+    r = client_for(user).post(
+        f"/api/v1/vector-indices/{index.pk}/search/", {"query": "words"}, format="json"
+    )
+    assert r.status_code == 409
+    assert r.json()["code"] == "vector_index_expired"
