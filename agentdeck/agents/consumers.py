@@ -17,6 +17,7 @@ import logging
 from typing import Any
 from urllib.parse import parse_qs
 
+from channels.consumer import get_handler_name
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
@@ -39,6 +40,21 @@ logger = logging.getLogger(__name__)
 class AuthenticatedConsumer(AsyncWebsocketConsumer):
     """Accepts (answering the ``agentdeck.v1`` subprotocol when offered) and closes with 4401
     unless the scope carries a user; also closes 4401 once the credential expires."""
+
+    # Group messages whose handlers reach the database only through database_sync_to_async
+    # (which closes stale connections around each call itself). Channels 4 also runs
+    # close_old_connections on the process's one sync thread before *every* handler: with
+    # hundreds of sockets following live runs, each event became hundreds of queued hops
+    # through that thread, the largest delay benchmarks/ws_fanout.py found.
+    DIRECT_MESSAGE_TYPES = frozenset({"run.event", "user.notify"})
+
+    async def dispatch(self, message: dict[str, Any]) -> None:
+        if message.get("type") in self.DIRECT_MESSAGE_TYPES:
+            handler = getattr(self, get_handler_name(message), None)
+            if handler is not None:
+                await handler(message)
+                return
+        await super().dispatch(message)
 
     async def accept_authenticated(self) -> bool:
         offered = self.scope.get("subprotocols") or []

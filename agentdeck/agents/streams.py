@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any
 
-from asgiref.sync import sync_to_async
+from channels.db import database_sync_to_async
 
 from agentdeck.agents.models import RunEvent
 from agentdeck.agents.runtime.events import TERMINAL_EVENT_TYPES
@@ -73,7 +73,9 @@ class RunEventCursor:
     async def backlog(self) -> AsyncIterator[Frame]:
         """Everything the log holds after ``last_seq``, in order, up to the terminal event."""
         while not self.finished:
-            frames = await sync_to_async(_frames_after)(self.run_id, self.last_seq)
+            # database_sync_to_async closes stale connections around the read itself: the
+            # WebSocket consumers skip channels' per-message close for live events.
+            frames = await database_sync_to_async(_frames_after)(self.run_id, self.last_seq)
             for frame in frames:
                 yield self._advance(frame)
                 if self.finished:

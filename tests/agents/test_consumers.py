@@ -147,6 +147,35 @@ def test_live_events_of_a_run_executed_meanwhile(user, mock_agent, token):
     assert code == 1000
 
 
+def test_live_events_skip_the_per_message_connection_sweep(user, mock_agent, token, monkeypatch):
+    """Live group messages go straight to their handler: channels' close_old_connections hop
+    through the sync thread runs only for the socket's own traffic (connect, frames)."""
+    import channels.consumer
+
+    sweeps = []
+    real = channels.consumer.aclose_old_connections
+
+    async def counting():
+        sweeps.append(1)
+        await real()
+
+    monkeypatch.setattr(channels.consumer, "aclose_old_connections", counting)
+    run, _ = agent_run_start(user=user, agent=mock_agent, input="live one two three")
+
+    async def main():
+        comm = ws(f"/ws/runs/{run.id}/", token)
+        assert (await comm.connect())[0]
+        before = len(sweeps)
+        await database_sync_to_async(execute_run)(str(run.id))
+        frames, code = await frames_until_close(comm)
+        return frames, code, len(sweeps) - before
+
+    frames, code, during = async_to_sync(main)()
+    assert len(frames) >= 5
+    assert code == 1000
+    assert during == 0
+
+
 @pytest.mark.parametrize(
     ("token_value", "code"), [(None, "not_authenticated"), ("garbage", "token_invalid")]
 )
