@@ -16,6 +16,7 @@ without news (:meth:`RunEventCursor.backlog` is cheap: one indexed query).
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -56,6 +57,26 @@ def _frames_after(run_id: str, after: int) -> list[Frame]:
     ]
 
 
+# Reads in flight, per event loop: when a message is dropped, every follower of that run in the
+# process misses the same one and asks for the same rows at once; they share one query.
+_reads: dict[tuple[int, str, int], asyncio.Future[list[Frame]]] = {}
+
+
+async def read_after(run_id: str, after: int) -> list[Frame]:
+    """``_frames_after`` through the database thread, one query per (run, after) at a time.
+    The frames are shared between callers: they must not be changed."""
+    key = (id(asyncio.get_running_loop()), run_id, after)
+    future = _reads.get(key)
+    if future is None:
+        # database_sync_to_async closes stale connections around the read itself: the
+        # WebSocket consumers skip channels' per-message close for live events.
+        future = asyncio.ensure_future(database_sync_to_async(_frames_after)(run_id, after))
+        _reads[key] = future
+        future.add_done_callback(lambda _f: _reads.pop(key, None))
+    # A follower that goes away must not cancel the read the others wait for.
+    return await asyncio.shield(future)
+
+
 class RunEventCursor:
     """Where one follower stands in one run's log. Not safe for concurrent use: callers that
     read live messages and recheck the log from two tasks hold a lock around it."""
@@ -73,9 +94,7 @@ class RunEventCursor:
     async def backlog(self) -> AsyncIterator[Frame]:
         """Everything the log holds after ``last_seq``, in order, up to the terminal event."""
         while not self.finished:
-            # database_sync_to_async closes stale connections around the read itself: the
-            # WebSocket consumers skip channels' per-message close for live events.
-            frames = await database_sync_to_async(_frames_after)(self.run_id, self.last_seq)
+            frames = await read_after(self.run_id, self.last_seq)
             for frame in frames:
                 yield self._advance(frame)
                 if self.finished:

@@ -513,3 +513,37 @@ def test_a_dropped_last_message_is_recovered_from_the_log_over_sse(
 
     events = parse_sse(async_to_sync(main)()["body"])
     assert [(e["id"], e["event"]) for e in events] == [(1, "run.succeeded")]
+
+
+def test_followers_missing_the_same_event_share_one_log_read(finished_run, monkeypatch):
+    """A dropped message makes every follower of the run in the process read the same rows;
+    they wait on one query, and one follower going away does not cancel it for the rest."""
+    import time
+
+    from agentdeck.agents import streams
+
+    calls = []
+    original = streams._frames_after
+
+    def counted(run_id, after):
+        calls.append((run_id, after))
+        time.sleep(0.2)
+        return original(run_id, after)
+
+    monkeypatch.setattr(streams, "_frames_after", counted)
+
+    async def main():
+        readers = [
+            asyncio.ensure_future(streams.read_after(str(finished_run.id), 2)) for _ in range(10)
+        ]
+        await asyncio.sleep(0.05)
+        readers[0].cancel()
+        results = await asyncio.gather(*readers[1:])
+        again = await streams.read_after(str(finished_run.id), 2)  # a later read queries anew
+        return results, again
+
+    results, again = async_to_sync(main)()
+    assert len(calls) == 2
+    assert all(r == results[0] for r in results)
+    assert [f["seq"] for f in results[0]] == [f["seq"] for f in again]
+    assert results[0][0]["seq"] == 3
