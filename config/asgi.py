@@ -10,6 +10,8 @@ import os
 from django.core.asgi import get_asgi_application
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+# The web process borrows database connections from a pool (see DATABASE_POOL in settings).
+os.environ.setdefault("DATABASE_POOL", "true")
 
 # Initialise Django (apps, models) before importing anything that touches models.
 django_asgi_app = get_asgi_application()
