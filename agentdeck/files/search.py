@@ -12,8 +12,11 @@ here, by the index's size:
   swapping in the HNSW index.
 * above it, the per-dimension partial HNSW index (migration 0002) is walked with pgvector 0.8's
   iterative scan in ``strict_order``: when the filter leaves fewer than ``LIMIT`` rows the scan
-  goes on past ``ef_search`` (up to ``hnsw.max_scan_tuples``) instead of stopping short, so the
-  result is full and ordered. ``ef_search`` is raised to 100 (from 40) for recall.
+  goes on past ``ef_search``, up to ``hnsw.max_scan_tuples`` (20,000). A query whose
+  neighbourhood holds none of the index's rows can still come back short; then the exact read
+  answers it, so results are always full. ``ef_search`` is raised to 100 (from 40) for recall.
+  (benchmarks/RESULTS.md measures both branches; the planner may also pick the exact plan
+  by itself for a selective filter.)
 Partitioning ``chunks`` by index was the alternative; it makes every index a table (100 indices,
 100 HNSW graphs to keep) and costs a DDL statement per new index, for no gain at this size.
 """
@@ -82,35 +85,38 @@ def vector_candidates(
     d = int(index.dimensions)
     extra, extra_params = _filters_sql(file_ids, attributes)
     literal = "[" + ",".join(repr(float(x)) for x in vector) + "]"
+    exact_sql = f"""
+        WITH candidates AS MATERIALIZED (
+            SELECT c.id, c.embedding::vector({d}) <=> %s::vector({d}) AS distance
+            FROM chunks c
+            WHERE c.index_id = %s AND c.dimensions = {d}{extra}
+        )
+        SELECT id, distance FROM candidates ORDER BY distance, id LIMIT %s
+        """  # noqa: S608 (see `d` / `extra`)
+    exact_params = [literal, str(index.pk), *extra_params, limit]
     with transaction.atomic(), connection.cursor() as cur:
         if index.chunk_count <= settings.VECTOR_SEARCH_EXACT_MAX_CHUNKS:
-            cur.execute(
-                f"""
-                WITH candidates AS MATERIALIZED (
-                    SELECT c.id, c.embedding::vector({d}) <=> %s::vector({d}) AS distance
-                    FROM chunks c
-                    WHERE c.index_id = %s AND c.dimensions = {d}{extra}
-                )
-                SELECT id, distance FROM candidates ORDER BY distance, id LIMIT %s
-                """,  # noqa: S608 (see `d` / `extra`)
-                [literal, str(index.pk), *extra_params, limit],
-            )
-        else:
-            cur.execute("SET LOCAL hnsw.iterative_scan = strict_order")
-            cur.execute(
-                "SET LOCAL hnsw.ef_search = %s", [max(settings.VECTOR_SEARCH_EF_SEARCH, limit)]
-            )
-            cur.execute(
-                f"""
-                SELECT c.id, c.embedding::vector({d}) <=> %s::vector({d}) AS distance
-                FROM chunks c
-                WHERE c.dimensions = {d} AND c.index_id = %s{extra}
-                ORDER BY c.embedding::vector({d}) <=> %s::vector({d})
-                LIMIT %s
-                """,  # noqa: S608 (see `d` / `extra`)
-                [literal, str(index.pk), *extra_params, literal, limit],
-            )
-        return [(int(r[0]), float(r[1])) for r in cur.fetchall()]
+            cur.execute(exact_sql, exact_params)
+            return [(int(r[0]), float(r[1])) for r in cur.fetchall()]
+        cur.execute("SET LOCAL hnsw.iterative_scan = strict_order")
+        cur.execute("SET LOCAL hnsw.ef_search = %s", [max(settings.VECTOR_SEARCH_EF_SEARCH, limit)])
+        cur.execute(
+            f"""
+            SELECT c.id, c.embedding::vector({d}) <=> %s::vector({d}) AS distance
+            FROM chunks c
+            WHERE c.dimensions = {d} AND c.index_id = %s{extra}
+            ORDER BY c.embedding::vector({d}) <=> %s::vector({d})
+            LIMIT %s
+            """,  # noqa: S608 (see `d` / `extra`)
+            [literal, str(index.pk), *extra_params, literal, limit],
+        )
+        rows = cur.fetchall()
+        if len(rows) < limit:
+            # The walk gave up (hnsw.max_scan_tuples) before finding `limit` rows of this
+            # index: a query whose neighbourhood holds none of them. Read them all instead.
+            cur.execute(exact_sql, exact_params)
+            rows = cur.fetchall()
+        return [(int(r[0]), float(r[1])) for r in rows]
 
 
 def keyword_candidates(

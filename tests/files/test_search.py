@@ -113,3 +113,52 @@ def test_expired_indices_lose_chunks_and_refuse_searches(user, client_for):
     )
     assert r.status_code == 409
     assert r.json()["code"] == "vector_index_expired"
+
+
+def test_a_short_graph_walk_falls_back_to_the_exact_read(many_indices, user, settings):
+    """A query whose neighbourhood holds none of the index's rows: the HNSW walk (limited to a
+    few hundred tuples here, and the planner pushed onto the graph) gives up short of `limit`,
+    and the exact read answers instead, so the result is still full and exact."""
+    settings.VECTOR_SEARCH_EXACT_MAX_CHUNKS = 0
+    far = services.vector_index_create(owner=user, name="far", embedder="hash")
+    file = FileMetadata.objects.create(
+        owner=user, name="far.txt", size=1, mime_type="text/plain", sha256="f" * 64
+    )
+    texts = [f"zeta{i} omega{i} kappa{i}" for i in range(40)]
+    Chunk.objects.bulk_create(
+        Chunk(
+            index=far,
+            file=file,
+            position=i,
+            text=t,
+            token_count=3,
+            char_start=0,
+            char_end=len(t),
+            embedding_model="hash-v1",
+            dimensions=384,
+            embedding=v,
+        )
+        for i, (t, v) in enumerate(zip(texts, HashEmbedder(384).embed(texts), strict=True))
+    )
+    VectorIndex.objects.filter(pk=far.pk).update(chunk_count=40)
+    far.refresh_from_db()
+    statements = []
+
+    def record(execute, sql, params, many, context):
+        statements.append(sql)
+        return execute(sql, params, many, context)
+
+    query = HashEmbedder(384).embed([" ".join(WORDS[:8])])[0]  # near the other indices' rows
+    with connection.cursor() as cur:
+        for setting in ("enable_seqscan", "enable_bitmapscan", "enable_sort"):
+            cur.execute(f"SET {setting} = off")
+        cur.execute("SET hnsw.max_scan_tuples = 200")
+    try:
+        with connection.execute_wrapper(record):
+            got = vector_candidates(index=far, vector=query, limit=30)
+    finally:
+        with connection.cursor() as cur:
+            cur.execute("RESET ALL")
+    assert any("ORDER BY c.embedding" in s for s in statements)  # the graph was tried first
+    assert any("MATERIALIZED" in s for s in statements)  # then the exact read
+    assert [cid for cid, _ in got] == exact(far, query, 30)
