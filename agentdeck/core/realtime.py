@@ -4,18 +4,49 @@ Producers persist first, then call :func:`publish_on_commit`; the message goes t
 layer group only after the surrounding transaction commits, so no client ever hears of a row
 that was rolled back. Consumers (``/ws/...``) treat a message as a wake-up: the persisted log
 is the truth, and a client that missed a message catches up from it.
+
+How a message leaves the process: every process has one publishing event loop, on a daemon
+thread, with a channel layer instance of its own (channels_redis keeps its connection pools per
+event loop; our PostgreSQL layer gets a pool of its own, see :func:`_own_postgres_pool`). Sync
+code hands a message over and returns at once; one sender task sends them in the order they
+were handed over. The previous design, ``async_to_sync(layer.group_send)`` per message, started
+a new loop and thread and opened new Redis connections every time, the largest cost of the run
+path and of a credit settlement (benchmarks/RESULTS.md). The in-memory layer (unit tests) keeps
+the direct path: its groups live in the one instance the consumers use.
 """
 
 from __future__ import annotations
 
+import asyncio
+import atexit
 import logging
+import os
+import threading
+import time
 from typing import Any, Literal, TypedDict
 
 from asgiref.sync import async_to_sync
-from channels.layers import get_channel_layer
+from channels.layers import (
+    DEFAULT_CHANNEL_LAYER,
+    BaseChannelLayer,
+    InMemoryChannelLayer,
+    channel_layers,
+    get_channel_layer,
+)
+from django.core.signals import setting_changed
 from django.db import transaction
 
 logger = logging.getLogger(__name__)
+
+# Messages handed over but not yet sent, per process. A worker produces ~11 per run, so this is
+# minutes of a stalled layer; beyond it messages are dropped (the log has them).
+QUEUE_MAX = 10_000
+# A send that takes longer is abandoned, so one hung connection cannot hold up the queue.
+SEND_TIMEOUT_SECONDS = 10.0
+# What a django-q2 task waits at its end for its messages to leave (its process may be recycled).
+TASK_FLUSH_TIMEOUT_SECONDS = 2.0
+# Repeated drops or failures are logged at most this often, with a count.
+_WARN_INTERVAL_SECONDS = 5.0
 
 
 class RunEventMessage(TypedDict):
@@ -56,16 +87,273 @@ def user_group(user_id: Any) -> str:
     return f"user.{safe}"
 
 
+class _RateLimitedWarning:
+    """One warning per interval with how many times it happened, not one per message."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self.count = 0
+        self.last: float | None = None
+
+    def __call__(self, *args: Any, exc_info: bool = False) -> None:
+        self.count += 1
+        now = time.monotonic()
+        if self.last is None or now - self.last >= _WARN_INTERVAL_SECONDS:
+            logger.warning(
+                self.text + " (%d since the last warning)", *args, self.count, exc_info=exc_info
+            )
+            self.count = 0
+            self.last = now
+
+
+class Publisher:
+    """A daemon thread running an event loop that sends channel-layer messages in order.
+
+    :meth:`submit` is thread-safe, never blocks and never raises: it is safe from sync code and
+    from inside a running event loop. Messages are sent one at a time by a single task reading
+    one queue, so they leave in the order they were submitted. Each send is best effort: a
+    failure is logged and the next message goes on. The caller must not mutate a message after
+    submitting it (it is serialized when sent).
+    """
+
+    def __init__(self, layer: BaseChannelLayer, *, maxsize: int = QUEUE_MAX) -> None:
+        self.layer = layer
+        self.maxsize = maxsize
+        self.loop = asyncio.new_event_loop()
+        self._queue: asyncio.Queue[tuple[str, dict[str, Any]]] = asyncio.Queue()
+        # submitted/done count messages accepted and messages sent (or failed); flush() waits
+        # for done to reach what was submitted when it was called. Guarded by _cond.
+        self._cond = threading.Condition()
+        self._submitted = 0
+        self._done = 0
+        self._closed = False
+        self._warn_dropped = _RateLimitedWarning(
+            "realtime publish queue full (%d messages): message to %s dropped"
+        )
+        self._warn_failed = _RateLimitedWarning("realtime publish to %s failed")
+        self.thread = threading.Thread(
+            target=self._run, name="agentdeck-realtime-publisher", daemon=True
+        )
+        self.thread.start()
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self.loop)
+        sender = self.loop.create_task(self._sender())
+        self.loop.run_forever()
+        # Only close() stops the loop: end the sender and the layer's connections cleanly.
+        sender.cancel()
+        self.loop.run_until_complete(asyncio.gather(sender, return_exceptions=True))
+        try:
+            self.loop.run_until_complete(_close_layer(self.layer))
+        except Exception:
+            logger.debug("closing the publisher's channel layer failed", exc_info=True)
+        self.loop.close()
+
+    async def _sender(self) -> None:
+        while True:
+            group, message = await self._queue.get()
+            try:
+                await asyncio.wait_for(
+                    self.layer.group_send(group, message), timeout=SEND_TIMEOUT_SECONDS
+                )
+            except Exception:
+                self._warn_failed(group, exc_info=True)
+            with self._cond:
+                self._done += 1
+                self._cond.notify_all()
+
+    def submit(self, group: str, message: dict[str, Any]) -> bool:
+        """Queue one message; False if it was dropped (queue full or publisher closed)."""
+        with self._cond:
+            if self._closed:
+                return False
+            if self._submitted - self._done >= self.maxsize:
+                self._warn_dropped(self.maxsize, group)
+                return False
+            # Under the lock, so the order in the loop's queue is the order of _submitted.
+            self.loop.call_soon_threadsafe(self._queue.put_nowait, (group, message))
+            self._submitted += 1
+        return True
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Wait until every message submitted before this call was sent (or failed).
+        Returns False on timeout. Blocks: not for code running on an event loop."""
+        if threading.current_thread() is self.thread:
+            return False  # would wait for ourselves
+        with self._cond:
+            target = self._submitted
+            return self._cond.wait_for(lambda: self._done >= target, timeout=timeout)
+
+    @property
+    def pending(self) -> int:
+        with self._cond:
+            return self._submitted - self._done
+
+    def close(self, timeout: float | None = 2.0) -> bool:
+        """Flush, then stop the loop. Later submissions are dropped."""
+        flushed = self.flush(timeout)
+        with self._cond:
+            self._closed = True
+        if self.loop.is_running():
+            self.loop.call_soon_threadsafe(self.loop.stop)
+        return flushed
+
+
+async def _close_layer(layer: BaseChannelLayer) -> None:
+    close_pools = getattr(layer, "close_pools", None)  # channels_redis
+    if close_pools is not None:
+        await close_pools()
+    pool = getattr(getattr(layer, "django_db", None), "_pool", None)  # _own_postgres_pool
+    if pool is not None:
+        await pool.close()
+
+
+def _own_postgres_pool(layer: BaseChannelLayer) -> None:
+    """Give a channels_postgres layer a connection pool bound to the publisher's loop.
+
+    channels_postgres keeps ONE module-global ``AsyncConnectionPool`` (``channels_postgres.db``),
+    created on the first loop that uses it. In daphne that is the main loop, where consumers
+    receive; the pool is neither thread-safe nor usable from a second loop, so the publisher's
+    layer gets its own pool instead: a small one, as the one sender uses one connection at a time.
+    """
+    try:
+        from channels_postgres.core import PostgresChannelLayer
+        from channels_postgres.db import DatabaseLayer
+    except ImportError:  # pragma: no cover - the package is a dependency
+        return
+    if not isinstance(layer, PostgresChannelLayer):
+        return
+    import psycopg
+    import psycopg_pool
+
+    class OwnPoolDatabaseLayer(DatabaseLayer):
+        _pool: psycopg_pool.AsyncConnectionPool | None = None
+
+        async def get_db_pool(self, db_params: dict[str, Any]) -> psycopg_pool.AsyncConnectionPool:
+            if self._pool is None:
+
+                async def configure(conn: psycopg.AsyncConnection) -> None:
+                    # As channels_postgres.db.DatabaseLayer configures its pool's connections.
+                    await conn.set_autocommit(True)
+                    conn.prepare_threshold = 0
+                    conn.prepared_max = None
+
+                options = {"min_size": 1, "max_size": 2, **self.psycopg_options}
+                pool = psycopg_pool.AsyncConnectionPool(
+                    conninfo=psycopg.conninfo.make_conninfo(conninfo="", **db_params),
+                    open=False,
+                    configure=configure,
+                    name="agentdeck-realtime-publisher",
+                    **options,
+                )
+                await pool.open(wait=True)
+                self._pool = pool
+            return self._pool
+
+    old = layer.django_db
+    layer.django_db = OwnPoolDatabaseLayer(
+        old.psycopg_options, old.db_params, using=old.using, logger=old.logger
+    )
+
+
+_publisher: Publisher | None = None
+_publisher_lock = threading.Lock()
+
+
+def _get_publisher() -> Publisher:
+    global _publisher
+    publisher = _publisher
+    if publisher is not None:
+        return publisher
+    with _publisher_lock:
+        if _publisher is None:
+            # A separate instance from get_channel_layer()'s, which daphne's consumers use on
+            # the main loop: its connections would be bound to that loop.
+            layer = channel_layers.make_backend(DEFAULT_CHANNEL_LAYER)
+            _own_postgres_pool(layer)
+            _publisher = Publisher(layer)
+        return _publisher
+
+
+def _forget_publisher_after_fork() -> None:
+    """In a forked child the publisher's thread does not exist; start afresh on first use.
+    The old objects are not closed: their sockets are the parent's too."""
+    global _publisher, _publisher_lock
+    if _publisher is not None:
+        _orphans.append(_publisher)
+    _publisher = None
+    _publisher_lock = threading.Lock()
+
+
+_orphans: list[Publisher] = []  # kept referenced so nothing finalizes the parent's connections
+os.register_at_fork(after_in_child=_forget_publisher_after_fork)
+
+
+def _reset_on_layer_change(*, setting: str, **kwargs: Any) -> None:
+    global _publisher
+    if setting == "CHANNEL_LAYERS" and _publisher is not None:
+        _publisher.close()
+        _publisher = None
+
+
+setting_changed.connect(_reset_on_layer_change)
+
+
+# Tasks started by publish() on a running loop with the in-memory layer, referenced until done.
+_memory_sends: set[asyncio.Task[None]] = set()
+
+
+def _publish_in_memory(layer: BaseChannelLayer, group: str, message: dict[str, Any]) -> None:
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:
+        # asgiref runs this on the caller's outer loop when there is one (a test's
+        # WebsocketCommunicator), else on a new one; either way the same layer instance.
+        async_to_sync(layer.group_send)(group, message)
+        return
+    task = loop.create_task(layer.group_send(group, message))
+    _memory_sends.add(task)
+    task.add_done_callback(_memory_sends.discard)
+
+
 def publish(group: str, message: dict[str, Any]) -> None:
-    """Send now. Delivery is best effort by design: a failure is logged, never raised, because
-    the event is already persisted and clients recover it from the log."""
+    """Hand a message to the channel layer. Returns without waiting for the network; messages
+    from one process leave in the order they were published.
+
+    Delivery is best effort by design: a failure is logged, never raised, and a full queue
+    drops the message with a warning, because the event is already persisted and clients
+    recover it from the log.
+    """
     layer = get_channel_layer()
     if layer is None:
         return
     try:
-        async_to_sync(layer.group_send)(group, message)
+        if isinstance(layer, InMemoryChannelLayer):
+            _publish_in_memory(layer, group, message)
+        else:
+            _get_publisher().submit(group, message)
     except Exception:
         logger.warning("realtime publish to %s failed", group, exc_info=True)
+
+
+def flush(timeout: float | None = TASK_FLUSH_TIMEOUT_SECONDS) -> bool:
+    """Wait until every message this process published so far was sent; False on timeout.
+
+    For the end of a django-q2 task (its process may exit without running atexit) and process
+    shutdown. Blocks the calling thread, so do not call it on an event loop.
+    """
+    publisher = _publisher
+    if publisher is None:
+        return True
+    flushed = publisher.flush(timeout)
+    if not flushed:
+        logger.warning(
+            "realtime publish: %d message(s) still unsent after %.1fs", publisher.pending, timeout
+        )
+    return flushed
+
+
+atexit.register(flush)
 
 
 def publish_on_commit(group: str, message: dict[str, Any]) -> None:

@@ -1,0 +1,277 @@
+"""The process's publishing loop (agentdeck.core.realtime): order, flush, back-pressure, fork,
+and calls from inside a running event loop. Cross-process delivery through daphne is covered by
+tests/e2e/test_realtime.py."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import threading
+import time
+from typing import Any
+
+import pytest
+from channels.layers import BaseChannelLayer, get_channel_layer
+from django.db import connection
+from django.test import override_settings
+
+from agentdeck.core import realtime
+
+REDIS_URL = "redis://127.0.0.1:6379/14"
+
+
+class RecordingLayer(BaseChannelLayer):
+    """A channel layer that records group_send calls, optionally slowly or behind a gate."""
+
+    def __init__(self, *, delay: float = 0.0, fail_on: set[int] | None = None) -> None:
+        super().__init__()
+        self.sent: list[tuple[str, dict[str, Any]]] = []
+        self.threads: set[str] = set()
+        self.delay = delay
+        self.fail_on = fail_on or set()
+        self.gate = threading.Event()
+        self.gate.set()
+
+    async def group_send(self, group: str, message: dict[str, Any]) -> None:
+        while not self.gate.is_set():
+            await asyncio.sleep(0.002)
+        if self.delay:
+            await asyncio.sleep(self.delay)
+        self.threads.add(threading.current_thread().name)
+        if message.get("n") in self.fail_on:
+            raise ConnectionError("layer down")
+        self.sent.append((group, message))
+
+
+@pytest.fixture
+def make_publisher():
+    made: list[realtime.Publisher] = []
+
+    def make(layer: BaseChannelLayer, **kwargs: Any) -> realtime.Publisher:
+        publisher = realtime.Publisher(layer, **kwargs)
+        made.append(publisher)
+        return publisher
+
+    yield make
+    for publisher in made:
+        publisher.close(timeout=2)
+
+
+@pytest.fixture
+def process_publisher(monkeypatch, make_publisher):
+    """Route the module-level publish() through a Publisher over a RecordingLayer."""
+    layer = RecordingLayer()
+    monkeypatch.setattr(realtime, "get_channel_layer", lambda: layer)
+    monkeypatch.setattr(realtime, "_publisher", make_publisher(layer))
+    return layer
+
+
+def redis_available() -> bool:
+    import redis
+
+    try:
+        return bool(redis.Redis.from_url(REDIS_URL, socket_connect_timeout=0.5).ping())
+    except Exception:
+        return False
+
+
+needs_redis = pytest.mark.skipif(not redis_available(), reason="no Redis at 127.0.0.1:6379")
+
+
+def test_messages_leave_in_the_order_they_were_published_from_many_threads(make_publisher):
+    layer = RecordingLayer()
+    publisher = make_publisher(layer)
+
+    def produce(thread: int) -> None:
+        for i in range(200):
+            publisher.submit("g", {"type": "t", "thread": thread, "i": i})
+
+    threads = [threading.Thread(target=produce, args=(t,)) for t in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+
+    assert publisher.flush(timeout=10)
+    assert len(layer.sent) == 800
+    for thread in range(4):
+        mine = [m["i"] for _, m in layer.sent if m["thread"] == thread]
+        assert mine == list(range(200))
+    assert layer.threads == {"agentdeck-realtime-publisher"}
+
+
+def test_publish_returns_before_the_send_and_flush_waits_for_it(process_publisher):
+    process_publisher.delay = 0.05
+    started = time.monotonic()
+    for n in range(10):
+        realtime.publish("run.x", {"type": "run.event", "n": n})
+    assert time.monotonic() - started < 0.25  # the 10 sends take >= 0.5 s
+    assert len(process_publisher.sent) < 10
+
+    assert realtime.flush(timeout=5)
+    assert [m["n"] for _, m in process_publisher.sent] == list(range(10))
+
+
+def test_flush_reports_a_timeout_and_a_later_flush_completes(make_publisher):
+    layer = RecordingLayer()
+    layer.gate.clear()
+    publisher = make_publisher(layer)
+    publisher.submit("g", {"n": 1})
+
+    assert publisher.flush(timeout=0.05) is False
+    layer.gate.set()
+    assert publisher.flush(timeout=5) is True
+    assert publisher.pending == 0
+
+
+def test_flush_without_any_publish_returns_at_once(monkeypatch):
+    monkeypatch.setattr(realtime, "_publisher", None)
+    assert realtime.flush(timeout=0) is True
+
+
+def test_a_failed_send_is_logged_and_the_next_message_still_goes(make_publisher, caplog):
+    layer = RecordingLayer(fail_on={2})
+    publisher = make_publisher(layer)
+    with caplog.at_level(logging.WARNING, logger="agentdeck.core.realtime"):
+        for n in range(1, 4):
+            publisher.submit("g", {"n": n})
+        assert publisher.flush(timeout=5)
+    assert [m["n"] for _, m in layer.sent] == [1, 3]
+    assert "realtime publish to g failed" in caplog.text
+
+
+def test_a_full_queue_drops_with_a_warning_instead_of_blocking(make_publisher, caplog):
+    layer = RecordingLayer()
+    layer.gate.clear()  # the layer hangs: nothing leaves
+    publisher = make_publisher(layer, maxsize=5)
+
+    started = time.monotonic()
+    with caplog.at_level(logging.WARNING, logger="agentdeck.core.realtime"):
+        accepted = [publisher.submit("g", {"n": n}) for n in range(12)]
+    assert time.monotonic() - started < 0.5
+    assert accepted == [True] * 5 + [False] * 7
+    assert "realtime publish queue full" in caplog.text
+    # One warning for the burst, not one per dropped message.
+    assert caplog.text.count("realtime publish queue full") == 1
+
+    layer.gate.set()
+    assert publisher.flush(timeout=5)
+    assert [m["n"] for _, m in layer.sent] == [0, 1, 2, 3, 4]
+    assert publisher.submit("g", {"n": 99})  # room again
+    assert publisher.flush(timeout=5)
+
+
+def test_publish_from_inside_a_running_loop_does_not_block_it(process_publisher):
+    process_publisher.delay = 0.02  # the 20 sends take >= 0.4 s
+
+    async def main() -> float:
+        ticks = 0
+
+        async def ticker() -> None:
+            nonlocal ticks
+            while True:
+                ticks += 1
+                await asyncio.sleep(0.001)
+
+        tick_task = asyncio.create_task(ticker())
+        started = time.monotonic()
+        for n in range(20):
+            realtime.publish("run.y", {"type": "run.event", "n": n})
+        handed_over = time.monotonic() - started
+        deadline = time.monotonic() + 5
+        while len(process_publisher.sent) < 20 and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+        tick_task.cancel()
+        assert ticks > 10  # the loop kept running while the messages were sent
+        return handed_over
+
+    handed_over = asyncio.run(asyncio.wait_for(main(), timeout=10))
+    assert handed_over < 0.2
+    assert [m["n"] for _, m in process_publisher.sent] == list(range(20))
+
+
+def test_in_memory_layer_publishes_to_the_instance_consumers_use_even_from_a_loop(settings):
+    settings.CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+    layer = get_channel_layer()
+
+    async def main() -> list[dict[str, Any]]:
+        channel = await layer.new_channel()
+        await layer.group_add("mem", channel)
+        realtime.publish("mem", {"type": "x", "n": 1})  # on this running loop
+        await asyncio.sleep(0)
+        return [await asyncio.wait_for(layer.receive(channel), 2)]
+
+    assert asyncio.run(main()) == [{"type": "x", "n": 1}]
+    assert realtime._publisher is None or realtime._publisher.layer is not layer
+
+
+@needs_redis
+def test_publishing_to_redis_works_in_the_parent_and_in_a_forked_child():
+    import redis
+
+    redis.Redis.from_url(REDIS_URL).flushdb()
+    layers = {
+        "default": {
+            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "CONFIG": {"hosts": [REDIS_URL]},
+        }
+    }
+    with override_settings(CHANNEL_LAYERS=layers):
+        receiver = get_channel_layer()
+        asyncio.run(receiver.group_add("forked", "forktest.inbox"))
+
+        realtime.publish("forked", {"type": "t", "who": "parent-before"})
+        assert realtime.flush(timeout=5)
+        parent_publisher = realtime._publisher
+        assert parent_publisher is not None
+        assert parent_publisher.layer is not receiver
+
+        pid = os.fork()
+        if pid == 0:  # the child: publish through a publisher of its own, then leave at once
+            code = 1
+            try:
+                realtime.publish("forked", {"type": "t", "who": "child"})
+                fresh = realtime._publisher is not parent_publisher
+                code = 0 if fresh and realtime.flush(timeout=5) else 2
+            finally:
+                os._exit(code)
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0
+
+        realtime.publish("forked", {"type": "t", "who": "parent-after"})
+        assert realtime.flush(timeout=5)
+        assert realtime._publisher is parent_publisher
+
+        async def receive_three() -> list[str]:
+            return [
+                (await asyncio.wait_for(receiver.receive("forktest.inbox"), 5))["who"]
+                for _ in range(3)
+            ]
+
+        assert asyncio.run(receive_three()) == ["parent-before", "child", "parent-after"]
+    # Leaving the override closed the Redis publisher.
+    assert realtime._publisher is None
+    redis.Redis.from_url(REDIS_URL).flushdb()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_postgres_layer_publishes_through_a_pool_of_its_own():
+    from channels_postgres.core import PostgresChannelLayer
+    from channels_postgres.models import GroupChannel, Message
+
+    layer = PostgresChannelLayer(
+        **{**connection.settings_dict, "CONN_MAX_AGE": 0, "CONN_HEALTH_CHECKS": False}
+    )
+    realtime._own_postgres_pool(layer)
+    GroupChannel.objects.create(group_key="asgi:group:pgtest", channel="pgtest.inbox")
+    publisher = realtime.Publisher(layer)
+    try:
+        for n in range(3):
+            publisher.submit("pgtest", {"type": "t", "n": n})
+        assert publisher.flush(timeout=10)
+        assert Message.objects.filter(channel="pgtest.inbox").count() == 3
+        assert layer.django_db._pool is not None  # not channels_postgres's module-global pool
+    finally:
+        publisher.close(timeout=5)
+        Message.objects.filter(channel="pgtest.inbox").delete()
