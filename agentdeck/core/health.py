@@ -54,19 +54,31 @@ def check_queue() -> str | None:
 
 
 def check_channel_layer() -> str | None:
+    from channels.layers import InMemoryChannelLayer
+
+    from agentdeck.core import realtime
+
     layer = get_channel_layer()
     if layer is None:
         raise RuntimeError("no channel layer configured")
 
-    async def roundtrip() -> None:
+    async def roundtrip(layer) -> None:
         channel = await layer.new_channel("readyz.")
         token = uuid.uuid4().hex
+        # Listen before sending: channels-postgres may miss a NOTIFY sent before its LISTEN.
+        receiving = asyncio.ensure_future(layer.receive(channel))
+        await asyncio.sleep(0.05)
         await layer.send(channel, {"type": "readyz.ping", "token": token})
-        message = await asyncio.wait_for(layer.receive(channel), CHANNEL_LAYER_TIMEOUT_SECONDS)
+        message = await asyncio.wait_for(receiving, CHANNEL_LAYER_TIMEOUT_SECONDS)
         if message.get("token") != token:
             raise RuntimeError("channel layer returned a different message")
 
-    async_to_sync(roundtrip)()
+    if isinstance(layer, InMemoryChannelLayer):
+        async_to_sync(roundtrip)(layer)
+    else:
+        # A fresh async_to_sync loop per check broke channels-postgres from the second check on
+        # (its pool stays bound to the first loop): every /readyz after the first said 503.
+        realtime.on_publisher_loop(roundtrip, CHANNEL_LAYER_TIMEOUT_SECONDS + 1)
     return type(layer).__name__
 
 

@@ -275,6 +275,21 @@ def _get_publisher() -> Publisher:
         return _publisher
 
 
+def on_publisher_loop(make_coroutine: Any, timeout: float) -> Any:
+    """Run ``make_coroutine(layer)`` on the publishing loop with its channel layer and wait for
+    the result (``/readyz`` checks the layer this way: the loop and connections messages really
+    leave by, not a throwaway loop that some layers cannot be reused from)."""
+    import concurrent.futures
+
+    publisher = _get_publisher()
+    future = asyncio.run_coroutine_threadsafe(make_coroutine(publisher.layer), publisher.loop)
+    try:
+        return future.result(timeout)
+    except concurrent.futures.TimeoutError:
+        future.cancel()
+        raise TimeoutError(f"no answer in {timeout:g}s") from None
+
+
 def _forget_publisher_after_fork() -> None:
     """In a forked child the publisher's thread does not exist; start afresh on first use.
     The old objects are not closed: their sockets are the parent's too."""
