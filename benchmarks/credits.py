@@ -474,6 +474,11 @@ def run_job(job: Job, barrier: Any, mode: str) -> Outcome:
         if job.side in ("agentdeck", "no_publish"):
             for run_id in job.run_ids:
                 settle_once(job.user_id, run_id, job.plan, job.cost)
+            # credits.updated leaves from the publishing thread: count the time it takes to
+            # send what the settlements published, as a task's end does.
+            from agentdeck.core import realtime
+
+            realtime.flush(timeout=60)
         elif job.side == "service_sql":
             with connection.cursor() as cursor:
                 for run_id in job.run_ids:
@@ -883,7 +888,14 @@ def exit_now_if_stuck(code: int) -> None:
     exit (it joins ``async_to_sync``'s executor threads, daemon or not, before atexit runs),
     leaving the embedded server running. Run the atexit handlers (stop the server, remove its
     directory) and leave."""
-    stuck = [t for t in threading.enumerate() if t is not threading.main_thread() and t.is_alive()]
+    stuck = [
+        t
+        for t in threading.enumerate()
+        if t is not threading.main_thread()
+        and t.is_alive()
+        # The realtime publisher's thread lives as long as the process, by design.
+        and t.name != "agentdeck-realtime-publisher"
+    ]
     if stuck:
         log(f"{len(stuck)} threads still running (stuck publishes?); leaving them")
         sys.stdout.flush()
