@@ -10,8 +10,14 @@ import os
 from django.core.asgi import get_asgi_application
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
-# The web process borrows database connections from a pool (see DATABASE_POOL in settings).
-os.environ.setdefault("DATABASE_POOL", "true")
+# The web process (daphne) borrows database connections from a pool (DATABASE_POOL in
+# settings). Only when this module starts the process: a process that merely imports it after
+# loading settings (the test suite) must not pass the variable on to children it spawns, such
+# as qcluster, whose forked workers would then share pooled connections.
+from django.conf import settings as _settings
+
+if not _settings.configured:
+    os.environ.setdefault("DATABASE_POOL", "true")
 
 # Initialise Django (apps, models) before importing anything that touches models.
 django_asgi_app = get_asgi_application()

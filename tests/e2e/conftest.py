@@ -65,6 +65,7 @@ class Server:
             "DJANGO_SETTINGS_MODULE",
             "ADMIN_PASSWORD",
             "TEST_DATABASE_NAME",
+            "DATABASE_POOL",
         }
         env = {k: v for k, v in os.environ.items() if k not in dropped}
         env.update({"AGENTDECK_VAR_DIR": str(self.var_dir), "PORT": str(self.port)})
