@@ -124,9 +124,7 @@ def file_upload(
     sha256 = hashlib.sha256(data).hexdigest()
     existing = FileMetadata.objects.filter(owner=owner, sha256=sha256).first()
     if existing is not None:
-        for index in vector_indices or []:
-            vector_index_attach(index=index, file=existing, attributes=attributes)
-        return existing, False
+        return _existing_upload(existing, vector_indices, attributes), False
 
     file = FileMetadata(owner=owner, name=sanitize_filename(name), size=len(data), sha256=sha256)
     file.mime_type = mime
@@ -144,10 +142,17 @@ def file_upload(
         existing = FileMetadata.objects.filter(owner=owner, sha256=sha256).first()
         if existing is None:
             raise
-        for index in vector_indices or []:
-            vector_index_attach(index=index, file=existing, attributes=attributes)
-        return existing, False
+        return _existing_upload(existing, vector_indices, attributes), False
     return file, True
+
+
+def _existing_upload(
+    file: FileMetadata, indices: list[VectorIndex] | None, attributes: dict[str, Any] | None
+) -> FileMetadata:
+    """A re-upload of ``file``: attach it where this upload asked, nothing else."""
+    for index in indices or []:
+        vector_index_attach(index=index, file=file, attributes=attributes)
+    return file
 
 
 def file_delete(*, file: FileMetadata) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import io
 import itertools
 
 import pytest
@@ -368,13 +367,3 @@ def test_openapi_documents_files_and_indices(api_client):
     upload_body = paths["/api/v1/files/"]["post"]["requestBody"]["content"]
     assert "multipart/form-data" in upload_body
     assert {"413", "415"} <= set(paths["/api/v1/files/"]["post"]["responses"])
-
-
-def test_upload_stream_is_read_once(user):
-    # The service takes bytes; a very long single line is still one file of one chunk set.
-    from agentdeck.files import services
-
-    line = ("word " * 200_000).encode()
-    file, created = services.file_upload(owner=user, name="line.txt", data=io.BytesIO(line).read())
-    assert created
-    assert file.size == len(line)
