@@ -7,6 +7,7 @@ the variable's name.
 
 from __future__ import annotations
 
+import sys
 import warnings
 from datetime import timedelta
 from pathlib import Path
@@ -133,6 +134,14 @@ _db["HOST"] = unquote(str(_db.get("HOST") or ""))
 # docs: disable persistent connections under ASGI). The run_overhead benchmark hit PostgreSQL's
 # connection limit that way. Use a pooler (PgBouncer) for reuse.
 _db["CONN_MAX_AGE"] = env.int("DATABASE_CONN_MAX_AGE", default=0)
+# The qcluster's processes are another matter: each runs one task at a time on one thread, and
+# django-q2 closes every connection before it forks a worker, so they keep theirs between tasks
+# (DATABASE_WORKER_CONN_MAX_AGE seconds; health-checked before reuse). Connecting per task cost a
+# PostgreSQL backend start each time: with the ORM broker ~13 ms of PostgreSQL CPU per task,
+# more than a whole run may spend (benchmarks/run_floor.py).
+RUNNING_QCLUSTER = sys.argv[1:2] == ["qcluster"]
+if RUNNING_QCLUSTER and not env.bool("DATABASE_POOL", default=False):
+    _db["CONN_MAX_AGE"] = env.int("DATABASE_WORKER_CONN_MAX_AGE", default=600)
 _db["CONN_HEALTH_CHECKS"] = True
 _db.setdefault("OPTIONS", {})["connect_timeout"] = env.int("DATABASE_CONNECT_TIMEOUT", default=5)
 # Lets several test sessions share one server without sharing a test database.
