@@ -9,11 +9,11 @@ ratio and the reconciliation result. Targets: at least 40% of the baseline, zero
   plan)`` in a ``transaction.atomic()`` (run start; in production the same transaction inserts
   the run), then ``credits_settle(run_id, usage)`` in another (run end; in production it also
   writes the final status). The usage costs less than the hold, so every settle captures *and*
-  releases (the common case). Per settlement that is 11 statements: the hold transaction runs
-  ``credits_account`` (INSERT .. ON CONFLICT DO NOTHING, SELECT), the conditional UPDATE, the
-  ``credit_holds`` INSERT and the ledger INSERT; the settle transaction locks the hold (SELECT ..
-  FOR UPDATE), two UPDATEs of ``user_credits`` with a ledger INSERT each, and the hold UPDATE.
-  After each COMMIT ``credits.updated`` is published to the user's group on the channel layer
+  releases (the common case). Per settlement that is 2 statements, one per transaction (since
+  issue #6; 11 before): the hold is one data-modifying CTE (the conditional UPDATE of
+  ``user_credits``, the ``credit_holds`` INSERT, the ledger INSERT), the settlement another (the
+  hold UPDATE ``WHERE status = 'open'``, one UPDATE of ``user_credits``, the capture and release
+  ledger INSERT). After each COMMIT ``credits.updated`` is published to the user's group on the channel layer
   (``--channel-layer``; ``auto`` is Redis, as in production, when it answers). The hold plan is
   computed once with ``run_hold_plan`` from a ``ModelPrice`` (production computes it before the
   transaction too).
@@ -29,9 +29,9 @@ ratio and the reconciliation result. Targets: at least 40% of the baseline, zero
   section), so that reconciliation still covers every row.
 * ``--breakdown`` adds two diagnostic sides under the same load: **no_publish** (agentdeck with
   ``credits.updated`` not published: ``_notify`` replaced by a no-op in the worker processes)
-  and **service_sql** (the service's 11 statements, same columns, same ``RETURNING``s and the
-  same two ``transaction.atomic()`` blocks, as hand-written SQL on a cursor: what the design
-  costs without the ORM).
+  and **service_sql** (the 11 statements the services sent before issue #6, same columns, same
+  ``RETURNING``s and the same two ``transaction.atomic()`` blocks, as hand-written SQL on a
+  cursor: what that design cost without the ORM; kept as a reference point).
 
 All sides run the same workers (``--workers``, default 16) the same way: ``--mode process``
 (default; forked after Django is set up, like qcluster workers; a forked worker starts with no
@@ -341,7 +341,8 @@ LEDGER_SQL = """
 
 
 def service_sql_once(cursor: Any, user_id: str, run_id: str, plan: Any, cost: int) -> None:
-    """--breakdown service_sql: the statements credits_hold and credits_settle send, by hand."""
+    """--breakdown service_sql: the statements credits_hold and credits_settle sent before
+    issue #6 (ORM, 11 per settlement), by hand."""
     from django.db import transaction
     from django.utils import timezone
 

@@ -64,7 +64,10 @@ class UserCreditsAdmin(admin.ModelAdmin):
 
     @admin.display(description="ledger (latest 100, read-only)")
     def ledger(self, obj: UserCredits) -> str:
-        rows = CreditTransaction.objects.filter(user_id=obj.user_id).order_by("-created_at")[:100]
+        # A settlement's capture and release lines share one created_at: the id orders them.
+        rows = CreditTransaction.objects.filter(user_id=obj.user_id).order_by("-created_at", "-id")[
+            :100
+        ]
         body = format_html_join(
             "",
             "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",

@@ -74,8 +74,15 @@ class CreditTransaction(models.Model):
         SYSTEM = "system", "System"
 
     id = models.BigAutoField(primary_key=True)
+    # No index of its own: every query by user (the ledger API and admin, the grant's idempotency
+    # lookup, deleting a user) is served by credit_tx_user_created or the unique index below,
+    # which lead with user_id; the default pair (btree, and varchar_pattern_ops for LIKE, which
+    # nothing runs) only cost every ledger insert two more index entries (migration 0002).
     user = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="credit_transactions"
+        settings.AUTH_USER_MODEL,
+        on_delete=models.CASCADE,
+        related_name="credit_transactions",
+        db_index=False,
     )
     kind = models.CharField(max_length=16, choices=Kind.choices)
     amount = models.BigIntegerField()
@@ -140,8 +147,13 @@ class CreditHold(models.Model):
     run = models.OneToOneField(
         "agents.AgentRun", primary_key=True, on_delete=models.CASCADE, related_name="hold"
     )
+    # Indexed by credit_holds_user below, without the varchar_pattern_ops twin a ForeignKey gets
+    # by default: no query matches holds by a LIKE on user_id (migration 0002).
     user = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="credit_holds"
+        settings.AUTH_USER_MODEL,
+        on_delete=models.CASCADE,
+        related_name="credit_holds",
+        db_index=False,
     )
     amount = models.BigIntegerField()
     captured = models.BigIntegerField(default=0)
@@ -164,6 +176,8 @@ class CreditHold(models.Model):
             ),
         ]
         indexes = [
+            # Deleting a user (CASCADE) finds their holds.
+            models.Index(fields=["user"], name="credit_holds_user"),
             # Reconciliation: a user's open holds must add up to their reserved credits.
             models.Index(
                 fields=["user"], name="credit_holds_open_user", condition=models.Q(status="open")
