@@ -47,6 +47,14 @@ SEND_TIMEOUT_SECONDS = 10.0
 TASK_FLUSH_TIMEOUT_SECONDS = 2.0
 # Repeated drops or failures are logged at most this often, with a count.
 _WARN_INTERVAL_SECONDS = 5.0
+# Notifications that carry a whole state (a balance) rather than a change wait this long before
+# they leave; one submitted meanwhile for the same user replaces the waiting one. A run's hold
+# and settlement, or a burst of parallel runs, then cost one send instead of one each: the two
+# sends per settlement were the largest cost left in a credit settlement (benchmarks/credits.py).
+COALESCE_SECONDS = 0.1
+# Notification types with latest-value semantics (see COALESCE_SECONDS). Not file.processing:
+# a delayed progress frame could arrive after the file.ready sent without delay.
+COALESCED_NOTIFICATION_TYPES = frozenset({"credits.updated"})
 
 
 class RunEventMessage(TypedDict):
@@ -121,6 +129,8 @@ class Publisher:
         self.maxsize = maxsize
         self.loop = asyncio.new_event_loop()
         self._queue: asyncio.Queue[tuple[str, dict[str, Any]]] = asyncio.Queue()
+        # Coalescing messages waiting to be queued, by (group, key): the latest one of each.
+        self._waiting: dict[tuple[str, str], dict[str, Any]] = {}
         # submitted/done count messages accepted and messages sent (or failed); flush() waits
         # for done to reach what was submitted when it was called. Guarded by _cond.
         self._cond = threading.Condition()
@@ -162,26 +172,53 @@ class Publisher:
                 self._done += 1
                 self._cond.notify_all()
 
-    def submit(self, group: str, message: dict[str, Any]) -> bool:
-        """Queue one message; False if it was dropped (queue full or publisher closed)."""
+    def submit(self, group: str, message: dict[str, Any], *, coalesce: str | None = None) -> bool:
+        """Queue one message; False if it was dropped (queue full or publisher closed).
+        With ``coalesce``, it replaces a message of the same group and key still waiting."""
         with self._cond:
             if self._closed:
                 return False
+            key = (group, coalesce) if coalesce is not None else None
+            if key is not None and key in self._waiting:
+                self._waiting[key] = message  # counted once, when the first one came
+                return True
             if self._submitted - self._done >= self.maxsize:
                 self._warn_dropped(self.maxsize, group)
                 return False
-            # Under the lock, so the order in the loop's queue is the order of _submitted.
-            self.loop.call_soon_threadsafe(self._queue.put_nowait, (group, message))
+            if key is not None:
+                self._waiting[key] = message
+                self.loop.call_soon_threadsafe(
+                    self.loop.call_later, COALESCE_SECONDS, self._release, key
+                )
+            else:
+                # Under the lock, so the order in the loop's queue is the order of _submitted.
+                self.loop.call_soon_threadsafe(self._queue.put_nowait, (group, message))
             self._submitted += 1
         return True
 
+    def _release(self, key: tuple[str, str]) -> None:
+        """On the loop: queue the latest waiting message for ``key`` (if flush has not)."""
+        with self._cond:
+            message = self._waiting.pop(key, None)
+        if message is not None:
+            self._queue.put_nowait((key[0], message))
+
+    def _release_all(self) -> None:
+        with self._cond:
+            waiting, self._waiting = self._waiting, {}
+        for (group, _), message in waiting.items():
+            self._queue.put_nowait((group, message))
+
     def flush(self, timeout: float | None = None) -> bool:
-        """Wait until every message submitted before this call was sent (or failed).
-        Returns False on timeout. Blocks: not for code running on an event loop."""
+        """Wait until every message submitted before this call was sent (or failed); waiting
+        coalesced messages leave at once. Returns False on timeout. Blocks: not for code
+        running on an event loop."""
         if threading.current_thread() is self.thread:
             return False  # would wait for ourselves
         with self._cond:
             target = self._submitted
+            if self._waiting and not self._closed:
+                self.loop.call_soon_threadsafe(self._release_all)
             return self._cond.wait_for(lambda: self._done >= target, timeout=timeout)
 
     @property
@@ -331,9 +368,10 @@ def _publish_in_memory(layer: BaseChannelLayer, group: str, message: dict[str, A
     task.add_done_callback(_memory_sends.discard)
 
 
-def publish(group: str, message: dict[str, Any]) -> None:
+def publish(group: str, message: dict[str, Any], *, coalesce: str | None = None) -> None:
     """Hand a message to the channel layer. Returns without waiting for the network; messages
-    from one process leave in the order they were published.
+    from one process leave in the order they were published, except ``coalesce``d ones
+    (:class:`Publisher`: they wait ``COALESCE_SECONDS``, the latest per group and key wins).
 
     Delivery is best effort by design: a failure is logged, never raised, and a full queue
     drops the message with a warning, because the event is already persisted and clients
@@ -346,7 +384,7 @@ def publish(group: str, message: dict[str, Any]) -> None:
         if isinstance(layer, InMemoryChannelLayer):
             _publish_in_memory(layer, group, message)
         else:
-            _get_publisher().submit(group, message)
+            _get_publisher().submit(group, message, coalesce=coalesce)
     except Exception:
         logger.warning("realtime publish to %s failed", group, exc_info=True)
 
@@ -371,8 +409,8 @@ def flush(timeout: float | None = TASK_FLUSH_TIMEOUT_SECONDS) -> bool:
 atexit.register(flush)
 
 
-def publish_on_commit(group: str, message: dict[str, Any]) -> None:
-    transaction.on_commit(lambda: publish(group, message))
+def publish_on_commit(group: str, message: dict[str, Any], *, coalesce: str | None = None) -> None:
+    transaction.on_commit(lambda: publish(group, message, coalesce=coalesce))
 
 
 def notify_user_on_commit(user_id: Any, notification_type: str, data: dict[str, Any]) -> None:
@@ -383,4 +421,5 @@ def notify_user_on_commit(user_id: Any, notification_type: str, data: dict[str, 
         "type": "user.notify",
         "notification": {"type": notification_type, "data": data},
     }
-    publish_on_commit(user_group(user_id), dict(message))
+    coalesce = notification_type if notification_type in COALESCED_NOTIFICATION_TYPES else None
+    publish_on_commit(user_group(user_id), dict(message), coalesce=coalesce)

@@ -113,6 +113,61 @@ def test_publish_returns_before_the_send_and_flush_waits_for_it(process_publishe
     assert [m["n"] for _, m in process_publisher.sent] == list(range(10))
 
 
+def test_coalesced_messages_wait_and_the_latest_per_group_and_key_wins(make_publisher):
+    layer = RecordingLayer()
+    publisher = make_publisher(layer)
+    publisher.submit("user.1", {"balance": 1}, coalesce="credits.updated")
+    publisher.submit("user.1", {"n": "status"})  # not coalesced: leaves at once
+    publisher.submit("user.1", {"balance": 2}, coalesce="credits.updated")
+    publisher.submit("user.2", {"balance": 7}, coalesce="credits.updated")
+    publisher.submit("user.1", {"balance": 3}, coalesce="credits.updated")
+    deadline = time.monotonic() + 2
+    while not layer.sent and time.monotonic() < deadline:
+        time.sleep(0.005)
+    assert layer.sent == [("user.1", {"n": "status"})]
+    assert publisher.pending == 2  # one waiting balance per user
+
+    time.sleep(realtime.COALESCE_SECONDS * 3)
+    assert sorted(layer.sent[1:], key=lambda sent: sent[0]) == [
+        ("user.1", {"balance": 3}),
+        ("user.2", {"balance": 7}),
+    ]
+    assert publisher.pending == 0
+    # After it left, the next one waits again (and is not lost).
+    publisher.submit("user.1", {"balance": 4}, coalesce="credits.updated")
+    assert publisher.flush(timeout=5)
+    assert layer.sent[-1] == ("user.1", {"balance": 4})
+
+
+def test_flush_sends_waiting_coalesced_messages_at_once(make_publisher):
+    layer = RecordingLayer()
+    publisher = make_publisher(layer)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(realtime, "COALESCE_SECONDS", 30.0)
+        publisher.submit("user.1", {"balance": 1}, coalesce="credits.updated")
+        publisher.submit("user.1", {"balance": 2}, coalesce="credits.updated")
+        started = time.monotonic()
+        assert publisher.flush(timeout=5)
+    assert time.monotonic() - started < 1
+    assert layer.sent == [("user.1", {"balance": 2})]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_credit_balance_notifications_coalesce_and_others_do_not(process_publisher):
+    from django.db import transaction
+
+    with transaction.atomic():
+        realtime.notify_user_on_commit(1, "credits.updated", {"balance": 1})
+        realtime.notify_user_on_commit(1, "run.status", {"status": "running"})
+        realtime.notify_user_on_commit(1, "credits.updated", {"balance": 2})
+    assert realtime.flush(timeout=5)
+    sent = [m["notification"] for _, m in process_publisher.sent]
+    assert sent == [
+        {"type": "run.status", "data": {"status": "running"}},
+        {"type": "credits.updated", "data": {"balance": 2}},
+    ]
+
+
 def test_flush_reports_a_timeout_and_a_later_flush_completes(make_publisher):
     layer = RecordingLayer()
     layer.gate.clear()
