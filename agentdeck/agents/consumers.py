@@ -24,6 +24,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from agentdeck.accounts.ws_auth import SUBPROTOCOL
+from agentdeck.agents.models.run import TERMINAL_STATUSES
 from agentdeck.agents.streams import RunEventCursor, parse_after
 from agentdeck.core.exceptions import ApplicationError
 from agentdeck.core.realtime import run_group, user_group
@@ -98,23 +99,42 @@ class RunEventsConsumer(AuthenticatedConsumer):
             await self.close(CLOSE_BAD_REQUEST)
             return
         self.run_id = str(self.scope["url_route"]["kwargs"]["run_id"])
-        if not await database_sync_to_async(self._run_visible)():
+        # Join first, read second: anything published meanwhile waits in our channel (handlers
+        # run one at a time, after connect() returns) and is de-duplicated by the cursor; a
+        # caller who may not see the run leaves the group before anything is sent.
+        self.group = run_group(self.run_id)
+        await self.channel_layer.group_add(self.group, self.channel_name)
+        position = await database_sync_to_async(self._run_position)()
+        if position is None:
+            await self.channel_layer.group_discard(self.group, self.channel_name)
+            self.group = None
             await self.send_error("not_found", "No such run.")
             await self.close(CLOSE_NOT_FOUND)
             return
+        last_seq, status = position
         self.cursor = RunEventCursor(self.run_id, after)
-        # Join first, replay second: anything published meanwhile waits in our channel and is
-        # de-duplicated by the cursor when it is dispatched after connect() returns.
-        self.group = run_group(self.run_id)
-        await self.channel_layer.group_add(self.group, self.channel_name)
-        await self._deliver(self.cursor.backlog())
+        if last_seq > after:
+            await self._deliver(self.cursor.backlog())
+        elif status in TERMINAL_STATUSES:
+            # The client has seen the whole log of a finished run: nothing will follow.
+            self.closed = True
+            await self.close(CLOSE_NORMAL)
+        # else: nothing to replay (a fresh run, or a reconnect that saw everything so far):
+        # one database call per connect instead of two, which matters when hundreds of
+        # clients connect at once on daphne's one database thread (benchmarks/ws_fanout.py).
         if not self.closed:
             self.watcher = asyncio.create_task(self._recheck_log())
 
-    def _run_visible(self) -> bool:
+    def _run_position(self) -> tuple[int, str] | None:
+        """(last seq written, status) of the run if the caller may see it, else None."""
         from agentdeck.agents.selectors import run_list
 
-        return run_list(user=self.scope["user"]).filter(pk=self.run_id).exists()
+        return (
+            run_list(user=self.scope["user"])
+            .filter(pk=self.run_id)
+            .values_list("next_seq", "status")
+            .first()
+        )
 
     async def _deliver(self, frames) -> None:
         """Send frames from the cursor (under the lock: the watcher reads the log too)."""

@@ -84,6 +84,50 @@ def test_after_skips_what_the_client_has(finished_run, token):
     assert code == 1000
 
 
+def test_a_client_that_saw_the_whole_finished_run_is_closed_at_once(finished_run, token):
+    last = finished_run.events.count()
+
+    async def main():
+        comm = ws(f"/ws/runs/{finished_run.id}/?after={last}", token)
+        assert (await comm.connect())[0]
+        return await frames_until_close(comm)
+
+    frames, code = async_to_sync(main)()
+    assert frames == []
+    assert code == 1000
+
+
+def test_following_a_fresh_run_reads_no_log_until_events_come(user, mock_agent, token, monkeypatch):
+    """One database call per connect when there is nothing to replay: hundreds of clients
+    connecting at once share daphne's one database thread."""
+    from agentdeck.agents import streams
+
+    reads = []
+    real = streams._frames_after
+
+    def counting(run_id, after):
+        reads.append(after)
+        return real(run_id, after)
+
+    monkeypatch.setattr(streams, "_frames_after", counting)
+    run, _ = agent_run_start(user=user, agent=mock_agent, input="live one two three")
+
+    async def main():
+        comm = ws(f"/ws/runs/{run.id}/", token)
+        assert (await comm.connect())[0]
+        assert await comm.receive_nothing(0.1)
+        connect_reads = len(reads)
+        await database_sync_to_async(execute_run)(str(run.id))
+        frames, code = await frames_until_close(comm)
+        return connect_reads, frames, code
+
+    connect_reads, frames, code = async_to_sync(main)()
+    assert connect_reads == 0
+    assert [f["seq"] for f in frames] == list(range(1, len(frames) + 1))
+    assert frames[-1]["type"] == "run.succeeded"
+    assert code == 1000
+
+
 @pytest.mark.parametrize("events_land", ["before_the_replay_query", "after_the_replay_query"])
 def test_no_gap_and_no_duplicate_when_events_arrive_during_the_replay(
     user, mock_agent, token, monkeypatch, events_land
@@ -198,6 +242,13 @@ def test_another_users_run_closes_4404(finished_run, other_user, make_jwt):
 
     frames, code = async_to_sync(main)()
     assert code == 4404
+    assert frames == [{"type": "error", "code": "not_found", "detail": "No such run."}]
+    # It joined the run's group only to leave it again, before anything was sent.
+    from channels.layers import get_channel_layer
+
+    from agentdeck.core.realtime import run_group
+
+    assert not get_channel_layer().groups.get(run_group(finished_run.id))
     assert frames[0]["code"] == "not_found"
 
 
