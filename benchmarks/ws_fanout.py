@@ -279,9 +279,9 @@ async def _producer(spec: dict[str, Any]) -> dict[str, Any]:
     publish_ms: list[float] = []
     original_publish = realtime.publish
 
-    def timed_publish(group: str, message: dict[str, Any]) -> None:
+    def timed_publish(group: str, message: dict[str, Any], **options: Any) -> None:
         started = time.perf_counter()
-        original_publish(group, message)
+        original_publish(group, message, **options)
         if group.startswith("run."):
             publish_ms.append((time.perf_counter() - started) * 1000)
 

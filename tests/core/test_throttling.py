@@ -1,0 +1,79 @@
+"""The API's rate throttles keep one cache client per process (agentdeck.core.throttling), on
+the real Redis cache, through the real ASGI application."""
+
+from __future__ import annotations
+
+import pytest
+import redis
+from asgiref.sync import async_to_sync
+from channels.testing import HttpCommunicator
+from rest_framework.throttling import SimpleRateThrottle
+
+from agentdeck.core import throttling
+from config.asgi import application
+
+REDIS_CACHE = {
+    "default": {
+        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "LOCATION": "redis://127.0.0.1:6379/14",
+    }
+}
+
+
+def redis_available() -> bool:
+    try:
+        return bool(redis.Redis.from_url(REDIS_CACHE["default"]["LOCATION"]).ping())
+    except redis.RedisError:
+        return False
+
+
+pytestmark = [
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.skipif(not redis_available(), reason="no Redis at 127.0.0.1:6379"),
+]
+
+
+def asgi_get(path: str, token: str) -> int:
+    async def main() -> int:
+        comm = HttpCommunicator(
+            application,
+            "GET",
+            path,
+            headers=[(b"host", b"localhost"), (b"authorization", f"Bearer {token}".encode())],
+        )
+        response = await comm.get_response(timeout=10)
+        return response["status"]
+
+    return async_to_sync(main)()
+
+
+def test_requests_share_one_redis_connection_and_the_limit_still_holds(
+    settings, user, make_jwt, monkeypatch
+):
+    settings.CACHES = REDIS_CACHE
+    throttling.shared_cache().clear()
+    connects = []
+    # Connection._connect opens the socket (connect() is called for every command and returns
+    # at once when connected).
+    real_connect = redis.connection.Connection._connect
+
+    def counting(self, *args, **kwargs):
+        connects.append(1)
+        return real_connect(self, *args, **kwargs)
+
+    monkeypatch.setattr(redis.connection.Connection, "_connect", counting)
+    monkeypatch.setattr(
+        SimpleRateThrottle,
+        "THROTTLE_RATES",
+        {**settings.REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"], "user": "5/min"},
+    )
+    token = make_jwt(user.pk, email=user.email)
+    try:
+        statuses = [asgi_get("/api/v1/me", token) for _ in range(6)]
+    finally:
+        throttling.shared_cache().clear()
+    assert statuses == [200] * 5 + [429]
+    # Each ASGI request runs in a context of its own, where django.core.cache.cache would be a
+    # new client with a new connection every time (6 here); the shared client connected once,
+    # for the clear() above.
+    assert connects == []
