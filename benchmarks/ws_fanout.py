@@ -19,8 +19,9 @@ lost, p99 under 100 ms, at least 50% of the baseline's events/s.
   then published by ``publish_on_commit`` on the producer's event loop.
   Latency = client receive time - the frame's ``created_at`` (set when the row is built, just
   before its INSERT); everything runs on this machine, so both clocks are the same clock.
-* **baseline**: raw ``channels_redis.core.RedisChannelLayer`` (the server's configuration: only
-  ``hosts``, so the default capacity 100 and expiry 60) on the same Redis in another database:
+* **baseline**: a raw channels_redis layer of the kind the server runs, with only ``hosts``:
+  ``RedisPubSubChannelLayer`` (``--baseline-layer queue``: ``RedisChannelLayer``, the server's
+  layer before 2026-11-30, default capacity 100 and expiry 60, in another Redis database):
   one receiver process holding R x C channels in R groups of C, each consuming with
   ``layer.receive``; the same number of sender processes ``group_send`` a message of the same
   shape and size on the same schedule. Latency = receive time - the ``created_at`` stamped just
@@ -460,11 +461,17 @@ async def _clients(spec: dict[str, Any]) -> None:
     os._exit(0)  # the stdin reader thread may still be blocked; nothing is left to clean up
 
 
-def _raw_layer(url: str):
-    from channels_redis.core import RedisChannelLayer
+def _raw_layer(url: str, kind: str = "pubsub"):
+    """A bare channels_redis layer: ``pubsub`` (what the server runs since it moved to Redis
+    Pub/Sub) or ``queue`` (channels_redis's RedisChannelLayer, which it ran before), with only
+    the host given, every other option at its default."""
+    if kind == "queue":
+        from channels_redis.core import RedisChannelLayer
 
-    # The server's configuration: only the host, every other option at its default.
-    return RedisChannelLayer(hosts=[url])
+        return RedisChannelLayer(hosts=[url])
+    from channels_redis.pubsub import RedisPubSubChannelLayer
+
+    return RedisPubSubChannelLayer(hosts=[url])
 
 
 def role_baseline_receiver(spec: dict[str, Any]) -> None:
@@ -472,7 +479,7 @@ def role_baseline_receiver(spec: dict[str, Any]) -> None:
 
 
 async def _baseline_receiver(spec: dict[str, Any]) -> None:
-    layer = _raw_layer(spec["redis_url"])
+    layer = _raw_layer(spec["redis_url"], spec.get("layer", "pubsub"))
     n = spec["events"]
     followers = [Follower(target=index) for index, _ in spec["targets"]]
     channels = []
@@ -525,7 +532,7 @@ def role_baseline_sender(spec: dict[str, Any]) -> None:
 
 
 async def _baseline_sender(spec: dict[str, Any]) -> None:
-    layer = _raw_layer(spec["redis_url"])
+    layer = _raw_layer(spec["redis_url"], spec.get("layer", "pubsub"))
     await layer.group_send("bench.warmup", {"type": "bench.noop"})
     drops = count_layer_drops()
     n, rate, total_runs, chars = spec["events"], spec["rate"], spec["total_runs"], spec["chars"]
@@ -1255,15 +1262,24 @@ async def measure_agentdeck(
     layer = redis_client(args.redis_port, args.redis_db)
 
     async def every_group_full() -> None:
-        """Every consumer has joined its run's group (``group_add`` runs after the handshake)."""
+        """Every run's group has its members (``group_add`` runs right after the handshake).
+        With Redis Pub/Sub (the server's layer) membership is kept inside the daphne process,
+        which subscribes once per group: wait for every group's subscription; the settle time
+        covers the group_add of the sockets that connected last. (With the queue layer each
+        member is an entry of the group's sorted set, counted exactly.)"""
         deadline = time.monotonic() + args.setup_timeout
-        keys = [f"asgi:group:run.{run_id}" for run_id in run_ids]
         while True:
-            sizes = [layer.zcard(key) for key in keys]
-            if all(size == args.clients_per_run for size in sizes):
+            queue_sizes = [layer.zcard(f"asgi:group:run.{run_id}") for run_id in run_ids]
+            if all(size == args.clients_per_run for size in queue_sizes):
+                return
+            subscribed = layer.pubsub_numsub(*[f"asgi__group__run.{run_id}" for run_id in run_ids])
+            if all(count >= 1 for _, count in subscribed):
                 return
             if time.monotonic() > deadline:
-                raise BenchError(f"run groups never filled up: sizes {sizes}")
+                raise BenchError(
+                    f"run groups never filled up: members {queue_sizes}, "
+                    f"subscriptions {[count for _, count in subscribed]}"
+                )
             await asyncio.sleep(0.1)
 
     def groups() -> dict[str, list[int]]:
@@ -1294,7 +1310,13 @@ async def measure_baseline(args: argparse.Namespace, work_dir: Path, rep: int) -
     url = redis_url(args, args.baseline_redis_db)
     redis_client(args.redis_port, args.baseline_redis_db).flushdb()
     indexed = [(i, f"baseline-run-{i}") for i in range(args.runs)]
-    common = {"events": args.events, "rate": args.rate, "total_runs": args.runs, "redis_url": url}
+    common = {
+        "events": args.events,
+        "rate": args.rate,
+        "total_runs": args.runs,
+        "redis_url": url,
+        "layer": args.baseline_layer,
+    }
     senders = [
         Child(
             f"r{rep}-bsender{i}",
@@ -1497,6 +1519,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "flush); 0 = as fast as possible",
     )
     parser.add_argument("--chars", type=int, default=40, help="characters per message.delta")
+    parser.add_argument(
+        "--baseline-layer",
+        choices=["pubsub", "queue"],
+        default="pubsub",
+        help="channels_redis layer of the baseline: pubsub (RedisPubSubChannelLayer, what the "
+        "server runs) or queue (RedisChannelLayer, what it ran before 2026-11-30)",
+    )
     parser.add_argument(
         "--publisher",
         choices=["service", "layer"],

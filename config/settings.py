@@ -315,15 +315,18 @@ if CHANNEL_LAYER == "redis":
         raise ImproperlyConfigured("REDIS_URL must be set when CHANNEL_LAYER=redis")
     CHANNEL_LAYERS = {
         "default": {
-            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            # Redis Pub/Sub rather than channels_redis's queue layer (RedisChannelLayer): a
+            # group_send is one PUBLISH, which each web process with members receives once and
+            # fans out in memory. The queue layer wrote one sorted-set entry per member socket
+            # and popped each with four Redis round trips on one receive lock, handed over on
+            # every consumer's exit: 500 sockets of runs ending together waited up to 1 s for
+            # their last frames (benchmarks/ws_fanout.py: p99 190-270 ms -> 36 ms). What Pub/Sub
+            # does not keep (a process reconnecting to Redis misses what was published
+            # meanwhile) the run log has: followers notice the gap, or read the log after
+            # RUN_STREAM_RECHECK_SECONDS without news.
+            "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
             "CONFIG": {
-                # redis-py 8's default 5 s socket timeout equals channels_redis's 5 s blocking
-                # read, so an idle receive raised and killed the consumer (close 1011;
-                # channels_redis#422). Found by benchmarks/ws_fanout.py.
                 "hosts": [{"address": REDIS_URL, "socket_timeout": REDIS_SOCKET_TIMEOUT_SECONDS}],
-                # The limit applies per process to all its sockets' messages, not per socket:
-                # 100 (the default) overflowed with 500 clients on one daphne process.
-                "capacity": env.int("CHANNEL_LAYER_CAPACITY", default=2000),
             },
         }
     }
@@ -442,6 +445,16 @@ WS_SOCKET_SNDBUF_BYTES = env.int("WS_SOCKET_SNDBUF_BYTES", default=256 * 1024)
 # Followers of a run (WebSocket, SSE) read the log after this long without news, so a dropped
 # last message cannot leave them waiting.
 RUN_STREAM_RECHECK_SECONDS = env.float("RUN_STREAM_RECHECK_SECONDS", default=5.0)
+# A run event whose JSON is longer than this travels through the channel layer as a bare
+# wake-up, and every process with followers reads it from the log. PostgreSQL's NOTIFY carries
+# under 8000 bytes (channels-postgres moves bigger messages to a side table that can expire
+# them under load); Redis carries events whole up to the log's own 64,000-character cap, so a
+# run's final output (often a few KB) does not send hundreds of followers to the database at
+# the moment it ends (benchmarks/ws_fanout.py: up to 1 s on the terminal frames).
+RUN_EVENT_LIVE_MAX_CHARS = int(
+    env.str("RUN_EVENT_LIVE_MAX_CHARS", default="")
+    or (70_000 if CHANNEL_LAYER == "redis" else 4000)
+)
 # SSE streams send a comment line this often so proxies keep them open.
 SSE_HEARTBEAT_SECONDS = env.float("SSE_HEARTBEAT_SECONDS", default=15.0)
 # Built-in http_request and user-defined http tools: per-call limits.

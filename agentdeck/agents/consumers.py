@@ -42,12 +42,14 @@ class AuthenticatedConsumer(AsyncWebsocketConsumer):
     """Accepts (answering the ``agentdeck.v1`` subprotocol when offered) and closes with 4401
     unless the scope carries a user; also closes 4401 once the credential expires."""
 
-    # Group messages whose handlers reach the database only through database_sync_to_async
-    # (which closes stale connections around each call itself). Channels 4 also runs
+    # Messages whose handlers reach the database only through database_sync_to_async (which
+    # closes stale connections around each call itself). Channels 4 also runs
     # close_old_connections on the process's one sync thread before *every* handler: with
     # hundreds of sockets following live runs, each event became hundreds of queued hops
-    # through that thread, the largest delay benchmarks/ws_fanout.py found.
-    DIRECT_MESSAGE_TYPES = frozenset({"run.event", "user.notify"})
+    # through that thread, the largest delay benchmarks/ws_fanout.py found. The same for the
+    # disconnect: when a run ends, all its followers close together, and their queued hops held
+    # up the terminal frames of the runs ending next (~1 s; they were the whole p99).
+    DIRECT_MESSAGE_TYPES = frozenset({"run.event", "user.notify", "websocket.disconnect"})
 
     async def dispatch(self, message: dict[str, Any]) -> None:
         if message.get("type") in self.DIRECT_MESSAGE_TYPES:

@@ -237,7 +237,14 @@ class Publisher:
 
 
 async def _close_layer(layer: BaseChannelLayer) -> None:
-    close_pools = getattr(layer, "close_pools", None)  # channels_redis
+    from channels_redis.pubsub import RedisPubSubChannelLayer
+
+    if isinstance(layer, RedisPubSubChannelLayer):
+        # Its flush() unsubscribes and closes this loop's connections (the queue layer's
+        # flush() would delete every queued message instead).
+        await layer.flush()
+        return
+    close_pools = getattr(layer, "close_pools", None)  # channels_redis's queue layer
     if close_pools is not None:
         await close_pools()
     pool = getattr(getattr(layer, "django_db", None), "_pool", None)  # _own_postgres_pool

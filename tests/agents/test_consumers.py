@@ -192,8 +192,9 @@ def test_live_events_of_a_run_executed_meanwhile(user, mock_agent, token):
 
 
 def test_live_events_skip_the_per_message_connection_sweep(user, mock_agent, token, monkeypatch):
-    """Live group messages go straight to their handler: channels' close_old_connections hop
-    through the sync thread runs only for the socket's own traffic (connect, frames)."""
+    """Live group messages and the disconnect go straight to their handler: channels'
+    close_old_connections hop through the sync thread runs only for the socket's own traffic
+    (connect, frames)."""
     import channels.consumer
 
     sweeps = []
@@ -212,6 +213,7 @@ def test_live_events_skip_the_per_message_connection_sweep(user, mock_agent, tok
         before = len(sweeps)
         await database_sync_to_async(execute_run)(str(run.id))
         frames, code = await frames_until_close(comm)
+        await comm.disconnect()  # the client's side of the close: leaves the group, no sweep
         return frames, code, len(sweeps) - before
 
     frames, code, during = async_to_sync(main)()

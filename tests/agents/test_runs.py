@@ -468,3 +468,26 @@ def test_the_run_list_costs_the_same_queries_for_one_run_or_many(
         agent_run_start(user=user, agent=mock_agent, input=f"more {i}")
     with django_assert_max_num_queries(len(one.captured_queries)):
         assert len(user_client.get("/api/v1/runs/").json()["results"]) == 11
+
+
+@pytest.mark.parametrize(("limit", "inline"), [(4000, False), (70_000, True)])
+def test_big_events_are_published_whole_only_under_the_layers_limit(
+    user, mock_agent, settings, monkeypatch, limit, inline
+):
+    """The Redis layer carries a run's final output whole (70,000 by default); PostgreSQL's
+    NOTIFY (4,000) gets a wake-up and followers read the log."""
+    from agentdeck.agents.services import runs
+
+    published = []
+    monkeypatch.setattr(runs, "publish_on_commit", lambda group, message: published.append(message))
+    settings.RUN_EVENT_LIVE_MAX_CHARS = limit
+    run, _ = agent_run_start(user=user, agent=mock_agent, input="x")
+    runs.run_event_append(run_id=run.id, type="message.completed", data={"text": "z" * 10_000})
+    [message] = published
+    assert message["seq"] == 1
+    if inline:
+        assert message["data"] == {"text": "z" * 10_000}
+        assert "in_log" not in message
+    else:
+        assert message["data"] is None
+        assert message["in_log"] is True

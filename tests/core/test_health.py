@@ -46,7 +46,7 @@ def test_readyz_is_503_naming_the_database_when_it_is_down(client):
 def test_readyz_is_503_naming_the_channel_layer_when_redis_is_unreachable(client, settings):
     settings.CHANNEL_LAYERS = {
         "default": {
-            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
             "CONFIG": {"hosts": ["redis://127.0.0.1:1/0"]},
         }
     }

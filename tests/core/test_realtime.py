@@ -268,13 +268,30 @@ def test_publishing_to_redis_works_in_the_parent_and_in_a_forked_child():
     redis.Redis.from_url(REDIS_URL).flushdb()
     layers = {
         "default": {
-            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
             "CONFIG": {"hosts": [REDIS_URL]},
         }
     }
     with override_settings(CHANNEL_LAYERS=layers):
+        # Pub/Sub keeps nothing for later: a receiver must be listening, on a loop of its own,
+        # while the messages are published.
         receiver = get_channel_layer()
-        asyncio.run(receiver.group_add("forked", "forktest.inbox"))
+        received: list[str] = []
+        listening = threading.Event()
+        receiver_loop = asyncio.new_event_loop()
+
+        async def listen() -> None:
+            inbox = await receiver.new_channel("forktest.")
+            await receiver.group_add("forked", inbox)
+            listening.set()
+            while len(received) < 3:
+                received.append((await receiver.receive(inbox))["who"])
+
+        listener = threading.Thread(
+            target=lambda: receiver_loop.run_until_complete(asyncio.wait_for(listen(), 20))
+        )
+        listener.start()
+        assert listening.wait(5)
 
         realtime.publish("forked", {"type": "t", "who": "parent-before"})
         assert realtime.flush(timeout=5)
@@ -298,13 +315,9 @@ def test_publishing_to_redis_works_in_the_parent_and_in_a_forked_child():
         assert realtime.flush(timeout=5)
         assert realtime._publisher is parent_publisher
 
-        async def receive_three() -> list[str]:
-            return [
-                (await asyncio.wait_for(receiver.receive("forktest.inbox"), 5))["who"]
-                for _ in range(3)
-            ]
-
-        assert asyncio.run(receive_three()) == ["parent-before", "child", "parent-after"]
+        listener.join(20)
+        receiver_loop.close()
+        assert received == ["parent-before", "child", "parent-after"]
     # Leaving the override closed the Redis publisher.
     assert realtime._publisher is None
     redis.Redis.from_url(REDIS_URL).flushdb()

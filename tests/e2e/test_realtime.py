@@ -94,7 +94,7 @@ def test_client_drops_midway_and_resumes_with_every_event_once(server_factory, b
     status, ready = http("GET", f"{server.url}/readyz")
     assert status == 200, ready
     assert ready["checks"]["channel_layer"]["info"] == (
-        "RedisChannelLayer" if broker_env else "PostgresChannelLayer"
+        "RedisPubSubChannelLayer" if broker_env else "PostgresChannelLayer"
     )
     run_id = start_run(api, setup_agent(api))
 

@@ -45,9 +45,6 @@ logger = logging.getLogger(__name__)
 
 Status = AgentRun.Status
 
-# Events whose JSON is longer than this are published without their data (see run_event_append).
-LIVE_PAYLOAD_MAX_CHARS = 4000
-
 
 # --- the event log ------------------------------------------------------------------------------
 
@@ -98,10 +95,9 @@ def run_event_append(
             "created_at": event.created_at.isoformat(),
             "data": data,
         }
-        if len(json.dumps(data)) > LIVE_PAYLOAD_MAX_CHARS:
+        if len(json.dumps(data)) > settings.RUN_EVENT_LIVE_MAX_CHARS:
             # Big events travel as a bare wake-up; listeners read them from the log. This keeps
-            # every channel-layer message small (PostgreSQL NOTIFY carries under 8000 bytes;
-            # channels-postgres's side table for bigger ones can expire them under load).
+            # channel-layer messages within what the layer carries well (see the setting).
             message["data"] = None
             message["in_log"] = True
         publish_on_commit(run_group(run_id), message)
