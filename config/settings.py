@@ -94,6 +94,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last: keeps the chain above on one thread under daphne (see its docstring).
+    "agentdeck.core.middleware.SyncChainMiddleware",
 ]
 
 ROOT_URLCONF = "config.urls"
