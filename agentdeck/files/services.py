@@ -17,6 +17,7 @@ from django.utils import timezone
 
 from agentdeck.accounts.models import User
 from agentdeck.core.exceptions import ApplicationError, Conflict
+from agentdeck.core.queue import enqueue
 from agentdeck.core.realtime import notify_user_on_commit
 from agentdeck.files.models import (
     ALLOWED_DIMENSIONS,
@@ -74,9 +75,7 @@ def file_notify(file: FileMetadata, kind: str, **extra: Any) -> None:
 
 
 def enqueue_file_processing(file_id: Any) -> None:
-    from django_q.tasks import async_task
-
-    async_task(
+    enqueue(
         "agentdeck.files.tasks.process_file",
         str(file_id),
         task_name=f"file:{file_id}",

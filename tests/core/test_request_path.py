@@ -101,3 +101,28 @@ def test_an_api_request_crosses_between_loop_and_thread_only_a_few_times(
     # request_started's receivers, the chain, and under it Django's async core: the CSRF view
     # check, the view, rendering the response.
     assert len(crossings) <= 5, crossings
+
+
+def test_tasks_are_enqueued_on_one_broker_per_process(monkeypatch):
+    """django-q2's async_task makes a new broker (with Redis: a new connection) per call unless
+    given one; the run and file services enqueue through agentdeck.core.queue instead."""
+    from django_q import brokers
+    from django_q.models import OrmQ
+
+    from agentdeck.core import queue
+
+    made = []
+    real = brokers.get_broker
+
+    def counting(*args, **kwargs):
+        made.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(brokers, "get_broker", counting)
+    monkeypatch.setattr(queue, "_broker", None)
+    before = OrmQ.objects.count()
+    first = queue.enqueue("math.floor", 1.5)
+    second = queue.enqueue("math.floor", 2.5)
+    assert first != second
+    assert OrmQ.objects.count() == before + 2
+    assert made == [1]

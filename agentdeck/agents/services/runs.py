@@ -38,6 +38,7 @@ from agentdeck.agents.models import (
 from agentdeck.agents.models.run import ACTIVE_STATUSES, TERMINAL_STATUSES
 from agentdeck.agents.runtime import events as ev
 from agentdeck.core.jsonsafe import pg_json_safe
+from agentdeck.core.queue import enqueue
 from agentdeck.core.realtime import notify_user_on_commit, publish_on_commit, run_group
 from agentdeck.credits.services import credits_hold, credits_settle, run_hold_plan
 
@@ -226,9 +227,7 @@ def _replay(existing: AgentRun, fingerprint: str) -> AgentRun:
 
 
 def enqueue_run(run_id: Any) -> None:
-    from django_q.tasks import async_task
-
-    async_task(
+    enqueue(
         "agentdeck.agents.tasks.execute_run",
         str(run_id),
         task_name=f"run:{run_id}",
