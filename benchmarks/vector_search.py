@@ -46,8 +46,9 @@ For each query, each going first in turn: (a) **API**: ``POST
 /api/v1/vector-indices/{id}/search/`` ``{"query", "top_k": 10, "mode": "vector"}`` to daphne
 (``manage.py serve --no-worker``), one client, keep-alive, a JWT from ``manage.py dev_token``:
 the wall time of the request; (b) **raw**: the SQL the app runs for that branch (a copy of
-``search.vector_candidates``: the same statements, the same ``SET LOCAL``s, the same
-transaction, the query vector precomputed by the same embedder and sent as the same literal,
+``search.vector_candidates`` as vector search calls it: the same statements, each ranked row
+joined with what the API shows of it, the same ``SET LOCAL``s and transaction for the graph
+walk, none for the exact read, the query vector precomputed by the same embedder and sent as the same literal,
 client-side binding as Django does) on one persistent psycopg connection; (c) **in-process**:
 the same request through Django's test client in this process (the whole middleware, DRF and
 app stack, a database connection per request as the server gets it: borrowed from Django's
@@ -695,23 +696,34 @@ def storage_facts() -> dict[str, Any]:
 
 # --- the app's SQL, by hand ----------------------------------------------------------------------
 
-# Copies of agentdeck.files.search.vector_candidates' two statements (d = 384, no filters);
-# the benchmark checks that they return what the API returns.
+# Copies of agentdeck.files.search.vector_candidates' two statements as vector search sends them
+# (d = 384, no filters, with_hits: each ranked row joined with what the API shows of it); the
+# benchmark checks that they return what the API returns.
+_HITS = """
+        SELECT r.id, r.distance, c.text, c.file_id, f.name, c.position, c.page, c.char_start,
+               c.char_end, coalesce(a.attributes, '{}'::jsonb)
+        FROM ranked r JOIN chunks c ON c.id = r.id
+            JOIN file_metadata f ON f.id = c.file_id
+            LEFT JOIN vector_index_files a ON a.index_id = c.index_id AND a.file_id = c.file_id
+        ORDER BY r.distance, r.id
+"""
 EXACT_SQL = f"""
+    WITH ranked AS (
                 WITH candidates AS MATERIALIZED (
                     SELECT c.id, c.embedding::vector({DIMENSIONS}) <=> %s::vector({DIMENSIONS}) AS distance
                     FROM chunks c
                     WHERE c.index_id = %s AND c.dimensions = {DIMENSIONS}
                 )
                 SELECT id, distance FROM candidates ORDER BY distance, id LIMIT %s
-                """  # noqa: S608 (our constants)
+    ){_HITS}"""  # noqa: S608 (our constants)
 HNSW_SQL = f"""
+    WITH ranked AS (
                 SELECT c.id, c.embedding::vector({DIMENSIONS}) <=> %s::vector({DIMENSIONS}) AS distance
                 FROM chunks c
                 WHERE c.dimensions = {DIMENSIONS} AND c.index_id = %s
                 ORDER BY c.embedding::vector({DIMENSIONS}) <=> %s::vector({DIMENSIONS})
                 LIMIT %s
-                """  # noqa: S608 (our constants)
+    ){_HITS}"""  # noqa: S608 (our constants)
 TRUTH_SQL = f"""
     SELECT id, embedding::vector({DIMENSIONS}) <=> %s::vector({DIMENSIONS}) AS distance
     FROM chunks WHERE index_id = %s ORDER BY distance, id LIMIT %s
@@ -728,8 +740,9 @@ def raw_search(
     explain: str = "",
     fallback: bool = True,
 ):
-    """The app's statements for ``path`` in one transaction: (rows, plan text or None, whether
-    the graph walk came back short). ``explain``: "" runs the query, "plan" shows the plan,
+    """The app's statements for ``path`` (exact: one statement; the graph walk: in one
+    transaction with its SET LOCALs): (rows, plan text or None, whether the walk came back
+    short). ``explain``: "" runs the query, "plan" shows the plan,
     "analyze" runs it under EXPLAIN ANALYZE. ``fallback``: as the app does since commit
     8aae339, a walk that returns fewer than ``k`` rows is answered by the exact read in the same
     transaction (False: the walk's rows as they are, to measure the graph)."""
@@ -738,18 +751,21 @@ def raw_search(
         "plan": "EXPLAIN (COSTS OFF) ",
         "analyze": "EXPLAIN (ANALYZE, BUFFERS, COSTS OFF) ",
     }[explain]
-    with conn.transaction(), conn.cursor() as cur:
-        if path == "exact":
+    short = False
+    if path == "exact":  # one statement, outside a transaction, as the app sends it
+        with conn.cursor() as cur:
             cur.execute(prefix + EXACT_SQL, [literal, index_id, k])
-        else:
+            rows = cur.fetchall()
+    else:
+        with conn.transaction(), conn.cursor() as cur:
             cur.execute("SET LOCAL hnsw.iterative_scan = strict_order")
             cur.execute("SET LOCAL hnsw.ef_search = %s", [max(ef_search, k)])
             cur.execute(prefix + HNSW_SQL, [literal, index_id, literal, k])
-        rows = cur.fetchall()
-        short = path != "exact" and not explain and len(rows) < k
-        if short and fallback:
-            cur.execute(EXACT_SQL, [literal, index_id, k])
             rows = cur.fetchall()
+            short = not explain and len(rows) < k
+            if short and fallback:
+                cur.execute(EXACT_SQL, [literal, index_id, k])
+                rows = cur.fetchall()
     if explain:
         # The query vector's literal is long: shown as [...].
         plan = re.sub(r"'\[[-0-9.,e]{40,}\]'", "'[...]'", "\n".join(r[0] for r in rows))

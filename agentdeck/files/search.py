@@ -72,6 +72,25 @@ def _filters_sql(
     return sql, params
 
 
+# What a hit shows besides its score, read in the ranking statement itself for vector search
+# (one round trip), and by _hydrate for keyword and hybrid results.
+_HIT_COLUMNS = """c.text, c.file_id, f.name, c.position, c.page, c.char_start, c.char_end,
+                   coalesce(a.attributes, '{}'::jsonb)"""
+_HIT_JOINS = """JOIN file_metadata f ON f.id = c.file_id
+            LEFT JOIN vector_index_files a ON a.index_id = c.index_id AND a.file_id = c.file_id"""
+
+
+def _with_hits(ranked_sql: str) -> str:
+    """``ranked_sql`` (id, distance; ordered, limited) with each row's hit columns joined."""
+    return f"""
+        WITH ranked AS ({ranked_sql})
+        SELECT r.id, r.distance, {_HIT_COLUMNS}
+        FROM ranked r JOIN chunks c ON c.id = r.id
+            {_HIT_JOINS}
+        ORDER BY r.distance, r.id
+        """  # noqa: S608 (fixed text)
+
+
 def vector_candidates(
     *,
     index: VectorIndex,
@@ -79,8 +98,10 @@ def vector_candidates(
     limit: int,
     file_ids: list[str] | None = None,
     attributes: dict[str, Any] | None = None,
-) -> list[tuple[int, float]]:
-    """(chunk id, cosine distance) of the ``limit`` nearest chunks in ``index``."""
+    with_hits: bool = False,
+) -> list[tuple[Any, ...]]:
+    """(chunk id, cosine distance) of the ``limit`` nearest chunks in ``index``, nearest first;
+    ``with_hits``: each row also carries what ``_hit`` needs, read by the same statement."""
     # Interpolated into the SQL: an int, and WHERE fragments made of fixed text with %s params.
     d = int(index.dimensions)
     extra, extra_params = _filters_sql(file_ids, attributes)
@@ -93,30 +114,32 @@ def vector_candidates(
         )
         SELECT id, distance FROM candidates ORDER BY distance, id LIMIT %s
         """  # noqa: S608 (see `d` / `extra`)
+    walk_sql = f"""
+        SELECT c.id, c.embedding::vector({d}) <=> %s::vector({d}) AS distance
+        FROM chunks c
+        WHERE c.dimensions = {d} AND c.index_id = %s{extra}
+        ORDER BY c.embedding::vector({d}) <=> %s::vector({d})
+        LIMIT %s
+        """  # noqa: S608 (see `d` / `extra`)
+    if with_hits:
+        exact_sql, walk_sql = _with_hits(exact_sql), _with_hits(walk_sql)
     exact_params = [literal, str(index.pk), *extra_params, limit]
-    with transaction.atomic(), connection.cursor() as cur:
-        if index.chunk_count <= settings.VECTOR_SEARCH_EXACT_MAX_CHUNKS:
+    if index.chunk_count <= settings.VECTOR_SEARCH_EXACT_MAX_CHUNKS:
+        # One statement, no transaction needed (a round trip each for BEGIN and COMMIT).
+        with connection.cursor() as cur:
             cur.execute(exact_sql, exact_params)
-            return [(int(r[0]), float(r[1])) for r in cur.fetchall()]
+            return [(int(r[0]), float(r[1]), *r[2:]) for r in cur.fetchall()]
+    with transaction.atomic(), connection.cursor() as cur:
         cur.execute("SET LOCAL hnsw.iterative_scan = strict_order")
         cur.execute("SET LOCAL hnsw.ef_search = %s", [max(settings.VECTOR_SEARCH_EF_SEARCH, limit)])
-        cur.execute(
-            f"""
-            SELECT c.id, c.embedding::vector({d}) <=> %s::vector({d}) AS distance
-            FROM chunks c
-            WHERE c.dimensions = {d} AND c.index_id = %s{extra}
-            ORDER BY c.embedding::vector({d}) <=> %s::vector({d})
-            LIMIT %s
-            """,  # noqa: S608 (see `d` / `extra`)
-            [literal, str(index.pk), *extra_params, literal, limit],
-        )
+        cur.execute(walk_sql, [literal, str(index.pk), *extra_params, literal, limit])
         rows = cur.fetchall()
         if len(rows) < limit:
             # The walk gave up (hnsw.max_scan_tuples) before finding `limit` rows of this
             # index: a query whose neighbourhood holds none of them. Read them all instead.
             cur.execute(exact_sql, exact_params)
             rows = cur.fetchall()
-        return [(int(r[0]), float(r[1])) for r in rows]
+        return [(int(r[0]), float(r[1]), *r[2:]) for r in rows]
 
 
 def keyword_candidates(
@@ -143,44 +166,42 @@ def keyword_candidates(
         return [(int(r[0]), float(r[1])) for r in cur.fetchall()]
 
 
-def _hydrate(index: VectorIndex, scored: list[tuple[int, float]]) -> list[SearchHit]:
+def _hit(chunk_id: int, score: float, columns: tuple[Any, ...]) -> SearchHit:
+    """A hit from ``_HIT_COLUMNS``' values."""
+    text, file_id, file_name, position, page, char_start, char_end, attrs = columns
+    # Django has psycopg hand jsonb over as text (JSONField parses it itself).
+    if isinstance(attrs, str):
+        attrs = json.loads(attrs)
+    return SearchHit(
+        chunk_id=chunk_id,
+        score=round(score, 6),
+        text=text,
+        file_id=str(file_id),
+        file_name=file_name,
+        position=position,
+        page=page,
+        char_start=char_start,
+        char_end=char_end,
+        attributes=attrs,
+    )
+
+
+def _hydrate(scored: list[tuple[int, float]]) -> list[SearchHit]:
     if not scored:
         return []
     with connection.cursor() as cur:
         cur.execute(
-            """
-            SELECT c.id, c.text, c.file_id, f.name, c.position, c.page, c.char_start, c.char_end,
-                   coalesce(a.attributes, '{}'::jsonb)
+            f"""
+            SELECT c.id, {_HIT_COLUMNS}
             FROM chunks c
-            JOIN file_metadata f ON f.id = c.file_id
-            LEFT JOIN vector_index_files a ON a.index_id = c.index_id AND a.file_id = c.file_id
+            {_HIT_JOINS}
             WHERE c.id = ANY(%s)
-            """,
+            """,  # noqa: S608 (fixed text)
             [[cid for cid, _ in scored]],
         )
-        rows = {r[0]: r for r in cur.fetchall()}
-    hits = []
-    for cid, score in scored:
-        r = rows.get(cid)
-        if r is None:  # deleted between the two queries
-            continue
-        # Django has psycopg hand jsonb over as text (JSONField parses it itself).
-        attrs = json.loads(r[8]) if isinstance(r[8], str) else r[8]
-        hits.append(
-            SearchHit(
-                chunk_id=cid,
-                score=round(score, 6),
-                text=r[1],
-                file_id=str(r[2]),
-                file_name=r[3],
-                position=r[4],
-                page=r[5],
-                char_start=r[6],
-                char_end=r[7],
-                attributes=attrs,
-            )
-        )
-    return hits
+        rows = {r[0]: r[1:] for r in cur.fetchall()}
+    # A chunk deleted between the two queries is left out.
+    return [_hit(cid, score, rows[cid]) for cid, score in scored if cid in rows]
 
 
 def vector_index_search(
@@ -202,13 +223,20 @@ def vector_index_search(
     scored: list[tuple[int, float]]
     if mode == "vector":
         vector = embedder_for(index).embed([query])[0]
-        scored = [
-            (cid, 1.0 - dist)
-            for cid, dist in vector_candidates(
-                index=index, vector=vector, limit=top_k, file_ids=file_ids, attributes=attributes
-            )
+        rows = vector_candidates(
+            index=index,
+            vector=vector,
+            limit=top_k,
+            file_ids=file_ids,
+            attributes=attributes,
+            with_hits=True,
+        )
+        return [
+            _hit(row[0], 1.0 - row[1], row[2:])
+            for row in rows
+            if score_threshold is None or 1.0 - row[1] >= score_threshold
         ]
-    elif mode == "keyword":
+    if mode == "keyword":
         scored = keyword_candidates(
             index=index, query=query, limit=top_k, file_ids=file_ids, attributes=attributes
         )
@@ -228,4 +256,4 @@ def vector_index_search(
         scored = sorted(fused.items(), key=lambda kv: (-kv[1], kv[0]))[:top_k]
     if score_threshold is not None:
         scored = [(cid, s) for cid, s in scored if s >= score_threshold]
-    return _hydrate(index, scored)
+    return _hydrate(scored)
