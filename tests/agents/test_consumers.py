@@ -450,6 +450,49 @@ def test_sse_streams_live_events_and_heartbeats(user, mock_agent, token, setting
     assert events[-1]["event"] == "run.succeeded"
 
 
+def test_sse_keeps_its_redis_subscription_through_quiet_periods(
+    user, mock_agent, token, settings, monkeypatch
+):
+    """On Redis Pub/Sub a cancelled receive() drops the channel's queue and unsubscribes it;
+    the stream keeps one receive pending across its quiet-period log reads instead."""
+    import redis
+    from channels_redis.pubsub import RedisSingleShardConnection
+
+    try:
+        redis.Redis.from_url("redis://127.0.0.1:6379/14").ping()
+    except redis.RedisError:
+        pytest.skip("no Redis at 127.0.0.1:6379")
+    settings.CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
+            "CONFIG": {"hosts": ["redis://127.0.0.1:6379/14"]},
+        }
+    }
+    settings.RUN_STREAM_RECHECK_SECONDS = 0.1
+    unsubscribed = []
+    real_unsubscribe = RedisSingleShardConnection.unsubscribe
+
+    async def recording(self, channel):
+        unsubscribed.append(channel)
+        await real_unsubscribe(self, channel)
+
+    monkeypatch.setattr(RedisSingleShardConnection, "unsubscribe", recording)
+    run, _ = agent_run_start(user=user, agent=mock_agent, input="live over redis")
+
+    async def main():
+        reader = asyncio.ensure_future(sse(f"/api/v1/runs/{run.id}/events/?token={token}"))
+        await asyncio.sleep(0.5)  # several quiet periods
+        quiet = list(unsubscribed)
+        await database_sync_to_async(execute_run)(str(run.id))
+        return quiet, await reader
+
+    quiet, response = async_to_sync(main)()
+    assert quiet == []
+    events = parse_sse(response["body"])
+    assert [e["id"] for e in events] == list(range(1, len(events) + 1))
+    assert events[-1]["event"] == "run.succeeded"
+
+
 @pytest.mark.parametrize(("token_value", "status"), [(None, 401), ("garbage", 401)])
 def test_sse_without_valid_credentials_is_401_problem_json(finished_run, token_value, status):
     response = async_to_sync(sse)(f"/api/v1/runs/{finished_run.id}/events/", token_value)

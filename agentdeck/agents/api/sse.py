@@ -107,21 +107,25 @@ async def _stream(run_id: str, after: int) -> AsyncIterator[str]:
     cursor = RunEventCursor(run_id, after)
     # Subscribe before replaying (agentdeck.agents.streams: that loses and repeats nothing).
     await layer.group_add(group, channel)
+    receiving: asyncio.Future | None = None
     try:
         yield "retry: 2000\n\n"
         async for frame in cursor.backlog():
             yield _format(frame)
         last_output = time.monotonic()
+        # One receive stays pending across quiet periods: cancelling it (wait_for) makes the
+        # Redis Pub/Sub layer drop the channel's queue and unsubscribe, and the queue layer
+        # hand its receive lock over.
         while not cursor.finished:
-            try:
-                message = await asyncio.wait_for(
-                    layer.receive(channel), settings.RUN_STREAM_RECHECK_SECONDS
-                )
-            except TimeoutError:
+            if receiving is None:
+                receiving = asyncio.ensure_future(layer.receive(channel))
+            done, _ = await asyncio.wait({receiving}, timeout=settings.RUN_STREAM_RECHECK_SECONDS)
+            if not done:
                 # Quiet: read the log (a dropped last message is noticed nowhere else), and keep
                 # proxies from closing an idle stream.
                 frames = cursor.backlog()
             else:
+                message, receiving = receiving.result(), None
                 if message.get("type") != "run.event":
                     continue
                 frames = cursor.live(message)
@@ -132,4 +136,6 @@ async def _stream(run_id: str, after: int) -> AsyncIterator[str]:
                 yield ": heartbeat\n\n"
                 last_output = time.monotonic()
     finally:
+        if receiving is not None:
+            receiving.cancel()
         await layer.group_discard(group, channel)
