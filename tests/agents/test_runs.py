@@ -48,8 +48,12 @@ def test_background_run_is_queued_on_the_broker_and_a_worker_completes_it(
     run = response.json()
     assert run["status"] == "queued"
     assert run["agent_version"] == 1
-    # A real task sits in django-q2's ORM broker, naming this run.
+    # A real task sits in django-q2's ORM broker, naming this run; its success is not stored
+    # again as a django-q2 result (the run row is the record).
     assert OrmQ.objects.count() == 1
+    package = OrmQ.objects.get().task
+    assert package["args"] == (run["id"],)
+    assert package["save"] is False
     assert AgentMetadata.objects.get(agent=mock_agent).run_count == 1
 
     assert execute_run(run["id"]) == "succeeded"

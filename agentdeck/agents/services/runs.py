@@ -232,6 +232,10 @@ def enqueue_run(run_id: Any) -> None:
         str(run_id),
         task_name=f"run:{run_id}",
         group="agent_runs",
+        # A run's outcome is its row in agent_runs. django-q2 would also store a Success row
+        # per run and, to keep Q_SAVE_LIMIT, read every stored success under a row lock on each
+        # save (its monitor process, once per run). Failed tasks are still stored.
+        save=False,
     )
 
 
