@@ -495,3 +495,15 @@ def test_big_events_are_published_whole_only_under_the_layers_limit(
     else:
         assert message["data"] is None
         assert message["in_log"] is True
+
+
+def test_starting_a_run_reads_only_what_it_needs(
+    user_client, mock_agent, django_assert_max_num_queries
+):
+    """The agent row with its provider (not its tool, handoff and index links), the prices, the
+    version, the run, the count; the response's cost comes from the hold just written."""
+    start(user_client, mock_agent)  # first request: caches, sessions, ...
+    with django_assert_max_num_queries(8):
+        response = start(user_client, mock_agent)
+    assert response.status_code == 202
+    assert response.json()["cost"] is None  # mock-echo has no price: no hold

@@ -113,7 +113,12 @@ class AgentViewSet(viewsets.GenericViewSet):
     lookup_value_regex = "[0-9a-f-]{36}"
 
     def get_queryset(self):
-        return selectors.agents_visible_to(self.request.user)
+        qs = selectors.agents_visible_to(self.request.user)
+        if self.action == "runs":
+            # Starting a run reads the agent row and its provider, not its tool, handoff and
+            # index links (three queries on every POST .../runs/).
+            qs = qs.prefetch_related(None)
+        return qs
 
     @extend_schema(summary="Your agents and public ones", parameters=[s.AgentListQuerySerializer])
     def list(self, request: Request) -> Response:

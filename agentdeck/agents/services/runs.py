@@ -208,7 +208,9 @@ def agent_run_start(
                 request_hash=fingerprint,
             )
             # No cover, no run: a 402 here rolls back the run row, so nothing is left behind.
-            credits_hold(user_id=user.pk, run_id=run.id, plan=hold_plan)
+            hold = credits_hold(user_id=user.pk, run_id=run.id, plan=hold_plan)
+            # The response shows the run's cost: it knows the hold (or that there is none).
+            AgentRun.hold.related.set_cached_value(run, hold)
             AgentMetadata.objects.filter(agent=agent).update(
                 run_count=F("run_count") + 1, last_run_at=timezone.now()
             )
