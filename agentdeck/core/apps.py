@@ -14,3 +14,11 @@ class CoreConfig(AppConfig):
         from agentdeck.core.schedules import sync_schedules
 
         post_migrate.connect(sync_schedules, sender=self, dispatch_uid="agentdeck.sync_schedules")
+
+        from django_q.signals import post_execute_in_worker
+
+        from agentdeck.core.realtime import flush_after_task
+
+        post_execute_in_worker.connect(
+            flush_after_task, dispatch_uid="agentdeck.realtime.flush_after_task"
+        )

@@ -205,9 +205,9 @@ class Publisher:
 
     def _release_all(self) -> None:
         with self._cond:
-            waiting, self._waiting = self._waiting, {}
-        for (group, _), message in waiting.items():
-            self._queue.put_nowait((group, message))
+            keys = list(self._waiting)
+        for key in keys:
+            self._release(key)
 
     def flush(self, timeout: float | None = None) -> bool:
         """Wait until every message submitted before this call was sent (or failed); waiting
@@ -414,6 +414,13 @@ def flush(timeout: float | None = TASK_FLUSH_TIMEOUT_SECONDS) -> bool:
 
 
 atexit.register(flush)
+
+
+def flush_after_task(**kwargs: Any) -> None:
+    """django-q2's ``post_execute_in_worker`` receiver (connected in ``CoreConfig.ready``):
+    whatever a task published leaves before the worker takes the next one, since django-q2
+    may end a worker process (``recycle``, a timeout, shutdown) without running ``atexit``."""
+    flush()
 
 
 def publish_on_commit(group: str, message: dict[str, Any], *, coalesce: str | None = None) -> None:

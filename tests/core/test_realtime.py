@@ -168,6 +168,20 @@ def test_credit_balance_notifications_coalesce_and_others_do_not(process_publish
     ]
 
 
+def test_every_django_q2_task_ends_with_its_messages_sent(process_publisher):
+    """django-q2 may end a worker process without atexit; the worker's post-task signal flushes
+    (connected once in CoreConfig.ready, for every task)."""
+    from django_q.signals import post_execute_in_worker
+
+    process_publisher.delay = 0.05
+    for n in range(3):
+        realtime.publish("run.x", {"type": "run.event", "n": n})
+    assert len(process_publisher.sent) < 3
+
+    post_execute_in_worker.send(sender="django_q", func=print, task={"name": "t"})
+    assert [m["n"] for _, m in process_publisher.sent] == [0, 1, 2]
+
+
 def test_flush_reports_a_timeout_and_a_later_flush_completes(make_publisher):
     layer = RecordingLayer()
     layer.gate.clear()
