@@ -9,45 +9,21 @@ redis-py's pool and Django's local-memory cache are both thread-safe.
 
 from __future__ import annotations
 
-import os
-import threading
 from typing import Any
 
 from django.core.cache import DEFAULT_CACHE_ALIAS, caches
-from django.core.signals import setting_changed
 from rest_framework import throttling
 
-_lock = threading.Lock()
-_cache: Any = None
-_pid: int | None = None
+from agentdeck.core.per_process import PerProcess
 
-
-def shared_cache() -> Any:
-    """The process's cache client for throttling (a new one after a fork or a settings change)."""
-    global _cache, _pid
-    cache, pid = _cache, os.getpid()
-    if cache is not None and _pid == pid:
-        return cache
-    with _lock:
-        if _cache is None or _pid != pid:
-            _cache, _pid = caches.create_connection(DEFAULT_CACHE_ALIAS), pid
-        return _cache
-
-
-def _forget(*, setting: str, **kwargs: Any) -> None:
-    global _cache
-    if setting == "CACHES":
-        _cache = None
-
-
-setting_changed.connect(_forget)
+shared_cache = PerProcess(lambda: caches.create_connection(DEFAULT_CACHE_ALIAS), setting="CACHES")
 
 
 class _SharedCache:
-    """Stands where DRF reads ``self.cache``: every call goes to :func:`shared_cache`."""
+    """Stands where DRF reads ``self.cache``: every call goes to the process's client."""
 
     def __getattr__(self, name: str) -> Any:
-        return getattr(shared_cache(), name)
+        return getattr(shared_cache.get(), name)
 
 
 class AnonRateThrottle(throttling.AnonRateThrottle):

@@ -52,7 +52,7 @@ def test_requests_share_one_redis_connection_and_the_limit_still_holds(
     settings, user, make_jwt, monkeypatch
 ):
     settings.CACHES = REDIS_CACHE
-    throttling.shared_cache().clear()
+    throttling.shared_cache.get().clear()
     connects = []
     # Connection._connect opens the socket (connect() is called for every command and returns
     # at once when connected).
@@ -72,7 +72,7 @@ def test_requests_share_one_redis_connection_and_the_limit_still_holds(
     try:
         statuses = [asgi_get("/api/v1/me", token) for _ in range(6)]
     finally:
-        throttling.shared_cache().clear()
+        throttling.shared_cache.get().clear()
     assert statuses == [200] * 5 + [429]
     # Each ASGI request runs in a context of its own, where django.core.cache.cache would be a
     # new client with a new connection every time (6 here); the shared client connected once,
@@ -119,10 +119,33 @@ def test_tasks_are_enqueued_on_one_broker_per_process(monkeypatch):
         return real(*args, **kwargs)
 
     monkeypatch.setattr(brokers, "get_broker", counting)
-    monkeypatch.setattr(queue, "_broker", None)
+    queue.broker.reset()
     before = OrmQ.objects.count()
     first = queue.enqueue("math.floor", 1.5)
     second = queue.enqueue("math.floor", 2.5)
     assert first != second
     assert OrmQ.objects.count() == before + 2
     assert made == [1]
+
+
+def test_the_per_process_client_is_made_again_in_a_forked_child_and_after_a_setting_change(
+    settings,
+):
+    import os
+
+    from agentdeck.core.per_process import PerProcess
+
+    shared = PerProcess(object, setting="CACHES")
+    first = shared.get()
+    assert shared.get() is first
+    settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.dummy.DummyCache"}}
+    second = shared.get()
+    assert second is not first
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: a fresh object, then leave at once
+        os.write(write, b"1" if shared.get() is not second else b"0")
+        os._exit(0)
+    os.waitpid(pid, 0)
+    assert os.read(read, 1) == b"1"
+    assert shared.get() is second
