@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import threading
 from datetime import timedelta
 
 import pytest
 from django.core.management import call_command
-from django.db import connection
 from django.utils import timezone
 from django_q.models import OrmQ
 
@@ -28,6 +26,7 @@ from agentdeck.credits.services import (
     usage_cost,
 )
 from tests.support.openai_server import FakeOpenAI
+from tests.support.threads import in_threads
 
 pytestmark = pytest.mark.django_db
 
@@ -322,33 +321,12 @@ def test_reconcile_command_reports_tampering(user, capsys):
 # --- races -------------------------------------------------------------------------------------------
 
 
-def _in_threads(n: int, target) -> list:
-    results: list = []
-    barrier = threading.Barrier(n)
-
-    def run(i: int) -> None:
-        barrier.wait()
-        try:
-            results.append(target(i))
-        except Exception as e:  # the outcome is the point
-            results.append(e)
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(n)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    return results
-
-
 @pytest.mark.django_db(transaction=True)
 def test_a_balance_covering_k_of_n_simultaneous_runs_starts_exactly_k(user, model, priced_agent):
     agent_update(agent=priced_agent, actor=user, credit_cap=1000)
     priced_agent.refresh_from_db()
     credits_grant(user=user, amount=3000, idempotency_key="g")  # covers exactly 3 holds of 1000
-    results = _in_threads(
+    results = in_threads(
         8, lambda i: agent_run_start(user=user, agent=priced_agent, input=f"run {i}")
     )
     started = [r for r in results if isinstance(r, tuple)]
@@ -373,7 +351,7 @@ def test_concurrent_grants_holds_and_settlements_keep_the_ledger_exact(user, mod
         run, _ = agent_run_start(user=user, agent=priced_agent, input=f"w{i}")
         return execute_run(str(run.id))
 
-    _in_threads(12, work)
+    in_threads(12, work)
     assert credits_reconcile() == []
     account = balance(user)
     assert account.reserved == 0

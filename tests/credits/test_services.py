@@ -25,6 +25,7 @@ from agentdeck.credits.services import (
     usage_cost,
 )
 from tests.factories import UserFactory
+from tests.support.threads import in_threads
 
 pytestmark = pytest.mark.django_db
 
@@ -331,25 +332,13 @@ def test_a_settlement_racing_another_for_the_same_run_waits_and_does_nothing(new
 def test_simultaneous_first_holds_of_a_new_user_create_one_row_and_all_pass(new_run):
     user = UserFactory()
     runs = [new_run(user) for _ in range(6)]
-    barrier = threading.Barrier(len(runs))
-    errors: list[BaseException] = []
 
-    def hold(run) -> None:
-        try:
-            barrier.wait()
-            with transaction.atomic():
-                credits_hold(user_id=user.pk, run_id=run.id, plan=HoldPlan(0, PRICES))
-        except BaseException as e:  # the outcome is the point
-            errors.append(e)
-        finally:
-            connection.close()
+    def hold(i: int) -> CreditHold | None:
+        with transaction.atomic():
+            return credits_hold(user_id=user.pk, run_id=runs[i].id, plan=HoldPlan(0, PRICES))
 
-    threads = [threading.Thread(target=hold, args=(run,)) for run in runs]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(20)
-    assert errors == []
+    results = in_threads(len(runs), hold)
+    assert all(isinstance(r, CreditHold) for r in results), results
     assert UserCredits.objects.filter(user=user).count() == 1
     assert CreditHold.objects.filter(user=user, status="open").count() == len(runs)
     assert credits_reconcile() == []
@@ -362,26 +351,14 @@ def test_concurrent_holds_and_settlements_on_one_balance_keep_it_exact(new_run):
     user = UserFactory()
     credits_grant(user=user, amount=5000, idempotency_key="g")
     runs = [new_run(user) for _ in range(12)]
-    barrier = threading.Barrier(len(runs))
-    outcomes: list[object] = []
 
-    def work(run) -> None:
-        try:
-            barrier.wait()
-            with transaction.atomic():
-                credits_hold(user_id=user.pk, run_id=run.id, plan=HoldPlan(1000, PRICES))
-            with transaction.atomic():
-                outcomes.append(credits_settle(run_id=run.id, usage=USAGE))
-        except InsufficientCredits as e:
-            outcomes.append(e)
-        finally:
-            connection.close()
+    def work(i: int) -> int:
+        with transaction.atomic():
+            credits_hold(user_id=user.pk, run_id=runs[i].id, plan=HoldPlan(1000, PRICES))
+        with transaction.atomic():
+            return credits_settle(run_id=runs[i].id, usage=USAGE)
 
-    threads = [threading.Thread(target=work, args=(run,)) for run in runs]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(30)
+    outcomes = in_threads(len(runs), work)
     settled = [o for o in outcomes if o == COST]
     assert len(outcomes) == len(runs)
     assert len(settled) >= 5  # the first five always fit
