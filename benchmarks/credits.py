@@ -76,7 +76,6 @@ import os
 import platform
 import shutil
 import signal
-import socket
 import statistics
 import sys
 import tempfile
@@ -91,6 +90,7 @@ from typing import Any
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(BASE_DIR))
+from _support import interrupt_on_signal, redis_answers  # noqa: E402 (the scripts' own directory)
 
 RATIO_TARGET = 0.40
 CREDIT = 1_000_000
@@ -139,15 +139,6 @@ FAILED_PUBLISHES = _FailedPublishes()
 
 
 # --- environment and Django -------------------------------------------------------------------
-
-
-def redis_answers(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=1) as s:
-            s.sendall(b"PING\r\n")
-            return s.recv(16).startswith(b"+PONG")
-    except OSError:
-        return False
 
 
 def setup_django(args: argparse.Namespace) -> str:
@@ -813,15 +804,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def _on_signal(signum: int, frame: Any) -> None:
-    raise KeyboardInterrupt(f"signal {signum}")
-
-
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     # A TERM (timeout, kill) unwinds like Ctrl-C, so atexit stops the embedded server and
     # removes its directory.
-    signal.signal(signal.SIGTERM, _on_signal)
+    signal.signal(signal.SIGTERM, interrupt_on_signal)
     started = datetime.now(UTC)
     loadavg = os.getloadavg()
     samples: dict[str, dict[str, list[Sample]]] = {}

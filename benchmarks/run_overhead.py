@@ -50,7 +50,6 @@ import platform
 import random
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -64,6 +63,7 @@ from typing import Any
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(BASE_DIR))
+from _support import env_pair, free_port, parse_ts, percentile  # noqa: E402 (the scripts' own directory)
 
 INPUT = 'calculator {"expression": "2+2"}'
 EXPECTED_OUTPUT = "calculator returned: 4"
@@ -101,15 +101,6 @@ class BenchTimeout(BenchError):
 
 def log(message: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
-
-
-def percentile(values: list[float], q: int) -> float:
-    """The q-th percentile, linear interpolation between closest ranks."""
-    if not values:
-        return float("nan")
-    if len(values) == 1:
-        return values[0]
-    return statistics.quantiles(values, n=100, method="inclusive")[q - 1]
 
 
 def cpu_busy(interval: float = 1.0) -> float:
@@ -176,16 +167,6 @@ def cpu_by_group(roots: dict[str, int]) -> dict[str, float]:
             stack.extend(children.get(pid, []))
         result[name] = total
     return result
-
-
-def parse_ts(value: str) -> float:
-    return datetime.fromisoformat(value).timestamp()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 # --- the raw SDK baseline ------------------------------------------------------------------------
@@ -817,13 +798,6 @@ def machine() -> dict[str, Any]:
 
 
 # --- main ----------------------------------------------------------------------------------------
-
-
-def env_pair(text: str) -> tuple[str, str]:
-    key, sep, value = text.partition("=")
-    if not sep or not key:
-        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, not {text!r}")
-    return key, value
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -87,7 +87,6 @@ import os
 import platform
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -100,6 +99,7 @@ from typing import Any
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(BASE_DIR))
+from _support import free_port, parse_ts, percentile  # noqa: E402 (the scripts' own directory)
 
 HOST = "127.0.0.1"
 # Targets from the issue.
@@ -129,27 +129,6 @@ class BenchError(RuntimeError):
 
 def log(message: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
-
-
-def percentile(values: list[float], q: float) -> float:
-    """The q-th percentile, linear interpolation between closest ranks."""
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    rank = (len(ordered) - 1) * q / 100
-    low = int(rank)
-    high = min(low + 1, len(ordered) - 1)
-    return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
-
-
-def parse_ts(value: str) -> float:
-    return datetime.fromisoformat(value).timestamp()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind((HOST, 0))
-        return s.getsockname()[1]
 
 
 def due_time(t0: float, run_index: int, runs: int, seq: int, rate: float) -> float:
