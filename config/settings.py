@@ -142,7 +142,12 @@ _db["CONN_MAX_AGE"] = env.int("DATABASE_CONN_MAX_AGE", default=0)
 # PostgreSQL backend start each time: with the ORM broker ~13 ms of PostgreSQL CPU per task,
 # more than a whole run may spend (benchmarks/run_floor.py).
 RUNNING_QCLUSTER = sys.argv[1:2] == ["qcluster"]
-if RUNNING_QCLUSTER and not env.bool("DATABASE_POOL", default=False):
+# A pool of connections per process (Django's psycopg_pool support): a request borrows one
+# instead of connecting (3-4 ms here, benchmarks/vector_search.py) and gives it back. The ASGI
+# entry point (config/asgi.py, i.e. daphne) turns it on; django-q2 forks its workers, and a
+# pool's threads do not survive a fork, so other processes connect per use unless told to.
+DATABASE_POOL = env.bool("DATABASE_POOL", default=False)
+if RUNNING_QCLUSTER and not DATABASE_POOL:
     _db["CONN_MAX_AGE"] = env.int("DATABASE_WORKER_CONN_MAX_AGE", default=600)
 _db["CONN_HEALTH_CHECKS"] = True
 _db.setdefault("OPTIONS", {})["connect_timeout"] = env.int("DATABASE_CONNECT_TIMEOUT", default=5)
@@ -150,11 +155,6 @@ _db.setdefault("OPTIONS", {})["connect_timeout"] = env.int("DATABASE_CONNECT_TIM
 if env.str("TEST_DATABASE_NAME", default=""):
     _db["TEST"] = {"NAME": env.str("TEST_DATABASE_NAME")}
 DATABASES = {"default": _db}
-# A pool of connections per process (Django's psycopg_pool support): a request borrows one
-# instead of connecting (3-4 ms here, benchmarks/vector_search.py) and gives it back. The ASGI
-# entry point (config/asgi.py, i.e. daphne) turns it on; django-q2 forks its workers, and a
-# pool's threads do not survive a fork, so other processes connect per use unless told to.
-DATABASE_POOL = env.bool("DATABASE_POOL", default=False)
 if DATABASE_POOL:
     DATABASES["default"] = {
         **_db,
@@ -322,7 +322,7 @@ if CHANNEL_LAYER == "redis":
             # fans out in memory. The queue layer wrote one sorted-set entry per member socket
             # and popped each with four Redis round trips on one receive lock, handed over on
             # every consumer's exit: 500 sockets of runs ending together waited up to 1 s for
-            # their last frames (benchmarks/ws_fanout.py: p99 190-270 ms -> 36 ms). What Pub/Sub
+            # their last frames (benchmarks/ws_fanout.py: p99 190-270 ms -> 49 ms). What Pub/Sub
             # does not keep (a process reconnecting to Redis misses what was published
             # meanwhile) the run log has: followers notice the gap, or read the log after
             # RUN_STREAM_RECHECK_SECONDS without news.
@@ -451,8 +451,8 @@ RUN_STREAM_RECHECK_SECONDS = env.float("RUN_STREAM_RECHECK_SECONDS", default=5.0
 # wake-up, and every process with followers reads it from the log. PostgreSQL's NOTIFY carries
 # under 8000 bytes (channels-postgres moves bigger messages to a side table that can expire
 # them under load); Redis carries events whole up to the log's own 64,000-character cap, so a
-# run's final output (often a few KB) does not send hundreds of followers to the database at
-# the moment it ends (benchmarks/ws_fanout.py: up to 1 s on the terminal frames).
+# run's final output (often a few KB) does not send every follower to the database at the
+# moment the run ends.
 RUN_EVENT_LIVE_MAX_CHARS = int(
     env.str("RUN_EVENT_LIVE_MAX_CHARS", default="")
     or (70_000 if CHANNEL_LAYER == "redis" else 4000)

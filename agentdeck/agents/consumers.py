@@ -46,9 +46,8 @@ class AuthenticatedConsumer(AsyncWebsocketConsumer):
     # closes stale connections around each call itself). Channels 4 also runs
     # close_old_connections on the process's one sync thread before *every* handler: with
     # hundreds of sockets following live runs, each event became hundreds of queued hops
-    # through that thread, the largest delay benchmarks/ws_fanout.py found. The same for the
-    # disconnect: when a run ends, all its followers close together, and their queued hops held
-    # up the terminal frames of the runs ending next (~1 s; they were the whole p99).
+    # through that thread, the largest delay benchmarks/ws_fanout.py found. The disconnect
+    # needs no database either, and when a run ends all its followers disconnect together.
     DIRECT_MESSAGE_TYPES = frozenset({"run.event", "user.notify", "websocket.disconnect"})
 
     async def dispatch(self, message: dict[str, Any]) -> None:
