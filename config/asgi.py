@@ -7,8 +7,6 @@ authenticated by ``TokenAuthMiddleware`` before any consumer sees it.
 
 import os
 
-from django.core.asgi import get_asgi_application
-
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 # The web process (daphne) borrows database connections from a pool (DATABASE_POOL in
 # settings). Only when this module starts the process: a process that merely imports it after
@@ -19,7 +17,10 @@ from django.conf import settings as _settings
 if not _settings.configured:
     os.environ.setdefault("DATABASE_POOL", "true")
 
-# Initialise Django (apps, models) before importing anything that touches models.
+# Initialise Django (apps, models) before importing anything that touches models. Django's
+# ASGI handler, with each request on one hop to its thread (agentdeck.core.asgi).
+from agentdeck.core.asgi import get_asgi_application
+
 django_asgi_app = get_asgi_application()
 
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402

@@ -94,8 +94,6 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
-    # Last: keeps the chain above on one thread under daphne (see its docstring).
-    "agentdeck.core.middleware.SyncChainMiddleware",
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -283,7 +281,7 @@ REDIS_URL = env.str("REDIS_URL", default="")
 
 CACHES = {
     "default": (
-        {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}
+        {"BACKEND": "agentdeck.core.cache.RedisCache", "LOCATION": REDIS_URL}
         if REDIS_URL
         else {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}
     )

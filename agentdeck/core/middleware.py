@@ -73,26 +73,3 @@ def _default_detail(status: int, request: HttpRequest) -> str:
     if status >= 500:
         return "An unexpected error occurred; it has been logged."
     return "The request could not be processed."
-
-
-class SyncChainMiddleware:
-    """Last in MIDDLEWARE, and sync-only on purpose: it makes Django run the whole middleware
-    chain and the view on one thread under daphne.
-
-    Django builds the chain from the view outwards and gives each middleware the mode of the
-    handler below it. Under ASGI the bottom is async, so every async-capable middleware above it
-    ran in async mode, and Django's ``MiddlewareMixin`` runs each ``process_request`` and
-    ``process_response`` through ``sync_to_async``: about a dozen hops between the event loop and
-    the request's thread per request (the sessions, CSRF, auth, messages... middleware), plus two
-    around WhiteNoise, which is sync-only. With a sync-only middleware at the bottom, everything
-    above runs synchronously on the request's thread: one hop in, one out to the view, one back.
-    """
-
-    sync_capable = True
-    async_capable = False
-
-    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
-        self.get_response = get_response
-
-    def __call__(self, request: HttpRequest) -> HttpResponse:
-        return self.get_response(request)

@@ -1,6 +1,7 @@
 """The cost of one API request under daphne, through the real ASGI application: the rate
 throttles keep one cache client per process (agentdeck.core.throttling, on the real Redis
-cache), and the middleware chain runs on one thread (SyncChainMiddleware)."""
+cache), and the middleware chain and the view run on one hop to the request's thread
+(agentdeck.core.asgi.ASGIHandler)."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from config.asgi import application
 
 REDIS_CACHE = {
     "default": {
-        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "BACKEND": "agentdeck.core.cache.RedisCache",
         "LOCATION": "redis://127.0.0.1:6379/14",
     }
 }
@@ -63,6 +64,14 @@ def test_requests_share_one_redis_connection_and_the_limit_still_holds(
         return real_connect(self, *args, **kwargs)
 
     monkeypatch.setattr(redis.connection.Connection, "_connect", counting)
+    clients = []
+    real_init = redis.Redis.__init__
+
+    def counting_clients(self, *args, **kwargs):
+        clients.append(1)
+        return real_init(self, *args, **kwargs)
+
+    monkeypatch.setattr(redis.Redis, "__init__", counting_clients)
     monkeypatch.setattr(
         SimpleRateThrottle,
         "THROTTLE_RATES",
@@ -76,31 +85,42 @@ def test_requests_share_one_redis_connection_and_the_limit_still_holds(
     assert statuses == [200] * 5 + [429]
     # Each ASGI request runs in a context of its own, where django.core.cache.cache would be a
     # new client with a new connection every time (6 here); the shared client connected once,
-    # for the clear() above.
+    # for the clear() above. And Django's own client would build a redis.Redis per cache call
+    # (12 here); agentdeck.core.cache keeps the one the clear() made.
     assert connects == []
+    assert clients == []
 
 
 def test_an_api_request_crosses_between_loop_and_thread_only_a_few_times(
     settings, user, make_jwt, monkeypatch
 ):
-    """SyncChainMiddleware keeps the middleware chain and the view on one thread: without it,
-    Django ran each async-capable middleware's process_request/process_response through
-    sync_to_async (15 crossings for this request instead of 5)."""
+    """agentdeck's ASGI handler runs the middleware chain and the view in one sync_to_async:
+    Django's ran each async-capable middleware's process_request/process_response through
+    sync_to_async (15 crossings for this request), and with the chain kept sync, still went
+    back to the loop under it and hopped again for the view (5 crossings and a trip back)."""
     from asgiref import sync
 
-    crossings = []
+    crossings, returns = [], []
     real_call = sync.SyncToAsync.__call__
+    real_back = sync.AsyncToSync.__call__
 
     async def counting(self, *args, **kwargs):
         crossings.append(getattr(self.func, "__qualname__", repr(self.func)))
         return await real_call(self, *args, **kwargs)
 
+    def counting_back(self, *args, **kwargs):
+        returns.append(getattr(self.awaitable, "__qualname__", repr(self.awaitable)))
+        return real_back(self, *args, **kwargs)
+
     monkeypatch.setattr(sync.SyncToAsync, "__call__", counting)
+    monkeypatch.setattr(sync.AsyncToSync, "__call__", counting_back)
     token = make_jwt(user.pk, email=user.email)
     assert asgi_get("/api/v1/me", token) == 200
-    # request_started's receivers, the chain, and under it Django's async core: the CSRF view
-    # check, the view, rendering the response.
-    assert len(crossings) <= 5, crossings
+    # request_started's receivers, the request (chain and view), then closing the response
+    # (which may come after the communicator has the response).
+    assert crossings[:2] == ["Signal.asend.<locals>.sync_send", "BaseHandler.get_response"]
+    assert len(crossings) <= 3, crossings
+    assert returns == ["asgi_get.<locals>.main"]  # this test's own way in; none from Django
 
 
 def test_tasks_are_enqueued_on_one_broker_per_process(monkeypatch):
@@ -149,3 +169,62 @@ def test_the_per_process_client_is_made_again_in_a_forked_child_and_after_a_sett
     os.waitpid(pid, 0)
     assert os.read(read, 1) == b"1"
     assert shared.get() is second
+
+
+def test_the_redis_rate_limit_is_atomic_and_says_when_to_come_back(settings):
+    """RedisCache.rate_limit (GCRA in one Lua call): of 24 simultaneous requests against a limit
+    of 7 per minute exactly 7 pass (DRF's read-modify-write of a list let concurrent requests
+    through together), and a refused one learns when the next slot opens (60 / 7 s)."""
+    from agentdeck.core.cache import RedisCache
+    from tests.support.threads import in_threads
+
+    settings.CACHES = REDIS_CACHE
+    cache = throttling.shared_cache.get()
+    assert isinstance(cache, RedisCache)
+    cache.clear()
+    outcomes = in_threads(24, lambda i: cache.rate_limit("burst", 7, 60))
+    assert len(outcomes) == 24
+    assert not [o for o in outcomes if isinstance(o, Exception)]
+    assert sum(o is None for o in outcomes) == 7
+    waits = [o for o in outcomes if o is not None]
+    assert all(0 < w <= 60 / 7 + 0.01 for w in waits), waits
+    # Refusals are not counted: the wait does not grow with them.
+    assert cache.rate_limit("burst", 7, 60) <= 60 / 7 + 0.01
+    # Another key has its own budget.
+    assert cache.rate_limit("other", 7, 60) is None
+    cache.clear()
+
+
+def test_a_throttled_api_request_gets_retry_after_from_the_redis_limit(
+    settings, user, make_jwt, monkeypatch
+):
+    settings.CACHES = REDIS_CACHE
+    throttling.shared_cache.get().clear()
+    monkeypatch.setattr(
+        SimpleRateThrottle,
+        "THROTTLE_RATES",
+        {**settings.REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"], "user": "2/hour"},
+    )
+    token = make_jwt(user.pk, email=user.email)
+
+    async def main() -> list[dict]:
+        out = []
+        for _ in range(3):
+            comm = HttpCommunicator(
+                application,
+                "GET",
+                "/api/v1/me",
+                headers=[(b"host", b"localhost"), (b"authorization", f"Bearer {token}".encode())],
+            )
+            out.append(await comm.get_response(timeout=10))
+        return out
+
+    try:
+        responses = async_to_sync(main)()
+    finally:
+        throttling.shared_cache.get().clear()
+    assert [r["status"] for r in responses] == [200, 200, 429]
+    headers = {k.lower(): v for k, v in responses[2]["headers"]}
+    assert headers[b"content-type"].startswith(b"application/problem+json")
+    # The next of 2 per hour: 30 minutes after the first.
+    assert 1790 <= int(headers[b"retry-after"]) <= 1800

@@ -1,0 +1,87 @@
+"""Django's ASGI handler with the whole request on one hop to the request's thread.
+
+Django's ``ASGIHandler`` builds its middleware chain in async mode and gives each middleware the
+mode of the handler below it, with ``_get_response_async`` at the bottom. The chain here is sync
+(Django's middleware and WhiteNoise), so a request crossed between daphne's event loop and its
+thread again and again: Django ran each async-capable middleware's hooks through
+``sync_to_async`` (15 crossings per API request), and even with the chain kept synchronous, the
+bottom of it went back to the loop (``async_to_sync(_get_response_async)``) only to hop to a
+thread once more for the view. Each crossing is a handoff between threads and a turn of the
+loop: milliseconds per request on a busy 2-core machine (benchmarks/RESULTS.md).
+
+This handler builds the chain in sync mode, view included, and runs ``get_response`` (chain,
+view, response logging) in one ``sync_to_async`` call. An async view still works: the sync core
+calls it through ``async_to_sync``, which runs it on the loop while the thread waits; a streaming
+response (SSE) is streamed by the handler on the loop afterwards, holding no thread.
+
+And it reuses the request's thread. Django gives each request a ``ThreadSensitiveContext`` of
+its own, so that requests run their sync code side by side, and asgiref makes that context a
+new single-thread executor: a thread started for every request, and another one started at its
+end to join the first. Here each request still has a single-thread executor to itself while it
+runs (asgiref's ``ThreadSensitiveContext(executor=...)``, which leaves the executor to its
+owner), taken from the idle ones the requests before it gave back.
+"""
+
+from __future__ import annotations
+
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from asgiref.sync import ThreadSensitiveContext, sync_to_async
+from django.core.handlers.asgi import ASGIHandler as DjangoASGIHandler
+from django.http import HttpRequest, HttpResponseBase
+
+# Idle executors kept beyond this many (after a burst of concurrent requests) are shut down.
+MAX_IDLE_THREADS = 16
+
+
+class _Executors:
+    """Single-thread executors for requests, one per request while it runs."""
+
+    def __init__(self) -> None:
+        self._idle: list[ThreadPoolExecutor] = []
+        self._lock = threading.Lock()
+
+    def take(self) -> ThreadPoolExecutor:
+        with self._lock:
+            if self._idle:
+                return self._idle.pop()
+        return ThreadPoolExecutor(max_workers=1, thread_name_prefix="request")
+
+    def give_back(self, executor: ThreadPoolExecutor) -> None:
+        with self._lock:
+            if len(self._idle) < MAX_IDLE_THREADS:
+                self._idle.append(executor)
+                return
+        executor.shutdown(wait=False)
+
+
+class ASGIHandler(DjangoASGIHandler):
+    executors = _Executors()
+
+    def load_middleware(self, is_async: bool = False) -> None:
+        super().load_middleware(is_async=False)
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":  # as Django's
+            raise ValueError(f"Django can only handle ASGI/HTTP connections, not {scope['type']}.")
+        executor = self.executors.take()
+        try:
+            async with ThreadSensitiveContext(executor=executor):
+                await self.handle(scope, receive, send)
+        finally:
+            # Whatever the request left queued on it (a sync call whose await was cancelled
+            # still runs to its end) runs before the next request's calls: one thread each.
+            self.executors.give_back(executor)
+
+    async def get_response_async(self, request: HttpRequest) -> HttpResponseBase:
+        return await sync_to_async(self.get_response, thread_sensitive=True)(request)
+
+
+def get_asgi_application() -> ASGIHandler:
+    """``django.core.asgi.get_asgi_application`` with this handler."""
+    import django
+
+    django.setup(set_prefix=False)
+    return ASGIHandler()
