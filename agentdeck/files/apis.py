@@ -448,7 +448,10 @@ class VectorIndexViewSet(viewsets.GenericViewSet):
             {
                 "query": v["query"],
                 "mode": v["mode"],
-                "results": SearchHitSerializer(hits, many=True).data,
+                # The hits as SearchHitSerializer documents them, built directly: DRF's
+                # serializer cost ~0.6 ms per 10 hits here (field copies per instance, a
+                # to_representation per field), a tenth of the request.
+                "results": [hit.as_dict() for hit in hits],
             }
         )
 

@@ -52,6 +52,21 @@ class SearchHit:
     char_end: int
     attributes: dict[str, Any]
 
+    def as_dict(self) -> dict[str, Any]:
+        """The API's shape of a hit (``SearchHitSerializer``): ids as strings, score a float."""
+        return {
+            "chunk_id": self.chunk_id,
+            "score": float(self.score),
+            "text": self.text,
+            "file_id": str(self.file_id),
+            "file_name": self.file_name,
+            "position": self.position,
+            "page": self.page,
+            "char_start": self.char_start,
+            "char_end": self.char_end,
+            "attributes": self.attributes,
+        }
+
 
 def _filters_sql(
     file_ids: list[str] | None, attributes: dict[str, Any] | None

@@ -162,3 +162,34 @@ def test_a_short_graph_walk_falls_back_to_the_exact_read(many_indices, user, set
     assert any("ORDER BY c.embedding" in s for s in statements)  # the graph was tried first
     assert any("MATERIALIZED" in s for s in statements)  # then the exact read
     assert [cid for cid, _ in got] == exact(far, query, 30)
+
+
+@pytest.mark.parametrize("page", [None, 3])
+def test_a_hit_as_the_api_sends_it_is_what_its_serializer_documents(page):
+    """The search view builds its hits with SearchHit.as_dict instead of SearchHitSerializer
+    (which the OpenAPI schema shows): both must give the same JSON."""
+    import json
+    import uuid
+    from decimal import Decimal
+
+    from rest_framework.utils.encoders import JSONEncoder
+
+    from agentdeck.files.apis import SearchHitSerializer
+    from agentdeck.files.search import SearchHit
+
+    hit = SearchHit(
+        chunk_id=7,
+        score=Decimal("0.8125"),
+        text="Refunds take 5 days.",
+        file_id=uuid.uuid4(),
+        file_name="policy.pdf",
+        position=2,
+        page=page,
+        char_start=100,
+        char_end=120,
+        attributes={"team": "support", "year": 2026},
+    )
+    as_sent = json.loads(json.dumps(hit.as_dict(), cls=JSONEncoder))
+    documented = json.loads(json.dumps(SearchHitSerializer(hit).data, cls=JSONEncoder))
+    assert as_sent == documented
+    assert list(as_sent) == list(documented)
