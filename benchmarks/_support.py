@@ -53,3 +53,35 @@ def redis_answers(port: int = 6379) -> bool:
 def interrupt_on_signal(signum: int, frame: Any) -> None:
     """A SIGTERM handler: unwind like Ctrl-C, so ``finally`` blocks and atexit clean up."""
     raise KeyboardInterrupt(f"signal {signum}")
+
+
+class KeepAlive:
+    """One persistent HTTP/1.1 connection (``http.client``) for timed requests: the client's
+    own cost stays out of what is measured (httpx spends ~0.35 ms of CPU per request here
+    against ~0.15 ms for ``http.client``; a raw SQL baseline pays no such client)."""
+
+    def __init__(self, host: str, port: int, headers: dict[str, str] | None = None) -> None:
+        import http.client
+
+        self._connection = http.client.HTTPConnection(host, port, timeout=60)
+        self._headers = headers or {}
+
+    def request(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
+        """(status, the body decoded as JSON, or as text when it is not JSON)."""
+        import json
+
+        headers = dict(self._headers)
+        data = None
+        if body is not None:
+            data = json.dumps(body).encode()
+            headers["Content-Type"] = "application/json"
+        self._connection.request(method, path, body=data, headers=headers)
+        response = self._connection.getresponse()
+        raw = response.read()
+        try:
+            return response.status, json.loads(raw)
+        except ValueError:
+            return response.status, raw.decode(errors="replace")
+
+    def close(self) -> None:
+        self._connection.close()

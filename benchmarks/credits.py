@@ -36,7 +36,10 @@ ratio and the reconciliation result. Targets: at least 40% of the baseline, zero
 All sides run the same workers (``--workers``, default 16) the same way: ``--mode process``
 (default; forked after Django is set up, like qcluster workers; a forked worker starts with no
 channel layer, like a fresh process) or ``--mode thread``, each worker with its own database
-connection (closed at its end), all released together by a barrier; settlements/s = N / (first
+connection (closed at its end), warmed up with ``--worker-warmup`` untimed settlements of its
+side (5; a qcluster worker is long-lived: its publishing thread, channel-layer connection and
+the server process's table caches are made once, not per run), all released together by a
+barrier; settlements/s = N / (first
 worker's start -> last worker's end). Two configurations: ``spread`` (one user per worker: no two
 workers touch the same row) and ``contended`` (every worker settles for the same user, so each
 ``user_credits`` UPDATE waits for the row lock the other transactions hold until they commit).
@@ -238,7 +241,9 @@ def create_fixture(args: argparse.Namespace) -> Fixture:
     if not 0 < cost < plan.amount:
         raise BenchError(f"want 0 < cost < hold, got cost {cost}, hold {plan.amount}")
     # Enough for every settlement of the benchmark, with a margin.
-    total = args.settlements * args.repeat * len(args.sides) + args.warmup
+    total = (args.settlements + args.workers * args.worker_warmup) * args.repeat * len(
+        args.sides
+    ) + args.warmup
     for user in [*spread, contended, warm]:
         credits_grant(user=user, amount=total * plan.amount * 2, idempotency_key=f"bench-{tag}")
 
@@ -251,7 +256,8 @@ def create_fixture(args: argparse.Namespace) -> Fixture:
             for side in (s for s in args.sides if s in HOLDING):
                 lists = []
                 for w, count in enumerate(per_worker(args.settlements, args.workers)):
-                    ids = [uuid.uuid4() for _ in range(count)]
+                    # The worker's untimed warm-up settlements first (run_job).
+                    ids = [uuid.uuid4() for _ in range(args.worker_warmup + count)]
                     rows += [
                         AgentRun(
                             id=i,
@@ -403,10 +409,11 @@ def service_sql_once(cursor: Any, user_id: str, run_id: str, plan: Any, cost: in
 class Job:
     side: str
     user_id: str
-    run_ids: list[str]  # the holding sides
-    count: int  # baseline
+    run_ids: list[str]  # the holding sides: the warm-up ones first
+    count: int  # timed settlements
     plan: Any
     cost: int
+    warmup: int  # untimed settlements before the barrier
 
 
 def server_cpu(postmaster: int | None) -> float | None:
@@ -452,8 +459,31 @@ class Outcome:
     failed_publishes: int  # in this process (process mode)
 
 
+def settle_many(job: Job, run_ids: list[str], count: int) -> None:
+    """``count`` settlements of the job's side (the holding sides: on ``run_ids``)."""
+    from django.db import connection
+
+    if job.side in ("agentdeck", "no_publish"):
+        from agentdeck.core import realtime
+
+        for run_id in run_ids:
+            settle_once(job.user_id, run_id, job.plan, job.cost)
+        # credits.updated leaves from the publishing thread: count the time it takes to send
+        # what the settlements published, as a task's end does.
+        realtime.flush(timeout=60)
+    elif job.side == "service_sql":
+        with connection.cursor() as cursor:
+            for run_id in run_ids:
+                service_sql_once(cursor, job.user_id, run_id, job.plan, job.cost)
+    else:
+        with connection.cursor() as cursor:
+            for _ in range(count):
+                bare_once(cursor, job.user_id, job.plan.amount, job.cost)
+
+
 def run_job(job: Job, barrier: Any, mode: str) -> Outcome:
-    """One worker: connect, wait for the others, do its settlements, close its connection."""
+    """One worker: connect, warm up, wait for the others, do its settlements, close its
+    connection."""
     from django.db import connection
 
     clock = time.process_time if mode == "process" else time.thread_time
@@ -461,29 +491,18 @@ def run_job(job: Job, barrier: Any, mode: str) -> Outcome:
         connection.ensure_connection()
         with connection.cursor() as cursor:
             cursor.execute("SELECT 1")
+        # Warm up like a long-lived worker process (a qcluster worker settles thousands of
+        # runs): the side's own statements once, its publishing thread and channel-layer
+        # connection started, the server process's caches of the tables it touches filled.
+        # Each side does it the same way, before the barrier, untimed.
+        settle_many(job, job.run_ids[: job.warmup], job.warmup)
         barrier.wait()
         failed0, cpu0, start = FAILED_PUBLISHES.count, clock(), time.monotonic()
-        if job.side in ("agentdeck", "no_publish"):
-            for run_id in job.run_ids:
-                settle_once(job.user_id, run_id, job.plan, job.cost)
-            # credits.updated leaves from the publishing thread: count the time it takes to
-            # send what the settlements published, as a task's end does.
-            from agentdeck.core import realtime
-
-            realtime.flush(timeout=60)
-        elif job.side == "service_sql":
-            with connection.cursor() as cursor:
-                for run_id in job.run_ids:
-                    service_sql_once(cursor, job.user_id, run_id, job.plan, job.cost)
-        else:
-            with connection.cursor() as cursor:
-                for _ in range(job.count):
-                    bare_once(cursor, job.user_id, job.plan.amount, job.cost)
+        settle_many(job, job.run_ids[job.warmup :], job.count)
         end, cpu1 = time.monotonic(), clock()
     finally:
         connection.close()
-    done = len(job.run_ids) if job.side in HOLDING else job.count
-    return Outcome(start, end, done, cpu1 - cpu0, FAILED_PUBLISHES.count - failed0)
+    return Outcome(start, end, job.count, cpu1 - cpu0, FAILED_PUBLISHES.count - failed0)
 
 
 @dataclass
@@ -625,7 +644,13 @@ def measure(args: argparse.Namespace, fixture: Fixture, config: str, rep: int, s
     run_lists = fixture.runs.get((config, rep, side))
     jobs = [
         Job(
-            side, users[w], run_lists[w] if run_lists else [], counts[w], fixture.plan, fixture.cost
+            side,
+            users[w],
+            run_lists[w] if run_lists else [],
+            counts[w],
+            fixture.plan,
+            fixture.cost,
+            args.worker_warmup,
         )
         for w in range(args.workers)
     ]
@@ -636,7 +661,7 @@ def measure(args: argparse.Namespace, fixture: Fixture, config: str, rep: int, s
     # The exact effect on every row: `cost` spent per settlement, nothing left reserved.
     spent: dict[str, int] = {}
     for w, user_id in enumerate(users):
-        spent[user_id] = spent.get(user_id, 0) + counts[w] * fixture.cost
+        spent[user_id] = spent.get(user_id, 0) + (counts[w] + args.worker_warmup) * fixture.cost
     for user_id, amount in spent.items():
         expected = (before[user_id][0] - amount, before[user_id][1])
         if after[user_id] != expected:
@@ -786,7 +811,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--redis-port", type=int, default=6379)
     parser.add_argument("--redis-db", type=int, default=12, help="only published to, never flushed")
-    parser.add_argument("--warmup", type=int, default=20, help="settlements before timing")
+    parser.add_argument(
+        "--warmup", type=int, default=20, help="settlements in the parent before any fork"
+    )
+    parser.add_argument(
+        "--worker-warmup",
+        type=int,
+        default=5,
+        help="untimed settlements each worker makes before the barrier (0: none, as before)",
+    )
     parser.add_argument(
         "--quiet-wait",
         type=float,
