@@ -9,10 +9,14 @@ bottom of it went back to the loop (``async_to_sync(_get_response_async)``) only
 thread once more for the view. Each crossing is a handoff between threads and a turn of the
 loop: milliseconds per request on a busy 2-core machine (benchmarks/RESULTS.md).
 
-This handler builds the chain in sync mode, view included, and runs ``get_response`` (chain,
-view, response logging) in one ``sync_to_async`` call. An async view still works: the sync core
-calls it through ``async_to_sync``, which runs it on the loop while the thread waits; a streaming
-response (SSE) is streamed by the handler on the loop afterwards, holding no thread.
+This handler builds the chain in sync mode, view included, and does a request's sync work in one
+``sync_to_async`` call: ``request_started`` (Django sent it from the loop, one hop for its sync
+receivers), building the request, the chain and the view, and for a response that is not
+streamed, closing it (``request_finished``: the database connection goes back to the pool)
+before its bytes are sent, where Django hopped once more after sending. An async view still
+works: the sync core calls it through ``async_to_sync``, which runs it on the loop while the
+thread waits; a streaming response (SSE, files) is streamed by the handler on the loop
+afterwards, holding no thread, and closed after it as Django does.
 
 And it reuses the request's thread. Django gives each request a ``ThreadSensitiveContext`` of
 its own, so that requests run their sync code side by side, and asgiref makes that context a
@@ -24,13 +28,19 @@ owner), taken from the idle ones the requests before it gave back.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from asgiref.sync import ThreadSensitiveContext, sync_to_async
+from django.core import signals
+from django.core.exceptions import RequestAborted
 from django.core.handlers.asgi import ASGIHandler as DjangoASGIHandler
-from django.http import HttpRequest, HttpResponseBase
+from django.core.handlers.asgi import get_script_prefix
+from django.http import FileResponse, HttpResponseBase
+from django.urls import set_script_prefix
 
 # Idle executors kept beyond this many (after a burst of concurrent requests) are shut down.
 MAX_IDLE_THREADS = 16
@@ -75,8 +85,62 @@ class ASGIHandler(DjangoASGIHandler):
             # still runs to its end) runs before the next request's calls: one thread each.
             self.executors.give_back(executor)
 
-    async def get_response_async(self, request: HttpRequest) -> HttpResponseBase:
-        return await sync_to_async(self.get_response, thread_sensitive=True)(request)
+    def _respond(self, scope: dict[str, Any], body_file: Any) -> HttpResponseBase:
+        """On the request's thread: everything up to the bytes to send."""
+        signals.request_started.send(sender=self.__class__, scope=scope)
+        request, response = self.create_request(scope, body_file)
+        if request is not None:
+            response = self.get_response(request)  # the chain, the view, logging an error
+        response._handler_class = self.__class__
+        if isinstance(response, FileResponse):
+            response.block_size = self.chunk_size  # as Django's run_get_response
+        if not response.streaming:
+            response.close()  # request_finished; the content stays to be sent
+        return response
+
+    async def handle(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        """Django 5.2's ``ASGIHandler.handle`` with the sync work in one hop (``_respond``);
+        the same handling of a client that disconnects while the view runs."""
+        try:
+            body_file = await self.read_body(receive)
+        except RequestAborted:
+            return
+        set_script_prefix(get_script_prefix(scope))
+
+        async def process_request() -> HttpResponseBase:
+            response = await sync_to_async(self._respond, thread_sensitive=True)(scope, body_file)
+            with contextlib.suppress(asyncio.CancelledError):  # disconnected while it was sent
+                await self.send_response(response, send)
+            return response
+
+        tasks = [
+            # First, as in Django: it must not raise what would keep process_request from
+            # being cancelled.
+            asyncio.create_task(self.listen_for_disconnect(receive)),
+            asyncio.create_task(process_request()),
+        ]
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        for task in tasks:
+            if task.done():
+                try:
+                    task.result()
+                except RequestAborted:
+                    pass
+                except AssertionError:
+                    body_file.close()
+                    raise
+            else:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        try:
+            response = tasks[1].result()
+        except asyncio.CancelledError:
+            await signals.request_finished.asend(sender=self.__class__)
+        else:
+            if response.streaming:
+                await sync_to_async(response.close)()
+        body_file.close()
 
 
 def get_asgi_application() -> ASGIHandler:

@@ -5,6 +5,8 @@ cache), and the middleware chain and the view run on one hop to the request's th
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 import redis
 from asgiref.sync import async_to_sync
@@ -94,10 +96,11 @@ def test_requests_share_one_redis_connection_and_the_limit_still_holds(
 def test_an_api_request_crosses_between_loop_and_thread_only_a_few_times(
     settings, user, make_jwt, monkeypatch
 ):
-    """agentdeck's ASGI handler runs the middleware chain and the view in one sync_to_async:
-    Django's ran each async-capable middleware's process_request/process_response through
-    sync_to_async (15 crossings for this request), and with the chain kept sync, still went
-    back to the loop under it and hopped again for the view (5 crossings and a trip back)."""
+    """agentdeck's ASGI handler does a request's sync work in one sync_to_async: Django's ran
+    each async-capable middleware's process_request/process_response through sync_to_async (15
+    crossings for this request), and with the chain kept sync, still hopped for request_started,
+    went back to the loop under the chain and hopped again for the view, and once more to close
+    the response (5 crossings and a trip back)."""
     from asgiref import sync
 
     crossings, returns = [], []
@@ -116,10 +119,8 @@ def test_an_api_request_crosses_between_loop_and_thread_only_a_few_times(
     monkeypatch.setattr(sync.AsyncToSync, "__call__", counting_back)
     token = make_jwt(user.pk, email=user.email)
     assert asgi_get("/api/v1/me", token) == 200
-    # request_started's receivers, the request (chain and view), then closing the response
-    # (which may come after the communicator has the response).
-    assert crossings[:2] == ["Signal.asend.<locals>.sync_send", "BaseHandler.get_response"]
-    assert len(crossings) <= 3, crossings
+    # request_started, the request, the chain and view, closing the response: one hop.
+    assert crossings == ["ASGIHandler._respond"]
     assert returns == ["asgi_get.<locals>.main"]  # this test's own way in; none from Django
 
 
@@ -228,3 +229,70 @@ def test_a_throttled_api_request_gets_retry_after_from_the_redis_limit(
     assert headers[b"content-type"].startswith(b"application/problem+json")
     # The next of 2 per hour: 30 minutes after the first.
     assert 1790 <= int(headers[b"retry-after"]) <= 1800
+
+
+@pytest.fixture
+def finished_signals(settings):
+    """The request_finished signals sent while the test runs (ROOT_URLCONF: asgi_urls)."""
+    from django.core import signals
+
+    settings.ROOT_URLCONF = "tests.core.asgi_urls"
+    sent = []
+
+    def receiver(sender, **kwargs):
+        sent.append(sender)
+
+    signals.request_finished.connect(receiver)
+    yield sent
+    signals.request_finished.disconnect(receiver)
+
+
+async def _get(path: str) -> tuple[int, bytes]:
+    comm = HttpCommunicator(application, "GET", path, headers=[(b"host", b"localhost")])
+    await comm.send_input({"type": "http.request", "body": b""})
+    start = await comm.receive_output(10)
+    body = b""
+    while True:  # a streamed body may end with a message without "body"
+        chunk = await comm.receive_output(10)
+        body += chunk.get("body", b"")
+        if not chunk.get("more_body"):
+            break
+    # The handler's end (a streamed response is closed after its last chunk). A communicator
+    # that is let go cancels its application.
+    await comm.wait(timeout=10)
+    return start["status"], body
+
+
+def test_a_response_is_closed_once_whether_streamed_or_not(finished_signals):
+    async def main():
+        plain = await _get("/plain")
+        after_plain = len(finished_signals)
+        streamed = await _get("/streamed")
+        return plain, after_plain, streamed
+
+    plain, after_plain, streamed = async_to_sync(main)()
+    assert plain == (200, b"ok")
+    assert after_plain == 1
+    assert streamed == (200, b"abc")
+    assert len(finished_signals) == 2
+
+
+def test_a_client_leaving_mid_view_ends_the_request_and_the_next_one_is_served(
+    finished_signals,
+):
+    from tests.core import asgi_urls
+
+    asgi_urls.release_slow.clear()
+
+    async def main():
+        comm = HttpCommunicator(application, "GET", "/slow", headers=[(b"host", b"localhost")])
+        await comm.send_input({"type": "http.request", "body": b""})
+        await asyncio.sleep(0.1)  # the view is running on the request's thread
+        await comm.send_input({"type": "http.disconnect"})
+        await asyncio.sleep(0.1)
+        asgi_urls.release_slow.set()
+        await comm.wait(timeout=10)  # the handler returns without sending a response
+        return await _get("/plain")
+
+    assert async_to_sync(main)() == (200, b"ok")
+    assert finished_signals  # the abandoned request was finished too
