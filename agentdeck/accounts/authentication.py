@@ -24,7 +24,7 @@ from rest_framework_simplejwt.backends import TokenBackend
 from rest_framework_simplejwt.exceptions import TokenBackendError, TokenBackendExpiredToken
 
 from agentdeck.accounts.models import ApiKey, User
-from agentdeck.accounts.selectors import api_key_get_by_secret
+from agentdeck.accounts.selectors import api_key_get_by_secret, user_get_by_pk
 from agentdeck.accounts.services import (
     API_KEY_PREFIX,
     api_key_touch,
@@ -155,7 +155,7 @@ def decode_jwt(raw_token: str) -> dict[str, Any]:
 
 
 def user_from_claims(claims: dict[str, Any]) -> User:
-    user = User.objects.filter(pk=claims["sub"]).first()
+    user = user_get_by_pk(claims["sub"])
     if user is None:
         if not settings.USERS_TABLE_MANAGED:
             # Prisma owns the table: a user we cannot see does not exist (yet) for us.

@@ -245,3 +245,24 @@ def test_dev_token_command_is_refused_in_production(settings):
     settings.IS_PRODUCTION = True
     with pytest.raises(CommandError, match="development"):
         call_command("dev_token")
+
+
+def test_the_users_lookup_reads_what_the_orm_reads(user):
+    """user_get_by_pk (the query built once per process) against User.objects: every field,
+    a row that can be saved again, and None for an unknown id."""
+    from django.utils import timezone
+
+    from agentdeck.accounts.models import User
+    from agentdeck.accounts.selectors import user_get_by_pk
+
+    User.objects.filter(pk=user.pk).update(last_login=timezone.now(), name="Ada", image=None)
+    orm = User.objects.get(pk=user.pk)
+    fast = user_get_by_pk(user.pk)
+    assert isinstance(fast, User)
+    for field in User._meta.concrete_fields:
+        assert getattr(fast, field.attname) == getattr(orm, field.attname), field.name
+    assert not fast._state.adding and fast._state.db == "default"
+    fast.name = "Ada L."
+    fast.save(update_fields=["name"])
+    assert User.objects.get(pk=user.pk).name == "Ada L."
+    assert user_get_by_pk("no-such-user") is None
