@@ -261,7 +261,8 @@ def test_the_users_lookup_reads_what_the_orm_reads(user):
     assert isinstance(fast, User)
     for field in User._meta.concrete_fields:
         assert getattr(fast, field.attname) == getattr(orm, field.attname), field.name
-    assert not fast._state.adding and fast._state.db == "default"
+    assert not fast._state.adding
+    assert fast._state.db == "default"
     fast.name = "Ada L."
     fast.save(update_fields=["name"])
     assert User.objects.get(pk=user.pk).name == "Ada L."
