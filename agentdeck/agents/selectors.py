@@ -13,7 +13,11 @@ from agentdeck.agents.models import (
     Provider,
     RunEvent,
 )
+from agentdeck.core.lookups import PkLookup
 from agentdeck.core.permissions import scope_to_owner
+
+# Every run reads its agents' providers when it builds the agent graph (agentdeck.core.lookups).
+provider_get_by_pk = PkLookup(Provider)
 
 
 def providers_visible_to(user: User) -> QuerySet[Provider]:

@@ -30,6 +30,7 @@ from agentdeck.agents.runtime.builder import (
     openai_client,
 )
 from agentdeck.agents.runtime.tools import build_tools
+from agentdeck.agents.selectors import provider_get_by_pk
 
 MAX_GRAPH_AGENTS = 25
 
@@ -76,7 +77,7 @@ class GraphBuilder:
 
     def _provider(self, provider_id: str) -> Provider:
         if provider_id not in self._providers:
-            provider = Provider.objects.filter(pk=provider_id).first()
+            provider = provider_get_by_pk(provider_id)
             if provider is None:
                 raise GraphError("An agent's provider no longer exists.")
             self._providers[provider_id] = provider
