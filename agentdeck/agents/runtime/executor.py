@@ -20,6 +20,7 @@ a worker resumes from that state (the pinned version rebuilds the same agent).
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 import time
@@ -29,7 +30,7 @@ from typing import Any
 from agents import RunConfig, Runner
 from asgiref.sync import async_to_sync, sync_to_async
 from django.conf import settings
-from django.db import connection
+from django.db import connection, transaction
 
 from agentdeck.agents.models import AgentRun
 from agentdeck.agents.runtime import events as ev
@@ -69,6 +70,14 @@ class _RunState:
         self.budget_exhausted = False
 
 
+def _append_then(run_id: Any, event_type: str, data: dict[str, Any], then: Any) -> Any:
+    """``run_event_append`` and ``then()`` in one transaction."""
+    with transaction.atomic():
+        outcome = run_event_append(run_id=run_id, type=event_type, data=data)
+        then()
+    return outcome
+
+
 async def _execute(run: AgentRun) -> RunOutcome:
     from agentdeck.agents.runtime import guardrails as guard
 
@@ -96,10 +105,20 @@ async def _execute(run: AgentRun) -> RunOutcome:
         # List inputs are appended to the stored history as they are.
         run_config_kwargs["session_input_callback"] = lambda history, new: [*history, *new]
 
-    async def append(event_type: str, data: dict[str, Any], first_token: bool = False) -> None:
-        outcome = await sync_to_async(run_event_append)(
-            run_id=run.id, type=event_type, data=data, first_token=first_token
-        )
+    async def append(
+        event_type: str,
+        data: dict[str, Any],
+        first_token: bool = False,
+        then: Any = None,
+    ) -> None:
+        if then is None:
+            outcome = await sync_to_async(run_event_append)(
+                run_id=run.id, type=event_type, data=data, first_token=first_token
+            )
+        else:
+            # The event and its companion write (a tool call's row) in one hop to the
+            # database thread and one transaction: one commit instead of two.
+            outcome = await sync_to_async(_append_then)(run.id, event_type, data, then)
         if outcome.cancel_requested:
             state.cancel.set()
         if outcome.status != AgentRun.Status.RUNNING:
@@ -124,10 +143,11 @@ async def _execute(run: AgentRun) -> RunOutcome:
             citations = take_citations(data["call_id"], run_id=str(run.id))
             if citations:
                 data = {**data, "citations": citations}
-        await append(event_type, data)
+        then = None
         if event_type == ev.TOOL_CALL_STARTED:
             state.tool_started[data["call_id"]] = time.monotonic()
-            await sync_to_async(tool_call_started)(
+            then = functools.partial(
+                tool_call_started,
                 run_id=run.id,
                 call_id=data["call_id"],
                 tool_name=data["name"],
@@ -137,12 +157,14 @@ async def _execute(run: AgentRun) -> RunOutcome:
             )
         elif event_type == ev.TOOL_CALL_COMPLETED:
             began = state.tool_started.pop(data["call_id"], None)
-            await sync_to_async(tool_call_finished)(
+            then = functools.partial(
+                tool_call_finished,
                 run_id=run.id,
                 call_id=data["call_id"],
                 output=data["output"],
                 duration_ms=(time.monotonic() - began) * 1000 if began is not None else None,
             )
+        await append(event_type, data, then=then)
 
     async with AsyncExitStack() as stack:
         for client in graph.clients:

@@ -305,7 +305,7 @@ def agent_run_execute(*, run_id: Any) -> str:
     if outcome.status == Status.REQUIRES_ACTION:
         agent_run_pause(run_id=run.id, outcome=outcome)
     else:
-        agent_run_finish(run_id=run.id, outcome=outcome)
+        agent_run_finish(run_id=run.id, outcome=outcome, run=run)
     try:
         from agentdeck.analytics.tracing import get_span_processor
 
@@ -317,10 +317,13 @@ def agent_run_execute(*, run_id: Any) -> str:
     return outcome.status
 
 
-def agent_run_finish(*, run_id: Any, outcome: RunOutcome, from_statuses=ACTIVE_STATUSES) -> bool:
-    """Settle a run in one transaction: final status, output, usage, the terminal event.
-    (Credit capture joins this transaction with the credits issue.) A run that is already
-    terminal (cancelled while queued, reaped) is left as it is; returns whether this call won."""
+def agent_run_finish(
+    *, run_id: Any, outcome: RunOutcome, from_statuses=ACTIVE_STATUSES, run: AgentRun | None = None
+) -> bool:
+    """Settle a run in one transaction: final status, output, usage, capturing its cost and
+    releasing the rest of its hold, the terminal event. A run that is already terminal
+    (cancelled while queued, reaped) is left as it is; returns whether this call won. ``run``:
+    the caller's copy, for the owner and agent the status is published to (else read here)."""
     now = timezone.now()
     usage = outcome.usage or {}
     with transaction.atomic():
@@ -351,7 +354,8 @@ def agent_run_finish(*, run_id: Any, outcome: RunOutcome, from_statuses=ACTIVE_S
                 {"code": outcome.error_code, "message": outcome.error_message, "usage": usage},
             )
         run_event_append(run_id=run_id, type=event_type, data=data)
-        run = AgentRun.objects.only("id", "owner_id", "agent_id").get(pk=run_id)
+        if run is None:
+            run = AgentRun.objects.only("id", "owner_id", "agent_id").get(pk=run_id)
         _publish_status(run, outcome.status, outcome.error_code)
     return True
 
@@ -534,7 +538,10 @@ def agent_run_cancel(*, run: AgentRun) -> AgentRun:
     if run.status in TERMINAL_STATUSES:
         raise RunNotCancellable(f"The run already {run.status}.")
     if run.status == Status.QUEUED and agent_run_finish(
-        run_id=run.id, outcome=RunOutcome(status=Status.CANCELLED), from_statuses=(Status.QUEUED,)
+        run_id=run.id,
+        outcome=RunOutcome(status=Status.CANCELLED),
+        from_statuses=(Status.QUEUED,),
+        run=run,
     ):
         run.refresh_from_db()
         return run
