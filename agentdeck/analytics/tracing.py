@@ -183,7 +183,7 @@ class RunSpanProcessor(TracingProcessor):
 
     def flush_run(self, run_id: uuid.UUID | str) -> int:
         """Write every buffered span of ``run_id``'s traces as :class:`RunSpan` rows, in one
-        ``bulk_create(..., ignore_conflicts=True)``, and forget them.
+        ``INSERT ... ON CONFLICT DO NOTHING`` (``_insert_spans``), and forget them.
 
         Call it from synchronous code after the run ended (the worker does, after settling the
         run). A trace belongs to the run when its metadata's ``agentdeck_run_id`` is the run id,
@@ -254,7 +254,6 @@ class RunSpanProcessor(TracingProcessor):
             )
 
     def _write(self, run_id: str, claimed: list[tuple[str, _TraceBuffer]]) -> int:
-        from agentdeck.analytics.models import RunSpan
 
         records = [record for _, buffer in claimed for record in buffer.spans]
         for trace_id, buffer in claimed:
@@ -268,9 +267,8 @@ class RunSpanProcessor(TracingProcessor):
                 )
         if not records:
             return 0
-        rows = [_row(RunSpan, run_id, record) for record in records]
         try:
-            RunSpan.objects.bulk_create(rows, ignore_conflicts=True, batch_size=500)
+            _insert_spans(run_id, records)
         except Exception:
             # Put the spans back (ahead of any that ended meanwhile) so a retry can store them.
             with self._lock:
@@ -281,7 +279,7 @@ class RunSpanProcessor(TracingProcessor):
                         buffer.dropped += newer.dropped
                     self._add_trace(trace_id, buffer)
             raise
-        return len(rows)
+        return len(records)
 
 
 # --- installation -------------------------------------------------------------------------------
@@ -369,25 +367,52 @@ def _record_span(span: Span[Any]) -> _SpanRecord:
     )
 
 
-def _row(model: Any, run_id: str, record: _SpanRecord) -> Any:
-    return model(
-        run_id=run_id,
-        trace_id=record.trace_id,
-        span_id=record.span_id,
-        parent_id=record.parent_id,
-        kind=record.kind,
-        name=record.name,
-        model=record.model,
-        started_at=record.started_at,
-        ended_at=record.ended_at,
-        duration_ms=record.duration_ms,
-        input_tokens=record.input_tokens,
-        output_tokens=record.output_tokens,
-        cached_input_tokens=record.cached_input_tokens,
-        reasoning_tokens=record.reasoning_tokens,
-        error=record.error,
-        data=record.data,
-    )
+# A run's spans in one statement, passed as one JSON document. bulk_create sent each column as
+# an array for UNNEST, and psycopg quoting ~16 arrays into the SQL text (client-side binding)
+# took 15% of the worker's busy time per run (py-spy, benchmarks/RESULTS.md run_overhead).
+# ON CONFLICT: a span is stored once per run (flush_run may run twice).
+_INSERT_SPANS_SQL = """
+    INSERT INTO run_spans (run_id, trace_id, span_id, parent_id, kind, name, model, started_at,
+                           ended_at, duration_ms, input_tokens, output_tokens,
+                           cached_input_tokens, reasoning_tokens, error, data, created_at)
+    SELECT %s::uuid, s.trace_id, s.span_id, s.parent_id, s.kind, s.name, s.model, s.started_at,
+           s.ended_at, s.duration_ms, s.input_tokens, s.output_tokens, s.cached_input_tokens,
+           s.reasoning_tokens, s.error, s.data, %s
+      FROM jsonb_to_recordset(%s::jsonb) AS s(
+               trace_id text, span_id text, parent_id text, kind text, name text, model text,
+               started_at timestamptz, ended_at timestamptz, duration_ms double precision,
+               input_tokens integer, output_tokens integer, cached_input_tokens integer,
+               reasoning_tokens integer, error jsonb, data jsonb)
+        ON CONFLICT (run_id, span_id) DO NOTHING
+"""
+
+
+def _insert_spans(run_id: str, records: list[_SpanRecord]) -> None:
+    from django.db import connection
+    from django.utils import timezone
+
+    rows = [
+        {
+            "trace_id": r.trace_id,
+            "span_id": r.span_id,
+            "parent_id": r.parent_id,
+            "kind": r.kind,
+            "name": r.name,
+            "model": r.model,
+            "started_at": r.started_at.isoformat() if r.started_at else None,
+            "ended_at": r.ended_at.isoformat() if r.ended_at else None,
+            "duration_ms": r.duration_ms,
+            "input_tokens": r.input_tokens,
+            "output_tokens": r.output_tokens,
+            "cached_input_tokens": r.cached_input_tokens,
+            "reasoning_tokens": r.reasoning_tokens,
+            "error": r.error,
+            "data": r.data,
+        }
+        for r in records
+    ]
+    with connection.cursor() as cursor:
+        cursor.execute(_INSERT_SPANS_SQL, [run_id, timezone.now(), json.dumps(rows)])
 
 
 def _span_model(span_data: Any) -> str:

@@ -617,3 +617,63 @@ def test_admin_lists_spans_read_only_and_searches_by_run_id(client, staff_user, 
         client.post(f"/admin/analytics/runspan/{span.pk}/delete/", {"post": "yes"}).status_code
         == 403
     )
+
+
+def test_a_span_row_keeps_its_values_json_and_times_included(make_run):
+    """The spans' INSERT takes them as one JSON document: every column reads back as written,
+    an error object as an object, no error as SQL NULL, times to the microsecond."""
+    import dataclasses
+    from datetime import UTC, datetime
+
+    from agentdeck.analytics.tracing import _insert_spans, _SpanRecord
+
+    run = make_run()
+    started = datetime(2026, 11, 30, 10, 0, 0, 123456, tzinfo=UTC)
+    ended = datetime(2026, 11, 30, 10, 0, 1, 654321, tzinfo=UTC)
+    failed = _SpanRecord(
+        trace_id="trace_1",
+        span_id="span_1",
+        parent_id="",
+        kind="function",
+        name="calculator",
+        model="",
+        started_at=started,
+        ended_at=ended,
+        duration_ms=1530.865,
+        input_tokens=0,
+        output_tokens=0,
+        cached_input_tokens=0,
+        reasoning_tokens=0,
+        error={"message": "boom", "data": {"expression": "1/0"}},
+        data={"span_data": {"type": "function", "name": "calculator"}, "n": [1, 2.5, None]},
+    )
+    ok = dataclasses.replace(
+        failed,
+        span_id="span_2",
+        error=None,
+        kind="generation",
+        model="gpt-x",
+        input_tokens=12,
+        started_at=None,
+        ended_at=None,
+        duration_ms=None,
+    )
+    _insert_spans(str(run.id), [failed, ok])
+    _insert_spans(str(run.id), [failed])  # stored once
+
+    rows = {s.span_id: s for s in RunSpan.objects.filter(run=run)}
+    assert set(rows) == {"span_1", "span_2"}
+    one, two = rows["span_1"], rows["span_2"]
+    assert (one.trace_id, one.kind, one.name, one.parent_id) == (
+        "trace_1",
+        "function",
+        "calculator",
+        "",
+    )
+    assert (one.started_at, one.ended_at, one.duration_ms) == (started, ended, 1530.865)
+    assert one.error == {"message": "boom", "data": {"expression": "1/0"}}
+    assert one.data == failed.data
+    assert two.error is None
+    assert (two.kind, two.model, two.input_tokens) == ("generation", "gpt-x", 12)
+    assert (two.started_at, two.ended_at, two.duration_ms) == (None, None, None)
+    assert RunSpan.objects.filter(run=run, error__isnull=True).count() == 1
