@@ -27,6 +27,7 @@ from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from agentdeck.accounts.models import User
+from agentdeck.core.lookups import PkLookup
 from agentdeck.core.realtime import notify_user_on_commit
 from agentdeck.credits.exceptions import (
     CreditsIdempotencyConflict,
@@ -255,6 +256,10 @@ def usage_cost(usage: dict[str, dict[str, int]], prices: dict[str, dict[str, int
         total += cost_of(cached, price["cached_input"])
         total += cost_of(counts.get("output_tokens", 0), price["output"])
     return total
+
+
+# A run's hold, read by its worker at the start of every run (agentdeck.core.lookups).
+credit_hold_get = PkLookup(CreditHold)
 
 
 @dataclass(frozen=True)

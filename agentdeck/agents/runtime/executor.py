@@ -345,9 +345,9 @@ async def _restore(agent: Any, run: AgentRun) -> Any:
 
 
 def _hold_of(run_id: Any):
-    from agentdeck.credits.models import CreditHold
+    from agentdeck.credits.services import credit_hold_get
 
-    return CreditHold.objects.filter(run_id=run_id).first()
+    return credit_hold_get(run_id)
 
 
 def _cost(usage: dict[str, dict[str, int]], hold: Any) -> int:
