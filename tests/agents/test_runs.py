@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from datetime import timedelta
 
@@ -507,3 +508,121 @@ def test_starting_a_run_reads_only_what_it_needs(
         response = start(user_client, mock_agent)
     assert response.status_code == 202
     assert response.json()["cost"] is None  # mock-echo has no price: no hold
+
+
+@pytest.mark.django_db(transaction=True)
+def test_events_written_together_take_consecutive_seqs_in_order(
+    user, mock_agent, settings, monkeypatch
+):
+    """run_events_append: one statement for a burst of events, each its own seq, in order,
+    with single appends and other bursts racing it on other connections: no gap, no duplicate,
+    and each burst's events stay together and in their order."""
+    from agentdeck.agents.models import RunEvent
+    from agentdeck.agents.services import runs
+    from agentdeck.core.jsonsafe import pg_json_safe
+    from tests.support.threads import in_threads
+
+    published = []
+    monkeypatch.setattr(runs, "publish_on_commit", lambda group, message: published.append(message))
+    settings.RUN_EVENT_LIVE_MAX_CHARS = 100
+    run, _ = agent_run_start(user=user, agent=mock_agent, input="x")
+    result = runs.run_events_append(
+        run_id=run.id,
+        events=[
+            ("usage", {"input_tokens": 3}, False),
+            ("message.delta", {"delta": "he\x00llo"}, True),  # NUL: jsonb refuses it
+            ("message.completed", {"text": "y" * 500}, False),
+        ],
+    )
+    assert result.seq == 3
+    assert result.status == "queued"
+    assert not result.cancel_requested
+    rows = list(RunEvent.objects.filter(run=run).order_by("seq"))
+    assert [(e.seq, e.type) for e in rows] == [
+        (1, "usage"),
+        (2, "message.delta"),
+        (3, "message.completed"),
+    ]
+    safe = pg_json_safe({"delta": "he\x00llo"})
+    assert rows[1].data == safe
+    assert rows[0].created_at <= rows[1].created_at <= rows[2].created_at
+    assert [m["seq"] for m in published] == [1, 2, 3]
+    assert published[1]["data"] == safe
+    assert published[2]["data"] is None  # over the live limit: read from the log
+    assert published[2]["in_log"] is True
+    assert [m["created_at"] for m in published] == [e.created_at.isoformat() for e in rows]
+    run.refresh_from_db()
+    assert run.first_token_at is not None
+
+    def writer(i: int):
+        for j in range(5):
+            if i % 2:
+                runs.run_event_append(run_id=run.id, type="one", data={"w": i, "j": j})
+            else:
+                runs.run_events_append(
+                    run_id=run.id,
+                    events=[("burst", {"w": i, "j": j, "k": k}, False) for k in range(3)],
+                )
+
+    outcomes = in_threads(6, writer)
+    assert not [o for o in outcomes if isinstance(o, Exception)]
+    events = list(RunEvent.objects.filter(run=run, seq__gt=3).order_by("seq"))
+    assert [e.seq for e in events] == list(range(4, 4 + 3 * 5 * 3 + 3 * 5))
+    bursts = [e for e in events if e.type == "burst"]
+    for first in range(0, len(bursts), 3):
+        three = bursts[first : first + 3]
+        assert [e.data["k"] for e in three] == [0, 1, 2]
+        assert three[2].seq - three[0].seq == 2  # written together, numbered together
+
+
+def test_the_event_writer_writes_a_burst_together_and_stops_at_a_failed_write(
+    user, mock_agent, monkeypatch
+):
+    """The worker's _EventWriter: events appended while a write is in flight go together in
+    the next one, in order; a write that fails is raised by drain and by the next append, and
+    nothing queued after it is written."""
+    from asgiref.sync import async_to_sync
+
+    from agentdeck.agents.models import RunEvent
+    from agentdeck.agents.runtime import executor
+
+    run, _ = agent_run_start(user=user, agent=mock_agent, input="x")
+    writes, seen = [], []
+    real = executor._write_events
+
+    def counting(run_id, batch):
+        writes.append([event_type for event_type, *_ in batch])
+        return real(run_id, batch)
+
+    monkeypatch.setattr(executor, "_write_events", counting)
+
+    async def burst():
+        writer = executor._EventWriter(run.id, seen.append)
+        await writer.append("e0", {"i": 0})  # returns at once: nothing awaits the write
+        await asyncio.sleep(0)  # the write of e0 starts
+        for i in range(1, 6):
+            await writer.append(f"e{i}", {"i": i})
+        await writer.drain()
+
+    async_to_sync(burst)()
+    assert [e.type for e in RunEvent.objects.filter(run=run).order_by("seq")] == [
+        f"e{i}" for i in range(6)
+    ]
+    assert writes == [["e0"], ["e1", "e2", "e3", "e4", "e5"]]
+    assert [o.seq for o in seen] == [1, 6]
+
+    def failing(run_id, batch):
+        raise RuntimeError("database gone")
+
+    monkeypatch.setattr(executor, "_write_events", failing)
+
+    async def broken():
+        writer = executor._EventWriter(run.id, seen.append)
+        await writer.append("lost", {})
+        with pytest.raises(RuntimeError, match="database gone"):
+            await writer.drain()
+        with pytest.raises(RuntimeError, match="database gone"):
+            await writer.append("after", {})
+
+    async_to_sync(broken)()
+    assert RunEvent.objects.filter(run=run).count() == 6

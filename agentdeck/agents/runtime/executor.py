@@ -20,6 +20,7 @@ a worker resumes from that state (the pinned version rebuilds the same agent).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import json
 import logging
@@ -38,7 +39,7 @@ from agentdeck.agents.runtime.builder import build_graph
 from agentdeck.agents.runtime.errors import RunTimedOut, classify_exception
 from agentdeck.agents.services.runs import (
     RunOutcome,
-    run_event_append,
+    run_events_append,
     tool_call_finished,
     tool_call_started,
 )
@@ -70,12 +71,70 @@ class _RunState:
         self.budget_exhausted = False
 
 
-def _append_then(run_id: Any, event_type: str, data: dict[str, Any], then: Any) -> Any:
-    """``run_event_append`` and ``then()`` in one transaction."""
+# Events queued beyond this many make append() wait for the writer (never in a normal run).
+MAX_QUEUED_EVENTS = 256
+
+
+def _write_events(run_id: Any, batch: list[tuple[str, dict[str, Any], bool, Any]]) -> Any:
+    """The queued events in one statement; with their companion writes (a tool call's row,
+    after its event), all in one transaction."""
+    events = [(event_type, data, first_token) for event_type, data, first_token, _ in batch]
+    thens = [then for *_, then in batch if then is not None]
+    if not thens:
+        return run_events_append(run_id=run_id, events=events)
     with transaction.atomic():
-        outcome = run_event_append(run_id=run_id, type=event_type, data=data)
-        then()
+        outcome = run_events_append(run_id=run_id, events=events)
+        for then in thens:
+            then()
     return outcome
+
+
+class _EventWriter:
+    """A run's events, written while the run goes on. ``append`` queues an event (with the
+    write that belongs to it, if any) and returns; one task writes everything queued in one
+    statement, then whatever queued up meanwhile, and so on. A burst of events (a model turn
+    ending: usage, a tool call, a message) costs one write instead of one each, the order and
+    the gapless seqs are kept, and the SDK is not held up by the database between events. An
+    event waits for no other write than the one in flight, so a listener sees it as soon as it
+    did before. ``drain`` waits for everything queued; a write that failed raises there or at
+    the next ``append``, and nothing after it is written."""
+
+    def __init__(self, run_id: Any, on_written: Any) -> None:
+        self._run_id = run_id
+        self._on_written = on_written
+        self._queue: list[tuple[str, dict[str, Any], bool, Any]] = []
+        self._task: asyncio.Task | None = None
+        self._error: BaseException | None = None
+
+    async def append(
+        self, event_type: str, data: dict[str, Any], first_token: bool = False, then: Any = None
+    ) -> None:
+        if self._error is not None:
+            raise self._error
+        self._queue.append((event_type, data, first_token, then))
+        if self._task is None or self._task.done():
+            self._task = asyncio.create_task(self._write())
+        elif len(self._queue) >= MAX_QUEUED_EVENTS:
+            await self.drain()
+
+    async def _write(self) -> None:
+        while self._queue and self._error is None:
+            batch, self._queue = self._queue, []
+            try:
+                outcome = await sync_to_async(_write_events)(self._run_id, batch)
+            except Exception as exc:
+                self._error = exc
+                self._queue.clear()
+                return
+            self._on_written(outcome)
+
+    async def drain(self) -> None:
+        # Shielded: a caller cancelled while it waits (the run's timeout) must not cancel a
+        # write that may already be committing.
+        while self._task is not None and not self._task.done():
+            await asyncio.shield(self._task)
+        if self._error is not None:
+            raise self._error
 
 
 async def _execute(run: AgentRun) -> RunOutcome:
@@ -105,25 +164,15 @@ async def _execute(run: AgentRun) -> RunOutcome:
         # List inputs are appended to the stored history as they are.
         run_config_kwargs["session_input_callback"] = lambda history, new: [*history, *new]
 
-    async def append(
-        event_type: str,
-        data: dict[str, Any],
-        first_token: bool = False,
-        then: Any = None,
-    ) -> None:
-        if then is None:
-            outcome = await sync_to_async(run_event_append)(
-                run_id=run.id, type=event_type, data=data, first_token=first_token
-            )
-        else:
-            # The event and its companion write (a tool call's row) in one hop to the
-            # database thread and one transaction: one commit instead of two.
-            outcome = await sync_to_async(_append_then)(run.id, event_type, data, then)
+    def written(outcome: Any) -> None:
         if outcome.cancel_requested:
             state.cancel.set()
         if outcome.status != AgentRun.Status.RUNNING:
             state.lost = True
             state.cancel.set()
+
+    writer = _EventWriter(run.id, written)
+    append = writer.append
 
     async def flush_deltas() -> None:
         if state.delta_buffer:
@@ -239,6 +288,7 @@ async def _execute(run: AgentRun) -> RunOutcome:
                     if mapped is not None:
                         await record_item(*mapped)
             await flush_deltas()
+            await writer.drain()
 
         async def heartbeat() -> None:
             while True:
@@ -276,10 +326,14 @@ async def _execute(run: AgentRun) -> RunOutcome:
             code, message = classify_exception(exc)
             if code == "guardrail_tripped":
                 info = guard.tripped_guardrail_info(exc)
-                await append(ev.GUARDRAIL_TRIPPED, info)
+                with contextlib.suppress(Exception):  # a failed write already failed the run
+                    await append(ev.GUARDRAIL_TRIPPED, info)
                 message = (
                     f"Guardrail {info.get('guardrail')} tripped: {info.get('detail', '')}".strip()
                 )
+            # Every event before the run's last one (the caller writes it).
+            with contextlib.suppress(Exception):
+                await writer.drain()
             return RunOutcome(
                 status=AgentRun.Status.FAILED,
                 error_code=code,

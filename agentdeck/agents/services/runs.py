@@ -59,58 +59,90 @@ class AppendResult:
 def run_event_append(
     *, run_id: Any, type: str, data: dict[str, Any], first_token: bool = False
 ) -> AppendResult:
-    """Persist one event at the next gapless ``seq`` and publish it after commit.
+    """Persist one event at the next gapless ``seq`` and publish it after commit (see
+    ``run_events_append``)."""
+    return run_events_append(run_id=run_id, events=[(type, data, first_token)])
 
-    The seq comes from ``UPDATE agent_runs SET next_seq = next_seq + 1 ... RETURNING``: the row
-    lock serialises writers and a rolled-back event gives its number back, so there is never a
-    gap or a duplicate. The same statement refreshes the heartbeat and reports a pending cancel,
-    which is how the worker notices cancellation between events at no extra cost.
-    Times use clock_timestamp(), not now(): now() is frozen at the transaction's start.
-    """
-    data = pg_json_safe(data)
-    body = json.dumps(data)
-    # One statement, so one round trip and, outside a transaction, one commit (it was BEGIN,
-    # UPDATE, INSERT, COMMIT: four round trips per event, ~36 of a two-turn run's 57).
+
+# Several events in one statement: the seqs come from one ``UPDATE agent_runs SET next_seq =
+# next_seq + n ... RETURNING``, the rows from one JSON document (one json.dumps, no per-value
+# quoting in Python), each row numbered by its place in it.
+_APPEND_SQL = """
+    WITH run AS (
+        UPDATE agent_runs
+           SET next_seq = next_seq + %(n)s,
+               heartbeat_at = CASE WHEN status = 'running' THEN clock_timestamp() ELSE heartbeat_at END,
+               first_token_at = CASE WHEN %(first_token)s AND first_token_at IS NULL
+                                     THEN clock_timestamp() ELSE first_token_at END
+         WHERE id = %(run_id)s
+     RETURNING id, next_seq, status, cancel_requested_at IS NOT NULL AS cancel_requested
+    ), event AS (
+        INSERT INTO run_events (run_id, seq, type, data, created_at)
+        SELECT run.id, run.next_seq - %(n)s + e.ord, e.item ->> 'type', e.item -> 'data',
+               clock_timestamp()
+          FROM run, jsonb_array_elements(%(events)s::jsonb) WITH ORDINALITY AS e(item, ord)
+     RETURNING seq, created_at
+    )
+    SELECT run.next_seq, run.status, run.cancel_requested,
+           (SELECT array_agg(created_at ORDER BY seq) FROM event)
+      FROM run
+"""
+
+
+def run_events_append(
+    *, run_id: Any, events: list[tuple[str, dict[str, Any], bool]]
+) -> AppendResult:
+    """Persist ``events`` (type, data, first_token) at the next gapless ``seq``s, in order, in
+    one statement, and publish each after commit. Returns the last one's seq.
+
+    The seqs come from ``UPDATE agent_runs SET next_seq = next_seq + n ... RETURNING``: the row
+    lock serialises writers and a rolled-back statement gives its numbers back, so there is
+    never a gap or a duplicate. The same statement refreshes the heartbeat and reports a
+    pending cancel, which is how the worker notices cancellation between events at no extra
+    cost. Times use clock_timestamp(), not now(): now() is frozen at the transaction's start.
+    One statement, so one round trip and, outside a transaction, one commit (it was BEGIN,
+    UPDATE, INSERT, COMMIT per event: four round trips each, ~36 of a two-turn run's 57)."""
+    prepared = []
+    for event_type, data, _ in events:
+        data = pg_json_safe(data)
+        prepared.append((event_type, data, json.dumps(data)))
+    document = "[{}]".format(
+        ",".join(
+            f'{{"type": {json.dumps(event_type)}, "data": {body}}}'
+            for event_type, _, body in prepared
+        )
+    )
     with connection.cursor() as cursor:
         cursor.execute(
-            """
-            WITH run AS (
-                UPDATE agent_runs
-                   SET next_seq = next_seq + 1,
-                       heartbeat_at = CASE WHEN status = 'running' THEN clock_timestamp() ELSE heartbeat_at END,
-                       first_token_at = CASE WHEN %s AND first_token_at IS NULL THEN clock_timestamp()
-                                             ELSE first_token_at END
-                 WHERE id = %s
-             RETURNING id, next_seq, status, cancel_requested_at IS NOT NULL AS cancel_requested
-            ), event AS (
-                INSERT INTO run_events (run_id, seq, type, data, created_at)
-                SELECT id, next_seq, %s, %s::jsonb, clock_timestamp() FROM run
-             RETURNING created_at
-            )
-            SELECT run.next_seq, run.status, run.cancel_requested, event.created_at
-              FROM run, event
-            """,
-            [first_token, run_id, type, body],
+            _APPEND_SQL,
+            {
+                "n": len(prepared),
+                "first_token": any(first for _, _, first in events),
+                "run_id": run_id,
+                "events": document,
+            },
         )
         row = cursor.fetchone()
     if row is None:
         raise AgentRun.DoesNotExist(run_id)
-    seq, status, cancel_requested, created_at = row
-    message = {
-        "type": "run.event",
-        "run_id": str(run_id),
-        "seq": seq,
-        "event_type": type,
-        "created_at": created_at.isoformat(),
-        "data": data,
-    }
-    if len(body) > settings.RUN_EVENT_LIVE_MAX_CHARS:
-        # Big events travel as a bare wake-up; listeners read them from the log. This keeps
-        # channel-layer messages within what the layer carries well (see the setting).
-        message["data"] = None
-        message["in_log"] = True
-    publish_on_commit(run_group(run_id), message)
-    return AppendResult(seq=seq, status=status, cancel_requested=cancel_requested)
+    last_seq, status, cancel_requested, created = row
+    first_seq = last_seq - len(prepared) + 1
+    for offset, (event_type, data, body) in enumerate(prepared):
+        message = {
+            "type": "run.event",
+            "run_id": str(run_id),
+            "seq": first_seq + offset,
+            "event_type": event_type,
+            "created_at": created[offset].isoformat(),
+            "data": data,
+        }
+        if len(body) > settings.RUN_EVENT_LIVE_MAX_CHARS:
+            # Big events travel as a bare wake-up; listeners read them from the log. This keeps
+            # channel-layer messages within what the layer carries well (see the setting).
+            message["data"] = None
+            message["in_log"] = True
+        publish_on_commit(run_group(run_id), message)
+    return AppendResult(seq=last_seq, status=status, cancel_requested=cancel_requested)
 
 
 def _publish_status(run: AgentRun | Any, status: str, error_code: str = "") -> None:
