@@ -439,3 +439,38 @@ def test_an_agent_with_an_mcp_tool_an_http_tool_and_a_handoff_completes(
     assert (calls["add"].tool_id, calls["get_order"].tool_id) == (maths.id, orders.id)
     assert seen[0]["path"] == "/orders/A1"
     assert "handoff" in types(r)
+
+
+def test_finishing_a_call_keeps_a_rejection_and_records_success_or_failure(user, make_agent):
+    from agentdeck.agents.services.runs import tool_call_finished
+
+    r, _ = agent_run_start(user=user, agent=make_agent("Plain"), input="go")
+    rows = {
+        call_id: ToolCall.objects.create(
+            run=r, call_id=call_id, tool_name="calc", status=status, error=error, duration_ms=dur
+        )
+        for call_id, status, error, dur in [
+            ("ok", "started", "", None),
+            ("bad", "started", "", None),
+            ("no", "rejected", "A person rejected this call.", None),
+        ]
+    }
+    tool_call_finished(run_id=r.id, call_id="ok", output={"value": 4}, duration_ms=12.5)
+    tool_call_finished(run_id=r.id, call_id="bad", output="error: division by zero", duration_ms=3)
+    tool_call_finished(run_id=r.id, call_id="no", output="Rejected: not now", duration_ms=1.0)
+    ok, bad, no = (ToolCall.objects.get(pk=rows[c].pk) for c in ("ok", "bad", "no"))
+    assert (ok.status, ok.output, ok.output_size, ok.error, ok.duration_ms) == (
+        "succeeded",
+        '{"value": 4}',
+        12,
+        "",
+        12.5,
+    )
+    assert ok.finished_at is not None
+    assert (bad.status, bad.error, bad.duration_ms) == ("failed", "error: division by zero", 3.0)
+    assert (no.status, no.error, no.duration_ms) == (
+        "rejected",
+        "A person rejected this call.",
+        None,
+    )
+    assert no.output == "Rejected: not now"  # the output is recorded all the same
