@@ -37,6 +37,7 @@ from agentdeck.agents.models import (
 from agentdeck.agents.models.run import ACTIVE_STATUSES, TERMINAL_STATUSES
 from agentdeck.agents.runtime import events as ev
 from agentdeck.core.jsonsafe import pg_json_safe
+from agentdeck.core.lookups import PkLookup
 from agentdeck.core.queue import enqueue
 from agentdeck.core.realtime import notify_user_on_commit, publish_on_commit, run_group
 from agentdeck.credits.services import credits_hold, credits_settle, run_hold_plan
@@ -330,6 +331,11 @@ def agent_run_claim(*, run_id: Any) -> bool:
         return cursor.rowcount == 1
 
 
+# The rows every run's worker reads first (agentdeck.core.lookups).
+_run_get = PkLookup(AgentRun)
+_version_get = PkLookup(AgentVersion)
+
+
 def agent_run_execute(*, run_id: Any) -> str:
     """The worker's entry point: claim, run the SDK, settle. Returns the final status, or
     ``"skipped"`` when another delivery of the task already claimed the run."""
@@ -338,7 +344,11 @@ def agent_run_execute(*, run_id: Any) -> str:
     if not agent_run_claim(run_id=run_id):
         logger.info("run %s not claimed (already taken or no longer queued)", run_id)
         return "skipped"
-    run = AgentRun.objects.select_related("agent_version", "agent", "conversation").get(pk=run_id)
+    run = _run_get(run_id)
+    if run is None:
+        raise AgentRun.DoesNotExist(run_id)
+    # The version pinned at the run's start: all the executor reads besides the run itself.
+    run.agent_version = _version_get(run.agent_version_id)
     with transaction.atomic():
         _publish_status(run, Status.RUNNING)
         if run.resume_state:
