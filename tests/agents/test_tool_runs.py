@@ -474,3 +474,18 @@ def test_finishing_a_call_keeps_a_rejection_and_records_success_or_failure(user,
         None,
     )
     assert no.output == "Rejected: not now"  # the output is recorded all the same
+
+
+def test_a_tool_that_ran_records_when_it_was_last_used(user, model, make_agent):
+    from agentdeck.agents.models import Tool
+
+    tool = tool_create(owner=user, name="calc", kind="builtin", config={"builtin": "calculator"})
+    agent = make_agent("Counter", tools=[{"tool": tool}])
+    model.add_tool_call("calc", {"expression": "6*7"})
+    model.add_text("It is 42.")
+    before = timezone.now()
+    r = run(user, agent)
+    assert r.status == "succeeded"
+    last_used = Tool.objects.get(pk=tool.pk).last_used_at
+    assert last_used is not None
+    assert last_used >= before
