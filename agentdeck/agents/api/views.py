@@ -116,8 +116,9 @@ class AgentViewSet(viewsets.GenericViewSet):
         qs = selectors.agents_visible_to(self.request.user)
         if self.action == "runs":
             # Starting a run reads the agent row and its provider, not its tool, handoff and
-            # index links (three queries on every POST .../runs/).
-            qs = qs.prefetch_related(None)
+            # index links (three queries on every POST .../runs/), nor its owner and metadata
+            # (two joins the query compiler builds on every request).
+            qs = qs.prefetch_related(None).select_related(None).select_related("provider")
         return qs
 
     @extend_schema(summary="Your agents and public ones", parameters=[s.AgentListQuerySerializer])
