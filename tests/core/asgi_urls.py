@@ -23,6 +23,10 @@ def streamed(request):
     return StreamingHttpResponse(chunks())
 
 
+def thread(request):
+    return HttpResponse(str(threading.get_ident()))
+
+
 def slow(request):
     release_slow.wait(10)
     return HttpResponse("late")
@@ -32,4 +36,5 @@ urlpatterns = [
     path("plain", plain),
     path("streamed", streamed),
     path("slow", slow),
+    path("thread", thread),
 ]

@@ -6,6 +6,7 @@ cache), and the middleware chain and the view run on one hop to the request's th
 from __future__ import annotations
 
 import asyncio
+import threading
 
 import pytest
 import redis
@@ -296,3 +297,17 @@ def test_a_client_leaving_mid_view_ends_the_request_and_the_next_one_is_served(
 
     assert async_to_sync(main)() == (200, b"ok")
     assert finished_signals  # the abandoned request was finished too
+
+
+def test_requests_one_after_another_reuse_the_request_thread(finished_signals):
+    """A request's sync code runs on a single-thread executor taken from the idle ones, not on
+    a thread started for it (asgiref starts one per request, and another to join it)."""
+
+    async def main():
+        return [await _get("/thread") for _ in range(3)]
+
+    started = threading.active_count()
+    answers = async_to_sync(main)()
+    assert all(status == 200 for status, _ in answers)
+    assert len({body for _, body in answers}) == 1  # the same thread each time
+    assert threading.active_count() <= started + 1  # at most the one the first request made
