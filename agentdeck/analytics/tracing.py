@@ -32,7 +32,7 @@ import threading
 import uuid
 from collections import OrderedDict
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import datetime
 from typing import Any
 
@@ -254,7 +254,6 @@ class RunSpanProcessor(TracingProcessor):
             )
 
     def _write(self, run_id: str, claimed: list[tuple[str, _TraceBuffer]]) -> int:
-
         records = [record for _, buffer in claimed for record in buffer.spans]
         for trace_id, buffer in claimed:
             if buffer.dropped:
@@ -391,28 +390,14 @@ def _insert_spans(run_id: str, records: list[_SpanRecord]) -> None:
     from django.db import connection
     from django.utils import timezone
 
-    rows = [
-        {
-            "trace_id": r.trace_id,
-            "span_id": r.span_id,
-            "parent_id": r.parent_id,
-            "kind": r.kind,
-            "name": r.name,
-            "model": r.model,
-            "started_at": r.started_at.isoformat() if r.started_at else None,
-            "ended_at": r.ended_at.isoformat() if r.ended_at else None,
-            "duration_ms": r.duration_ms,
-            "input_tokens": r.input_tokens,
-            "output_tokens": r.output_tokens,
-            "cached_input_tokens": r.cached_input_tokens,
-            "reasoning_tokens": r.reasoning_tokens,
-            "error": r.error,
-            "data": r.data,
-        }
-        for r in records
-    ]
+    # A record's fields are the columns of _INSERT_SPANS_SQL's recordset, by the same names.
+    names = [f.name for f in fields(_SpanRecord)]
+    document = json.dumps(
+        [{name: getattr(r, name) for name in names} for r in records],
+        default=datetime.isoformat,  # started_at, ended_at
+    )
     with connection.cursor() as cursor:
-        cursor.execute(_INSERT_SPANS_SQL, [run_id, timezone.now(), json.dumps(rows)])
+        cursor.execute(_INSERT_SPANS_SQL, [run_id, timezone.now(), document])
 
 
 def _span_model(span_data: Any) -> str:

@@ -246,10 +246,11 @@ def vector_index_search(
             attributes=attributes,
             with_hits=True,
         )
+        hits = ((row, 1.0 - row[1]) for row in rows)  # cosine similarity from distance
         return [
-            _hit(row[0], 1.0 - row[1], row[2:])
-            for row in rows
-            if score_threshold is None or 1.0 - row[1] >= score_threshold
+            _hit(row[0], score, row[2:])
+            for row, score in hits
+            if score_threshold is None or score >= score_threshold
         ]
     if mode == "keyword":
         scored = keyword_candidates(

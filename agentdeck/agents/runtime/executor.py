@@ -43,6 +43,7 @@ from agentdeck.agents.services.runs import (
     tool_call_finished,
     tool_call_started,
 )
+from agentdeck.credits.services import credit_hold_get
 from agentdeck.files.tool import take_citations
 
 logger = logging.getLogger(__name__)
@@ -151,7 +152,7 @@ async def _execute(run: AgentRun) -> RunOutcome:
         return RunOutcome(status=AgentRun.Status.FAILED, error_code=code, error_message=message)
     state.agent_name = graph.agent.name
     model_names = graph.model_names
-    hold = await sync_to_async(_hold_of)(run.id)
+    hold = await sync_to_async(credit_hold_get)(run.id)
     guardrail_config = graph.guardrails
     redact_output = guard.output_redaction_enabled(guardrail_config)
 
@@ -396,12 +397,6 @@ async def _restore(agent: Any, run: AgentRun) -> Any:
                 item, rejection_message=decision.get("message") or "A person rejected this call."
             )
     return sdk_state
-
-
-def _hold_of(run_id: Any):
-    from agentdeck.credits.services import credit_hold_get
-
-    return credit_hold_get(run_id)
 
 
 def _cost(usage: dict[str, dict[str, int]], hold: Any) -> int:
