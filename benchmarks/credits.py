@@ -27,9 +27,12 @@ ratio and the reconciliation result. Targets: at least 40% of the baseline, zero
   balance in one row under the same row-lock discipline. Its effect on every balance is checked
   exactly and then written to the ledger as one ``adjustment`` row per user (outside the timed
   section), so that reconciliation still covers every row.
-* ``--breakdown`` adds two diagnostic sides under the same load: **no_publish** (agentdeck with
-  ``credits.updated`` not published: ``_notify`` replaced by a no-op in the worker processes)
-  and **service_sql** (the 11 statements the services sent before issue #6, same columns, same
+* ``--breakdown`` adds three diagnostic sides under the same load: **no_publish** (agentdeck with
+  ``credits.updated`` not published: ``_notify`` replaced by a no-op in the worker processes),
+  **own_statements** (agentdeck without the two ``transaction.atomic()`` blocks the run engine
+  puts around them: each service's one statement is its own autocommit transaction, like the
+  baseline's, so the run's BEGIN and COMMIT round trips and the lock held until that COMMIT
+  are not counted: what the credit statements themselves cost) and **service_sql** (the 11 statements the services sent before issue #6, same columns, same
   ``RETURNING``s and the same two ``transaction.atomic()`` blocks, as hand-written SQL on a
   cursor: what that design cost without the ORM; kept as a reference point).
 
@@ -108,7 +111,7 @@ PRICE = {
 USAGE = {MODEL: {"input_tokens": 1200, "cached_input_tokens": 200, "output_tokens": 300}}
 CONFIGS = ("spread", "contended")
 SIDES = ("baseline", "agentdeck")
-BREAKDOWN = ("no_publish", "service_sql")
+BREAKDOWN = ("no_publish", "own_statements", "service_sql")
 HOLDING = ("agentdeck", *BREAKDOWN)  # the sides that hold for an AgentRun per settlement
 
 HOLD_SQL = "UPDATE user_credits SET reserved = reserved + %s WHERE user_id = %s AND balance - reserved >= %s"
@@ -298,15 +301,19 @@ def create_fixture(args: argparse.Namespace) -> Fixture:
 # --- the workloads ------------------------------------------------------------------------------
 
 
-def settle_once(user_id: str, run_id: str, plan: Any, cost: int) -> None:
-    """agentdeck: the hold at run start and the settlement at run end, each its transaction."""
+def settle_once(
+    user_id: str, run_id: str, plan: Any, cost: int, run_transactions: bool = True
+) -> None:
+    """agentdeck: the hold at run start and the settlement at run end, each its transaction
+    (``run_transactions=False``, --breakdown own_statements: each statement on its own)."""
     from django.db import transaction
 
     from agentdeck.credits.services import credits_hold, credits_settle
 
-    with transaction.atomic():  # run start
+    around = transaction.atomic if run_transactions else contextlib.nullcontext
+    with around():  # run start
         credits_hold(user_id=user_id, run_id=run_id, plan=plan)
-    with transaction.atomic():  # run end
+    with around():  # run end
         captured = credits_settle(run_id=run_id, usage=USAGE)
     if captured != cost:
         raise BenchError(f"run {run_id} captured {captured}, expected {cost}")
@@ -463,11 +470,11 @@ def settle_many(job: Job, run_ids: list[str], count: int) -> None:
     """``count`` settlements of the job's side (the holding sides: on ``run_ids``)."""
     from django.db import connection
 
-    if job.side in ("agentdeck", "no_publish"):
+    if job.side in ("agentdeck", "no_publish", "own_statements"):
         from agentdeck.core import realtime
 
         for run_id in run_ids:
-            settle_once(job.user_id, run_id, job.plan, job.cost)
+            settle_once(job.user_id, run_id, job.plan, job.cost, job.side != "own_statements")
         # credits.updated leaves from the publishing thread: count the time it takes to send
         # what the settlements published, as a task's end does.
         realtime.flush(timeout=60)
@@ -745,11 +752,11 @@ def report(
         f"channel layer {args.channel_layer}"
     )
     header = (
-        f"{'config':<10} {'side':<12} {'settlements/s':>13} {'vs baseline':>11} "
+        f"{'config':<10} {'side':<14} {'settlements/s':>13} {'vs baseline':>11} "
         f"{'worker CPU':>10} {'PG CPU':>7}  each repetition"
     )
     print(header)
-    print(f"{'':<50}{'(ms per settlement)':>20}")
+    print(f"{'':<52}{'(ms per settlement)':>20}")
     print("-" * len(header))
     for config, by_side in samples.items():
         base = statistics.median(s.rate for s in by_side["baseline"])
@@ -771,7 +778,7 @@ def report(
             server = median_or_none([s.server_ms for s in values])
             server_text = "-" if server is None else f"{server:.2f}"
             print(
-                f"{config:<10} {side:<12} {median:>13.0f} {shown:>11} {client:>10.2f} "
+                f"{config:<10} {side:<14} {median:>13.0f} {shown:>11} {client:>10.2f} "
                 f"{server_text:>7}  {runs}{verdict}"
             )
     clean = not rec["discrepancies"] and not rec["reserved_nonzero"] and not rec["open_holds"]
@@ -807,7 +814,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="where credits.updated is published; auto: redis when it answers, else postgres",
     )
     parser.add_argument(
-        "--breakdown", action="store_true", help="also measure the no_publish and service_sql sides"
+        "--breakdown",
+        action="store_true",
+        help="also measure the no_publish, own_statements and service_sql sides",
     )
     parser.add_argument("--redis-port", type=int, default=6379)
     parser.add_argument("--redis-db", type=int, default=12, help="only published to, never flushed")
