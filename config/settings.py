@@ -437,7 +437,9 @@ OPENAI_TRACING_EXPORT = env.bool("OPENAI_TRACING_EXPORT", default=False)
 WS_ALLOWED_ORIGINS = env.list("WS_ALLOWED_ORIGINS", default=ALLOWED_HOSTS)
 
 # A WebSocket whose unread backlog (beyond the kernel's buffer) stays over WS_MAX_BUFFER_BYTES
-# for WS_SLOW_GRACE_SECONDS is closed with 4429 (see agentdeck.core.daphne_backpressure).
+# for WS_SLOW_GRACE_SECONDS is closed with 4429 (see agentdeck.core.daphne_backpressure). Any
+# close the server starts (4429, or 1000 at a run's end) waits up to WS_SLOW_ABORT_SECONDS for the
+# client to read up to the close frame, then the connection is aborted.
 WS_MAX_BUFFER_BYTES = env.int("WS_MAX_BUFFER_BYTES", default=1024 * 1024)
 WS_SLOW_GRACE_SECONDS = env.float("WS_SLOW_GRACE_SECONDS", default=5.0)
 WS_SLOW_ABORT_SECONDS = env.float("WS_SLOW_ABORT_SECONDS", default=10.0)

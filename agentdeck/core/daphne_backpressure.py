@@ -7,7 +7,11 @@ following a chatty run would grow the web process's memory for as long as the ru
 :func:`install` wraps two methods of daphne's ``WebSocketProtocol``:
 
 * ``serverAccept`` caps the socket's kernel send buffer at ``WS_SOCKET_SNDBUF_BYTES`` (Linux
-  would otherwise autotune it up to megabytes, hiding a stalled reader for a long time);
+  would otherwise autotune it up to megabytes, hiding a stalled reader for a long time) and
+  gives every close the server starts ``WS_SLOW_ABORT_SECONDS`` to complete: a close frame
+  queues behind what the client has not read yet (a finished run's replay, a run's last events),
+  and autobahn's default (1 s, then abort) would drop that tail and the close code for any
+  client more than a second behind;
 * ``serverSend`` looks at the bytes Twisted still holds for the connection. Over
   ``WS_MAX_BUFFER_BYTES`` for longer than ``WS_SLOW_GRACE_SECONDS`` (a healthy client drains
   a replay burst within that), or over eight times the limit at any moment, the connection gets
@@ -72,6 +76,7 @@ def install() -> None:
 
     def server_accept(self, subprotocol=None):
         original_accept(self, subprotocol)
+        self.closeHandshakeTimeout = settings.WS_SLOW_ABORT_SECONDS
         size = settings.WS_SOCKET_SNDBUF_BYTES
         handle = getattr(self.transport, "getHandle", lambda: None)()
         if size and handle is not None:
@@ -87,10 +92,8 @@ def install() -> None:
         if too_slow(self, buffered, time.monotonic()):
             self._agentdeck_too_slow = True
             logger.warning("closing slow WebSocket %s: %d bytes unread", self.client_addr, buffered)
-            # The close frame queues behind the backlog; autobahn would drop the connection after
-            # its 1 s close-handshake timeout, before a slow reader ever sees the code. Give it
-            # the configured grace instead, then abort.
-            self.closeHandshakeTimeout = settings.WS_SLOW_ABORT_SECONDS
+            # The close frame queues behind the backlog; the close-handshake timeout set at
+            # accept gives a slow reader the configured grace to reach it, then it is aborted.
             self.sendClose(code=CLOSE_TOO_SLOW, reason="too slow: reconnect with after=<last seq>")
             from twisted.internet import reactor
 

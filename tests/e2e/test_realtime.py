@@ -260,3 +260,45 @@ def test_a_stalled_client_is_closed_4429_without_slowing_anyone_and_can_resume(s
     ] == all_seqs  # resumed with after=: nothing lost or repeated
     assert rest_code == 1000
     assert "closing slow WebSocket" in server.log()
+
+
+def test_a_client_behind_a_replay_still_gets_every_frame_and_the_1000(server_factory):
+    # A finished run replays in one burst and the server closes with 1000 right after it, so the
+    # close frame queues behind everything the client has not read yet. A client that reads
+    # slowly (here: not at all for longer than autobahn's 1 s close handshake) must still read
+    # up to it: not lose the tail of the replay to an aborted connection and see no code.
+    server = server_factory(
+        WS_MAX_BUFFER_BYTES=str(64 * 1024 * 1024),  # the 4429 guard stays out of it
+        WS_SOCKET_SNDBUF_BYTES="16384",
+        RUN_INPUT_MAX_BYTES="400000",
+    ).start()
+    api = Api(server.url, SUB)
+    big = " ".join(f"token{i:06d}" for i in range(30000))
+    run_id = start_run(api, setup_agent(api), big)
+    assert api.wait_for(run_id, {"succeeded"})["status"] == "succeeded"
+    all_seqs = logged_seqs(api, run_id)
+
+    async def main():
+        raw = socket.socket()
+        raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        raw.connect(("127.0.0.1", server.port))
+        async with connect(
+            ws_url(server, run_id),
+            subprotocols=subprotocols(),
+            sock=raw,
+            max_queue=1,
+            max_size=None,
+        ) as ws:
+            await asyncio.sleep(2.5)  # the whole replay and the close are queued by now
+            frames: list[dict] = []
+            try:
+                while True:
+                    frame = json.loads(await asyncio.wait_for(ws.recv(), 30))
+                    if "seq" in frame:
+                        frames.append(frame)
+            except ConnectionClosed as closed:
+                return frames, closed.rcvd.code if closed.rcvd else None
+
+    frames, code = asyncio.run(main())
+    assert code == 1000
+    assert [f["seq"] for f in frames] == all_seqs
