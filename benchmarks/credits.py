@@ -473,8 +473,9 @@ def settle_many(job: Job, run_ids: list[str], count: int) -> None:
     if job.side in ("agentdeck", "no_publish", "own_statements"):
         from agentdeck.core import realtime
 
+        in_run_transactions = job.side != "own_statements"
         for run_id in run_ids:
-            settle_once(job.user_id, run_id, job.plan, job.cost, job.side != "own_statements")
+            settle_once(job.user_id, run_id, job.plan, job.cost, in_run_transactions)
         # credits.updated leaves from the publishing thread: count the time it takes to send
         # what the settlements published, as a task's end does.
         realtime.flush(timeout=60)

@@ -24,6 +24,8 @@ pytestmark = pytest.mark.e2e
 
 SUB = "rt-user"
 LONG_INPUT = " ".join(f"word{i}" for i in range(60))
+# ~360 KB, echoed back several ways: a run whose events add up to well over a megabyte.
+BIG_INPUT = " ".join(f"token{i:06d}" for i in range(30000))
 
 
 def ws_url(server, run_id: str, after: int = 0) -> str:
@@ -35,12 +37,14 @@ def subprotocols() -> list[str]:
 
 
 async def follow(
-    url: str, *, stop_after: int | None = None, **kwargs
+    url: str, *, stop_after: int | None = None, read_after: float = 0, **kwargs
 ) -> tuple[list[dict], int | None]:
-    """Collect event frames until the server closes (or after `stop_after` frames, then hang up)."""
+    """Collect event frames until the server closes (or after `stop_after` frames, then hang up);
+    `read_after`: connect, then read nothing for that many seconds first."""
     frames: list[dict] = []
     async with connect(url, subprotocols=subprotocols(), open_timeout=10, **kwargs) as ws:
         assert ws.subprotocol == "agentdeck.v1"
+        await asyncio.sleep(read_after)
         try:
             while True:
                 frame = json.loads(await asyncio.wait_for(ws.recv(), 30))
@@ -50,6 +54,15 @@ async def follow(
                     return frames, None
         except ConnectionClosed as closed:
             return frames, closed.rcvd.code if closed.rcvd else None
+
+
+def unread_socket(server) -> socket.socket:
+    """A connection to the server whose kernel buffers hold little, for a client that does not
+    read: what the server sends it piles up on the server's side."""
+    raw = socket.socket()
+    raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    raw.connect(("127.0.0.1", server.port))
+    return raw
 
 
 def setup_agent(api: Api) -> str:
@@ -207,19 +220,15 @@ def test_a_stalled_client_is_closed_4429_without_slowing_anyone_and_can_resume(s
         RUN_INPUT_MAX_BYTES="400000",
     ).start()
     api = Api(server.url, SUB)
-    big = " ".join(f"token{i:06d}" for i in range(30000))  # ~360 KB echoed back several ways
     agent_id = setup_agent(api)
-    run_id = start_run(api, agent_id, big)
+    run_id = start_run(api, agent_id, BIG_INPUT)
 
     async def main():
         # A client that stops reading: tiny kernel receive buffer, one-message queue, no recv().
-        raw = socket.socket()
-        raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-        raw.connect(("127.0.0.1", server.port))
         stalled = await connect(
             ws_url(server, run_id),
             subprotocols=subprotocols(),
-            sock=raw,
+            sock=unread_socket(server),
             max_queue=1,
             max_size=None,
         )
@@ -273,32 +282,20 @@ def test_a_client_behind_a_replay_still_gets_every_frame_and_the_1000(server_fac
         RUN_INPUT_MAX_BYTES="400000",
     ).start()
     api = Api(server.url, SUB)
-    big = " ".join(f"token{i:06d}" for i in range(30000))
-    run_id = start_run(api, setup_agent(api), big)
+    run_id = start_run(api, setup_agent(api), BIG_INPUT)
     assert api.wait_for(run_id, {"succeeded"})["status"] == "succeeded"
     all_seqs = logged_seqs(api, run_id)
 
-    async def main():
-        raw = socket.socket()
-        raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-        raw.connect(("127.0.0.1", server.port))
-        async with connect(
+    # Read nothing for longer than autobahn's 1 s close handshake: by then the whole replay and
+    # the close are queued.
+    frames, code = asyncio.run(
+        follow(
             ws_url(server, run_id),
-            subprotocols=subprotocols(),
-            sock=raw,
+            read_after=2.5,
+            sock=unread_socket(server),
             max_queue=1,
             max_size=None,
-        ) as ws:
-            await asyncio.sleep(2.5)  # the whole replay and the close are queued by now
-            frames: list[dict] = []
-            try:
-                while True:
-                    frame = json.loads(await asyncio.wait_for(ws.recv(), 30))
-                    if "seq" in frame:
-                        frames.append(frame)
-            except ConnectionClosed as closed:
-                return frames, closed.rcvd.code if closed.rcvd else None
-
-    frames, code = asyncio.run(main())
+        )
+    )
     assert code == 1000
     assert [f["seq"] for f in frames] == all_seqs
