@@ -15,6 +15,7 @@ from agentdeck.agents.models import AgentRun
 from agentdeck.agents.services.runs import agent_run_start, run_event_append
 from agentdeck.agents.tasks import execute_run
 from config.asgi import application
+from tests.support.redis import redis_url
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -459,13 +460,13 @@ def test_sse_keeps_its_redis_subscription_through_quiet_periods(
     from channels_redis.pubsub import RedisSingleShardConnection
 
     try:
-        redis.Redis.from_url("redis://127.0.0.1:6379/14").ping()
+        redis.Redis.from_url(redis_url(14)).ping()
     except redis.RedisError:
-        pytest.skip("no Redis at 127.0.0.1:6379")
+        pytest.skip(f"no Redis at {redis_url(14)}")
     settings.CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
-            "CONFIG": {"hosts": ["redis://127.0.0.1:6379/14"]},
+            "CONFIG": {"hosts": [redis_url(14)]},
         }
     }
     settings.RUN_STREAM_RECHECK_SECONDS = 0.1

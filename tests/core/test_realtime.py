@@ -17,8 +17,9 @@ from django.db import connection
 from django.test import override_settings
 
 from agentdeck.core import realtime
+from tests.support.redis import redis_url
 
-REDIS_URL = "redis://127.0.0.1:6379/14"
+REDIS_URL = redis_url(14)
 
 
 class RecordingLayer(BaseChannelLayer):
@@ -76,7 +77,7 @@ def redis_available() -> bool:
         return False
 
 
-needs_redis = pytest.mark.skipif(not redis_available(), reason="no Redis at 127.0.0.1:6379")
+needs_redis = pytest.mark.skipif(not redis_available(), reason=f"no Redis at {REDIS_URL}")
 
 
 def test_messages_leave_in_the_order_they_were_published_from_many_threads(make_publisher):

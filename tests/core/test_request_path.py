@@ -16,11 +16,12 @@ from rest_framework.throttling import SimpleRateThrottle
 
 from agentdeck.core import throttling
 from config.asgi import application
+from tests.support.redis import redis_url
 
 REDIS_CACHE = {
     "default": {
         "BACKEND": "agentdeck.core.cache.RedisCache",
-        "LOCATION": "redis://127.0.0.1:6379/14",
+        "LOCATION": redis_url(14),
     }
 }
 
@@ -34,7 +35,7 @@ def redis_available() -> bool:
 
 pytestmark = [
     pytest.mark.django_db(transaction=True),
-    pytest.mark.skipif(not redis_available(), reason="no Redis at 127.0.0.1:6379"),
+    pytest.mark.skipif(not redis_available(), reason=f"no Redis at {redis_url(14)}"),
 ]
 
 

@@ -19,6 +19,7 @@ from websockets.exceptions import ConnectionClosed
 from tests.e2e.conftest import http
 from tests.e2e.test_run_engine import Api, broker_env  # noqa: F401 (fixture)
 from tests.e2e.test_serve import dev_token
+from tests.support.redis import redis_url
 
 pytestmark = pytest.mark.e2e
 
@@ -129,11 +130,11 @@ def test_client_drops_midway_and_resumes_with_every_event_once(server_factory, b
 def _redis_env(db: int) -> dict[str, str]:
     import redis
 
-    url = f"redis://127.0.0.1:6379/{db}"
+    url = redis_url(db)
     try:
         redis.Redis.from_url(url, socket_connect_timeout=1).flushdb()
     except redis.ConnectionError:
-        pytest.skip("no Redis on 127.0.0.1:6379")
+        pytest.skip(f"no Redis on {url}")
     return {"REDIS_URL": url}
 
 

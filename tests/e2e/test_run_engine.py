@@ -12,6 +12,7 @@ import pytest
 from tests.e2e.conftest import http
 from tests.e2e.test_serve import dev_token
 from tests.support.openai_server import FakeOpenAI
+from tests.support.redis import redis_url
 
 pytestmark = pytest.mark.e2e
 
@@ -28,11 +29,11 @@ def broker_env(request) -> dict[str, str]:
         return {}
     import redis
 
-    url = f"redis://127.0.0.1:6379/{E2E_REDIS_DB}"
+    url = redis_url(E2E_REDIS_DB)
     try:
         redis.Redis.from_url(url, socket_connect_timeout=1).flushdb()
     except redis.ConnectionError:
-        pytest.skip("no Redis on 127.0.0.1:6379 (start it: see the env notes in README)")
+        pytest.skip(f"no Redis on {url} (start it: see the env notes in README)")
     return {"REDIS_URL": url}
 
 
