@@ -225,7 +225,7 @@ REST_FRAMEWORK = {
         "agentdeck.accounts.permissions.ApiKeyScopePermission",
     ],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_PARSER_CLASSES": ["agentdeck.core.parsers.StrictJSONParser"],
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
     "DEFAULT_PAGINATION_CLASS": "agentdeck.core.pagination.CreatedAtCursorPagination",
     "PAGE_SIZE": 50,
@@ -412,6 +412,12 @@ LOGGING = {
         "httpx2": {"level": "WARNING"},
     },
 }
+
+# --- request input ----------------------------------------------------------------------------
+
+# JSON bodies and JSON form fields nesting deeper than this are refused with 400 parse_error
+# before they are decoded (agentdeck.core.jsoninput): the stdlib decoder recurses per level.
+JSON_MAX_DEPTH = env.int("JSON_MAX_DEPTH", default=64)
 
 # --- agent runtime --------------------------------------------------------------------------
 

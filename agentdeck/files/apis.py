@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-
 from django.conf import settings
 from django.http import FileResponse
 from django.shortcuts import get_object_or_404
@@ -12,12 +10,14 @@ from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_seriali
 from rest_framework import serializers, viewsets
 from rest_framework import status as http
 from rest_framework.decorators import action
-from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
+from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 
 from agentdeck.agents.selectors import providers_visible_to
+from agentdeck.core import jsoninput
 from agentdeck.core.exceptions import NotFound
+from agentdeck.core.parsers import StrictJSONParser
 from agentdeck.core.permissions import scope_to_owner
 from agentdeck.files import services
 from agentdeck.files.models import FileMetadata, VectorIndex, VectorIndexFile
@@ -77,9 +77,9 @@ class FileUploadSerializer(serializers.Serializer):
             ]
             if isinstance(flat.get("attributes"), str):
                 try:
-                    flat["attributes"] = json.loads(flat["attributes"])
-                except ValueError:
-                    raise serializers.ValidationError({"attributes": ["Not valid JSON."]}) from None
+                    flat["attributes"] = jsoninput.loads(flat["attributes"])
+                except jsoninput.JSONInputError as exc:
+                    raise serializers.ValidationError({"attributes": [str(exc)]}) from None
             data = flat
         return super().to_internal_value(data)
 
@@ -202,7 +202,7 @@ class SearchHitSerializer(serializers.Serializer):
 class FileViewSet(viewsets.GenericViewSet):
     serializer_class = FileSerializer
     lookup_value_regex = "[0-9a-f-]{36}"
-    parser_classes = [MultiPartParser, FormParser, JSONParser]
+    parser_classes = [MultiPartParser, FormParser, StrictJSONParser]
 
     def get_queryset(self):
         return scope_to_owner(FileMetadata.objects.all(), self.request.user).defer("text")
