@@ -19,6 +19,12 @@ from agentdeck.agents.models import (
     ToolCall,
 )
 from agentdeck.agents.runtime.events import EVENT_TYPES
+from agentdeck.core.httpheaders import (
+    API_KEY_MAX_LENGTH,
+    MAX_HEADERS,
+    HeadersField,
+    validate_api_key,
+)
 
 # --- providers -----------------------------------------------------------------------------------
 
@@ -60,10 +66,15 @@ class ProviderWriteSerializer(serializers.Serializer):
         allow_blank=True,
         write_only=True,
         trim_whitespace=True,
-        help_text="Stored encrypted; never returned. Empty string removes it.",
+        max_length=API_KEY_MAX_LENGTH,
+        validators=[validate_api_key],
+        help_text="Stored encrypted; never returned. Empty string removes it. Visible ASCII "
+        "characters only (it is sent in an HTTP header).",
     )
-    extra_headers = serializers.DictField(
-        child=serializers.CharField(max_length=2000), required=False
+    extra_headers = HeadersField(
+        required=False,
+        help_text=f"Sent with every request to the provider: {{name: value}}, at most "
+        f"{MAX_HEADERS}; names are RFC 9110 tokens, values visible ASCII.",
     )
     default_model = serializers.CharField(
         max_length=200, required=False, allow_blank=True, default=""
