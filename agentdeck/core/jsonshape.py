@@ -19,7 +19,8 @@ costs at most the bound, not the value.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -27,6 +28,7 @@ from drf_spectacular.extensions import OpenApiSerializerFieldExtension
 from rest_framework import serializers
 
 from agentdeck.core import jsoninput
+from agentdeck.core.exceptions import ApplicationError
 
 Root = Literal["object", "array", "any"]
 Path = tuple[str | int, ...]
@@ -146,6 +148,18 @@ def check_shape(value: Any, shape: JSONShape) -> None:
         jsoninput.check_strings(value)
     except jsoninput.JSONInputError as exc:
         raise ShapeError(str(exc), code="invalid") from None
+
+
+@contextmanager
+def shape_errors_as(
+    field: str, *, code: str, error: type[ApplicationError] = ApplicationError
+) -> Iterator[None]:
+    """For services, whose callers are not always the API: a :class:`ShapeError` raised inside
+    becomes ``error`` (a 400 problem with ``code``) saying where, e.g. ``config.headers: ...``."""
+    try:
+        yield
+    except ShapeError as exc:
+        raise error(f"{exc.dotted(field)}: {exc.message}", code=code) from None
 
 
 def validation_error(exc: ShapeError) -> serializers.ValidationError:

@@ -17,7 +17,7 @@ from django.utils import timezone
 
 from agentdeck.accounts.models import User
 from agentdeck.core.exceptions import ApplicationError, Conflict
-from agentdeck.core.jsonshape import ShapeError
+from agentdeck.core.jsonshape import shape_errors_as
 from agentdeck.core.queue import enqueue
 from agentdeck.core.realtime import notify_user_on_commit
 from agentdeck.files.attributes import check_attributes, check_filters
@@ -477,23 +477,14 @@ def vector_index_query(
 
 
 def _check_filters(filters: dict[str, Any]) -> None:
-    try:
+    with shape_errors_as("filters", code="invalid_filter", error=InvalidIndex):
         check_filters(filters)
-    except ShapeError as exc:
-        raise InvalidIndex(
-            f"{exc.dotted('filters')}: {exc.message}", code="invalid_filter"
-        ) from None
 
 
 def _check_attributes(attributes: dict[str, Any] | None) -> None:
-    if attributes is None:
-        return
-    try:
-        check_attributes(attributes)
-    except ShapeError as exc:
-        raise InvalidIndex(
-            f"{exc.dotted('attributes')}: {exc.message}", code="invalid_attributes"
-        ) from None
+    if attributes is not None:
+        with shape_errors_as("attributes", code="invalid_attributes", error=InvalidIndex):
+            check_attributes(attributes)
 
 
 def _index_touch(index: VectorIndex) -> None:
