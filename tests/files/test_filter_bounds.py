@@ -63,7 +63,7 @@ def test_the_most_filters_allowed_answer_quickly_and_correctly(user, client_for,
 
     assert r.status_code == 200, r.content
     assert {h["file_id"] for h in r.json()["results"]} == {str(wanted.pk)}
-    assert elapsed < 2.0, elapsed  # about 20 ms here; 1,000 keys took 9 s before the bound
+    assert elapsed < 2.0, elapsed  # ~30 ms warm here; 1,000 keys took 9 s before the bound
 
 
 def test_the_filter_plan_does_not_grow_with_the_number_of_keys(user, client_for, index):
