@@ -28,6 +28,7 @@ from agentdeck.agents.services.agents import agent_set_status
 from agentdeck.agents.services.providers import provider_update
 from agentdeck.agents.services.runs import agent_run_cancel
 from agentdeck.core.crypto import SecretDecryptionError, decrypt_secret, encrypt_secret, mask_secret
+from agentdeck.core.httpheaders import HeaderError, check_api_key, check_headers
 
 
 class ProviderForm(forms.ModelForm):
@@ -42,6 +43,24 @@ class ProviderForm(forms.ModelForm):
     class Meta:
         model = Provider
         fields = ("name", "owner", "kind", "base_url", "default_model", "extra_headers", "enabled")
+
+    # Both are sent in HTTP headers on every call (agentdeck.core.httpheaders).
+    def clean_api_key(self) -> str:
+        key = (self.cleaned_data.get("api_key") or "").strip()
+        if key:
+            try:
+                check_api_key(key)
+            except HeaderError as exc:
+                raise forms.ValidationError(str(exc)) from None
+        return key
+
+    def clean_extra_headers(self) -> dict[str, str]:
+        headers = self.cleaned_data.get("extra_headers") or {}
+        try:
+            check_headers(headers)
+        except HeaderError as exc:
+            raise forms.ValidationError(str(exc)) from None
+        return headers
 
 
 @admin.register(Provider)

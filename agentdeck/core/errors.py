@@ -13,6 +13,7 @@ from http import HTTPStatus
 from typing import Any, NotRequired, TypedDict
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.core.exceptions import RequestDataTooBig, SuspiciousOperation, TooManyFieldsSent
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.http import Http404, HttpRequest, JsonResponse
 from rest_framework import exceptions as drf_exceptions
@@ -151,6 +152,18 @@ def exception_to_problem(
             extra=exc.extra,
         )
         return body, dict(exc.headers)
+
+    if isinstance(exc, SuspiciousOperation):
+        # Django's own request limits, met first by DRF's content negotiation on every API
+        # view: ?tag=a repeated past DATA_UPLOAD_MAX_NUMBER_FIELDS was a 500 on every list.
+        if isinstance(exc, TooManyFieldsSent):
+            status, detail = 400, "The request has more parameters than the server accepts."
+        elif isinstance(exc, RequestDataTooBig):
+            status, detail = 413, "The request body is larger than the server accepts."
+        else:
+            status, detail = 400, "The request was refused as malformed."
+        body = problem(status=status, code=STATUS_CODES[status], detail=detail, instance=instance)
+        return body, headers
 
     if isinstance(exc, Http404):
         exc = drf_exceptions.NotFound()

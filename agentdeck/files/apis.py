@@ -17,11 +17,38 @@ from rest_framework.response import Response
 from agentdeck.agents.selectors import providers_visible_to
 from agentdeck.core import jsoninput
 from agentdeck.core.exceptions import NotFound
+from agentdeck.core.jsonshape import JSONShapeField
 from agentdeck.core.parsers import StrictJSONParser
 from agentdeck.core.permissions import scope_to_owner
 from agentdeck.files import services
+from agentdeck.files.attributes import (
+    ATTRIBUTES_SCHEMA,
+    ATTRIBUTES_SHAPE,
+    FILTERS_SCHEMA,
+    FILTERS_SHAPE,
+    check_attributes,
+    check_filters,
+)
 from agentdeck.files.models import FileMetadata, VectorIndex, VectorIndexFile
 from agentdeck.files.search import MAX_TOP_K, MODES
+
+# Lists of ids in a request: an index a file goes into, files a search is limited to.
+MAX_VECTOR_INDEX_IDS = 20
+MAX_FILE_IDS = 100
+DESCRIPTION_MAX_LENGTH = 2000
+
+
+def _attributes_field(**kwargs) -> JSONShapeField:
+    return JSONShapeField(
+        shape=ATTRIBUTES_SHAPE,
+        check=check_attributes,
+        schema=ATTRIBUTES_SCHEMA,
+        required=False,
+        default=None,
+        help_text="Search-filter labels for the attachments: {name: string|number|boolean}.",
+        **kwargs,
+    )
+
 
 # --- serializers ---------------------------------------------------------------------------------
 
@@ -60,13 +87,10 @@ class FileUploadSerializer(serializers.Serializer):
         child=serializers.UUIDField(),
         required=False,
         default=list,
+        max_length=MAX_VECTOR_INDEX_IDS,
         help_text="Attach to these indices of yours as soon as it is processed.",
     )
-    attributes = serializers.JSONField(
-        required=False,
-        default=None,
-        help_text="Search-filter labels for the attachments: {name: string|number|boolean}.",
-    )
+    attributes = _attributes_field()
 
     def to_internal_value(self, data):
         # Multipart sends lists as repeated fields and objects as JSON text.
@@ -114,7 +138,9 @@ class VectorIndexSerializer(serializers.ModelSerializer):
 
 class VectorIndexCreateSerializer(serializers.Serializer):
     name = serializers.CharField(max_length=200)
-    description = serializers.CharField(required=False, allow_blank=True, default="")
+    description = serializers.CharField(
+        required=False, allow_blank=True, default="", max_length=DESCRIPTION_MAX_LENGTH
+    )
     embedder = serializers.ChoiceField(
         choices=VectorIndex.Embedder.choices,
         required=False,
@@ -130,7 +156,9 @@ class VectorIndexCreateSerializer(serializers.Serializer):
 
 class VectorIndexUpdateSerializer(serializers.Serializer):
     name = serializers.CharField(max_length=200, required=False)
-    description = serializers.CharField(required=False, allow_blank=True)
+    description = serializers.CharField(
+        required=False, allow_blank=True, max_length=DESCRIPTION_MAX_LENGTH
+    )
     expires_after_days = serializers.IntegerField(required=False, allow_null=True)
 
 
@@ -162,7 +190,7 @@ class AttachmentSerializer(serializers.ModelSerializer):
 
 class AttachSerializer(serializers.Serializer):
     file_id = serializers.UUIDField()
-    attributes = serializers.JSONField(required=False, default=None)
+    attributes = _attributes_field()
     copy_from_index_id = serializers.UUIDField(
         required=False,
         help_text="Copy the file's chunks and vectors from another of your indices with the same "
@@ -174,10 +202,16 @@ class SearchSerializer(serializers.Serializer):
     query = serializers.CharField(max_length=4000, trim_whitespace=True)
     top_k = serializers.IntegerField(min_value=1, max_value=MAX_TOP_K, default=10)
     mode = serializers.ChoiceField(choices=MODES, default="vector")
-    file_ids = serializers.ListField(child=serializers.UUIDField(), required=False)
-    filters = serializers.DictField(
+    file_ids = serializers.ListField(
+        child=serializers.UUIDField(), required=False, max_length=MAX_FILE_IDS
+    )
+    filters = JSONShapeField(
+        shape=FILTERS_SHAPE,
+        check=check_filters,
+        schema=FILTERS_SCHEMA,
         required=False,
-        help_text="Attachment attributes to match: {name: value or [any of values]}.",
+        help_text="Attachment attributes to match: {name: value or [any of values]}; every "
+        "name must match.",
     )
     score_threshold = serializers.FloatField(required=False, allow_null=True, default=None)
 
@@ -384,14 +418,14 @@ class VectorIndexViewSet(viewsets.GenericViewSet):
     )
     @action(detail=True, methods=["get", "post"])
     def files(self, request: Request, pk: str | None = None) -> Response:
-        index = self.get_object()
         if request.method == "GET":
-            qs = index.attachments.select_related("file").order_by("-created_at", "-id")
+            qs = self.get_object().attachments.select_related("file").order_by("-created_at", "-id")
             qs = qs.defer("file__text")
             page = self.paginate_queryset(qs)
             return self.get_paginated_response(AttachmentSerializer(page, many=True).data)
         data = AttachSerializer(data=request.data)
         data.is_valid(raise_exception=True)
+        index = self.get_object()
         file = _own_file(request, data.validated_data["file_id"])
         before = VectorIndexFile.objects.filter(index=index, file=file).exists()
         source = None
@@ -431,9 +465,10 @@ class VectorIndexViewSet(viewsets.GenericViewSet):
     )
     @action(detail=True, methods=["post"])
     def search(self, request: Request, pk: str | None = None) -> Response:
-        index = self.get_object()
+        # Validated before the index is read: a refused body costs no query.
         data = SearchSerializer(data=request.data)
         data.is_valid(raise_exception=True)
+        index = self.get_object()
         v = data.validated_data
         hits = services.vector_index_query(
             index=index,

@@ -223,13 +223,17 @@ class OpenAIEmbedder:
         from django.conf import settings
         from openai import OpenAI
 
-        from agentdeck.core.crypto import decrypt_secret
+        from agentdeck.agents.runtime.builder import ProviderUnavailable, provider_credentials
 
         p = self.provider
+        try:
+            key, headers = provider_credentials(p)
+        except ProviderUnavailable as e:
+            raise EmbeddingError(e.detail, code=e.code, status=e.status) from None
         return OpenAI(
             base_url=p.base_url or None,
-            api_key=decrypt_secret(p.api_key_encrypted) if p.api_key_encrypted else "not-needed",
-            default_headers=p.extra_headers or None,
+            api_key=key or "not-needed",
+            default_headers=headers or None,
             timeout=settings.PROVIDER_TIMEOUT_SECONDS,
             max_retries=settings.PROVIDER_MAX_RETRIES,
         )

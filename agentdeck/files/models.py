@@ -75,6 +75,9 @@ class FileMetadata(TimestampedModel):
 
     class Meta:
         db_table = "file_metadata"
+        # Staff see uploads; "file metadata" would pluralise to "file metadatas" in the admin.
+        verbose_name = "file"
+        verbose_name_plural = "files"
         constraints = [
             # Identical re-uploads by the same user are one file.
             models.UniqueConstraint(fields=["owner", "sha256"], name="file_metadata_owner_sha256"),
@@ -144,6 +147,7 @@ class VectorIndex(TimestampedModel):
 
     class Meta:
         db_table = "vector_indices"
+        verbose_name_plural = "vector indices"  # not "indexs"; the API says vector-indices
         constraints = [
             models.CheckConstraint(
                 condition=models.Q(dimensions__in=ALLOWED_DIMENSIONS),
@@ -270,6 +274,7 @@ class AgentVectorIndex(models.Model):
 
     class Meta:
         db_table = "agent_vector_indices"
+        verbose_name_plural = "agent vector indices"
         constraints = [
             models.UniqueConstraint(fields=["agent", "index"], name="agent_vector_indices_unique")
         ]

@@ -17,8 +17,10 @@ from django.utils import timezone
 
 from agentdeck.accounts.models import User
 from agentdeck.core.exceptions import ApplicationError, Conflict
+from agentdeck.core.jsonshape import shape_errors_as
 from agentdeck.core.queue import enqueue
 from agentdeck.core.realtime import notify_user_on_commit
+from agentdeck.files.attributes import check_attributes, check_filters
 from agentdeck.files.models import (
     ALLOWED_DIMENSIONS,
     FileMetadata,
@@ -475,29 +477,14 @@ def vector_index_query(
 
 
 def _check_filters(filters: dict[str, Any]) -> None:
-    for key, value in filters.items():
-        for v in value if isinstance(value, list) else [value]:
-            if not isinstance(v, (str, int, float, bool)):
-                raise InvalidIndex(
-                    f"filters.{key} must be a string, number or boolean, or a list of them.",
-                    code="invalid_filter",
-                )
+    with shape_errors_as("filters", code="invalid_filter", error=InvalidIndex):
+        check_filters(filters)
 
 
 def _check_attributes(attributes: dict[str, Any] | None) -> None:
-    if attributes is None:
-        return
-    if not isinstance(attributes, dict) or len(attributes) > 16:
-        raise InvalidIndex("attributes must be an object of at most 16 keys.")
-    for key, value in attributes.items():
-        if not isinstance(key, str) or not 0 < len(key) <= 64:
-            raise InvalidIndex("attribute names are 1-64 characters.")
-        if not isinstance(value, (str, int, float, bool)) or (
-            isinstance(value, str) and len(value) > 512
-        ):
-            raise InvalidIndex(
-                f"attribute {key!r} must be a string (512 characters at most), number or boolean."
-            )
+    if attributes is not None:
+        with shape_errors_as("attributes", code="invalid_attributes", error=InvalidIndex):
+            check_attributes(attributes)
 
 
 def _index_touch(index: VectorIndex) -> None:

@@ -65,6 +65,19 @@ def test_admin_cancel_action_cancels_queued_runs(staff_client, user, mock_agent)
     assert AgentRun.objects.get(pk=run.pk).status == "cancelled"
 
 
+def provider_form(user) -> dict:
+    """The admin's provider change form, as a browser posts it unchanged."""
+    return {
+        "name": "mine",
+        "owner": user.pk,
+        "kind": "openai",
+        "base_url": "",
+        "default_model": "",
+        "extra_headers": "{}",
+        "enabled": "on",
+    }
+
+
 def test_provider_key_is_write_only_and_masked(staff_client, user):
     provider = provider_create(actor=user, name="mine", kind="openai", api_key=SECRET)
     page = staff_client.get(f"/admin/agents/provider/{provider.pk}/change/")
@@ -75,15 +88,7 @@ def test_provider_key_is_write_only_and_masked(staff_client, user):
     assert SECRET.encode() not in listing.content
 
     # Saving without typing a key keeps it; typing one replaces it.
-    form = {
-        "name": "mine",
-        "owner": user.pk,
-        "kind": "openai",
-        "base_url": "",
-        "default_model": "",
-        "extra_headers": "{}",
-        "enabled": "on",
-    }
+    form = provider_form(user)
     staff_client.post(f"/admin/agents/provider/{provider.pk}/change/", form)
     assert decrypt_secret(Provider.objects.get(pk=provider.pk).api_key_encrypted) == SECRET
     staff_client.post(
@@ -92,3 +97,19 @@ def test_provider_key_is_write_only_and_masked(staff_client, user):
     assert (
         decrypt_secret(Provider.objects.get(pk=provider.pk).api_key_encrypted) == "sk-new-key-5678"
     )
+
+
+def test_provider_form_refuses_credentials_that_cannot_be_sent(staff_client, user):
+    provider = provider_create(actor=user, name="mine", kind="openai", api_key=SECRET)
+    form = provider_form(user)
+    url = f"/admin/agents/provider/{provider.pk}/change/"
+
+    bad_key = staff_client.post(url, {**form, "api_key": "sk-ключ"})
+    bad_header = staff_client.post(url, {**form, "extra_headers": '{"X-Tenant": "caf\\u00e9"}'})
+
+    for page in (bad_key, bad_header):
+        assert page.status_code == 200  # the form again, with the error; not a 500
+        assert b"visible ASCII" in page.content
+    stored = Provider.objects.get(pk=provider.pk)
+    assert decrypt_secret(stored.api_key_encrypted) == SECRET
+    assert stored.extra_headers == {}

@@ -735,3 +735,186 @@ def test_openapi_document_describes_providers_and_agents():
 
 def test_openapi_document_validates_without_warnings(tmp_path):
     call_command("spectacular", "--validate", "--fail-on-warn", "--file", str(tmp_path / "s.yaml"))
+
+
+# --- bounds on client JSON -----------------------------------------------------------------------
+
+
+def deep_schema(levels: int) -> dict:
+    schema: dict = {"type": "string"}
+    for _ in range(levels):
+        schema = {"type": "object", "properties": {"x": schema}}
+    return schema
+
+
+@pytest.mark.parametrize(
+    ("body", "field", "code"),
+    [
+        (
+            {"output_schema": {"type": "object", "properties": {f"p{i}": {} for i in range(300)}}},
+            "output_schema.properties",
+            "max_keys",
+        ),
+        ({"output_schema": deep_schema(20)}, "output_schema" + ".properties.x" * 16, "max_depth"),
+        (
+            {"output_schema": {"type": "string", "enum": ["a"] * 1001}},
+            "output_schema.enum",
+            "max_items",
+        ),
+        (
+            {"output_schema": {"type": "string", "description": "d" * 8193}},
+            "output_schema.description",
+            "max_length",
+        ),
+        (
+            {
+                "output_schema": {
+                    "type": "object",
+                    "properties": {f"p{i}": {"description": "d" * 8000} for i in range(20)},
+                }
+            },
+            "output_schema",
+            "max_bytes",
+        ),
+        (
+            {"guardrails": {"input": [{"type": "blocklist", "words": ["w"] * 1001}]}},
+            "guardrails.input.0.words",
+            "max_items",
+        ),
+        (
+            {"tools": [{"tool": "00000000-0000-0000-0000-000000000000"}] * 129},
+            "tools",
+            "max_length",
+        ),
+        (
+            {"handoffs": [{"agent": "00000000-0000-0000-0000-000000000000"}] * 26},
+            "handoffs",
+            "max_length",
+        ),
+        (
+            {
+                "handoffs": [
+                    {
+                        "agent": "00000000-0000-0000-0000-000000000000",
+                        "tool_description": "d" * 4097,
+                    }
+                ]
+            },
+            "handoffs.0.tool_description",
+            "max_length",
+        ),
+        ({"description": "d" * 4097}, "description", "max_length"),
+    ],
+)
+def test_agent_json_out_of_bounds_is_400_naming_the_field(user_client, provider, body, field, code):
+    response = post_agent(user_client, provider, **body)
+
+    problem = assert_problem(response, 400, "validation_error")
+    assert (field, code) in field_errors(problem)
+    assert not Agent.objects.exists()
+
+
+def test_a_large_but_bounded_output_schema_is_accepted(user_client, provider):
+    schema = {
+        "type": "object",
+        "properties": {f"p{i}": {"type": "string", "description": "d" * 200} for i in range(200)},
+    }
+    response = post_agent(user_client, provider, output_schema=schema)
+    assert response.status_code == 201, response.content
+
+
+@pytest.mark.parametrize(
+    ("metadata", "field", "code"),
+    [
+        ({f"k{i}": 1 for i in range(33)}, "metadata", "max_keys"),
+        ({f"k{i}": 1 for i in range(10_000)}, "metadata", "max_keys"),
+        ({"k": {"a": {"b": {"c": 1}}}}, "metadata.k.a.b", "max_depth"),
+        ({"k": "v" * 1025}, "metadata.k", "max_length"),
+        ({"k": list(range(65))}, "metadata.k", "max_items"),
+        ({"k" * 65: 1}, "metadata", "max_key_length"),
+        (["a"], "metadata", "invalid"),
+    ],
+)
+def test_run_metadata_out_of_bounds_is_400_and_starts_nothing(
+    user, user_client, provider, metadata, field, code
+):
+    agent = make_agent(user, provider)
+
+    response = user_client.post(
+        url(agent.pk, "runs/"), {"input": "hi", "metadata": metadata}, format="json"
+    )
+
+    problem = assert_problem(response, 400, "validation_error")
+    assert field_errors(problem) == {(field, code)}
+    assert not AgentRun.objects.exists()
+
+
+def test_run_metadata_within_bounds_is_stored(user, user_client, provider):
+    agent = make_agent(user, provider)
+    metadata = {"source": "crm", "ids": list(range(64)), "who": {"team": {"name": "ops"}}}
+    response = user_client.post(
+        url(agent.pk, "runs/"), {"input": "hi", "metadata": metadata}, format="json"
+    )
+    assert response.status_code == 202, response.content
+    assert AgentRun.objects.get().metadata == metadata
+
+
+@pytest.mark.parametrize(
+    ("decisions", "field"),
+    [
+        ([{"call_id": f"call_{i}", "approved": True} for i in range(129)], "decisions"),
+        ([{"call_id": "c" * 201, "approved": True}], "decisions.0.call_id"),
+        ([{"call_id": "call_1", "approved": False, "message": "m" * 4097}], "decisions.0.message"),
+    ],
+)
+def test_approval_decisions_out_of_bounds_are_400(user, user_client, provider, decisions, field):
+    from agentdeck.agents.services.runs import agent_run_start
+
+    run, _ = agent_run_start(user=user, agent=make_agent(user, provider), input="hi")
+
+    response = user_client.post(
+        f"/api/v1/runs/{run.pk}/approvals/", {"decisions": decisions}, format="json"
+    )
+
+    problem = assert_problem(response, 400, "validation_error")
+    assert [e["field"] for e in problem["errors"]] == [field]
+
+
+@pytest.mark.parametrize(
+    ("query", "field"),
+    [
+        ({"search": "s" * 201}, "search"),
+        ({"tag": "t" * 51}, "tag"),
+    ],
+)
+def test_list_filters_out_of_bounds_are_400(user_client, query, field):
+    problem = assert_problem(user_client.get(AGENTS, query), 400, "validation_error")
+    assert [e["field"] for e in problem["errors"]] == [field]
+
+
+def test_a_repeated_list_filter_uses_one_value(user, user_client, provider):
+    make_agent(user, provider, name="tagged", metadata={"tags": ["b"]})
+    response = user_client.get(AGENTS + "?" + "&".join(["tag=a"] * 500 + ["tag=b"]))
+    assert response.status_code == 200, response.content
+    assert [a["name"] for a in response.json()["results"]] == ["tagged"]
+
+
+def test_services_bound_agent_json_for_callers_other_than_the_api(user, provider):
+    from agentdeck.core.exceptions import ApplicationError
+
+    with pytest.raises(ApplicationError) as caught:
+        make_agent(user, provider, output_schema=deep_schema(40))
+    assert caught.value.code == "invalid_output_schema"
+    with pytest.raises(ApplicationError) as caught:
+        make_agent(
+            user,
+            provider,
+            guardrails={"input": [{"type": "blocklist", "words": ["w"] * 5000}]},
+        )
+    assert caught.value.code == "invalid_guardrails"
+    assert not Agent.objects.exists()
+
+
+def test_thousands_of_repeated_query_parameters_are_400_not_500(user_client):
+    response = user_client.get(AGENTS + "?" + "&".join(["tag=a"] * 2000))
+    assert_problem(response, 400, "bad_request")

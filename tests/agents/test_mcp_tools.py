@@ -366,3 +366,41 @@ def test_an_mcp_tool_that_requires_approval_pauses_the_run(user, mcp_server, mod
     assert run.status == "requires_action", (run.error_code, run.error_message)
     assert [p["tool"] for p in run.pending_approvals] == ["add"]
     assert mcp_server.count("tools/call") == 0
+
+
+# --- headers stored before the API refused unsendable ones ---------------------------------------
+
+
+def _store_unsendable_secret_header(tool: Tool) -> None:
+    from agentdeck.core.crypto import encrypt_secret
+
+    Tool.objects.filter(pk=tool.pk).update(
+        secret_headers_encrypted=encrypt_secret(json.dumps({"Authorization": "Bearer ключ"}))
+    )
+    tool.refresh_from_db()
+
+
+def test_refreshing_a_tool_with_unsendable_stored_headers_is_409_not_500(
+    user, user_client, mcp_server
+):
+    tool = make_tool(user, mcp_server.url)
+    _store_unsendable_secret_header(tool)
+
+    response = user_client.post(f"/api/v1/tools/{tool.pk}/refresh/")
+
+    assert response.status_code == 409, response.content
+    assert response.json()["code"] == "invalid_tool"
+    assert "ключ" not in response.content.decode()
+    assert mcp_server.count("tools/list") == 0
+
+
+def test_a_run_with_unsendable_stored_mcp_headers_fails_tool_error(user, mcp_server, model_server):
+    tool = make_tool(user, mcp_server.url)
+    agent = make_agent(user, model_server, tool)
+    _store_unsendable_secret_header(tool)
+
+    run = run_once(user, agent)
+
+    assert (run.status, run.error_code) == ("failed", "tool_error")
+    assert "Set them again" in run.error_message
+    assert "ключ" not in run.error_message

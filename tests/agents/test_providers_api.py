@@ -458,3 +458,108 @@ def test_litellm_provider_cannot_list_its_models(user_client):
 
     assert listed.status_code == 200
     assert listed.json() == {"models": [], "listable": False}
+
+
+# --- credentials that cannot be sent -------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("extra", "field"),
+    [
+        ({"api_key": "sk-ключ-0123"}, "api_key"),
+        ({"api_key": "sk-with space"}, "api_key"),
+        ({"api_key": "sk-line\nbreak"}, "api_key"),
+        ({"api_key": "k" * 4097}, "api_key"),
+        ({"extra_headers": {"X-Tenant": "café"}}, "extra_headers.X-Tenant"),
+        ({"extra_headers": {"X-Tenant": "a\r\nX-Injected: 1"}}, "extra_headers.X-Tenant"),
+        ({"extra_headers": {"X-Tenant": "tab\x07bell"}}, "extra_headers.X-Tenant"),
+        ({"extra_headers": {"Content-Length": "10"}}, "extra_headers.Content-Length"),
+        ({"extra_headers": {"bad name": "v"}}, "extra_headers"),
+        ({"extra_headers": {"X-Ünicode": "v"}}, "extra_headers"),
+        ({"extra_headers": {f"X-{i}": "v" for i in range(33)}}, "extra_headers"),
+        ({"extra_headers": {"X-Tenant": "v" * 4097}}, "extra_headers.X-Tenant"),
+    ],
+)
+def test_credentials_that_cannot_be_sent_are_refused_naming_the_field(user_client, extra, field):
+    body = {"name": "p", "kind": "openai_compatible", "base_url": "http://127.0.0.1:1/v1"}
+
+    created = user_client.post(PROVIDERS, {**body, **extra}, format="json")
+    existing = create_compatible(user_client, "http://127.0.0.1:1/v1", name="ok")
+    patched = user_client.patch(detail_url(existing["id"]), extra, format="json")
+
+    for response in (created, patched):
+        problem = assert_problem(response, 400, "validation_error")
+        assert [e["field"] for e in problem["errors"]] == [field]
+        assert "ключ" not in response.content.decode()
+    assert list(Provider.objects.values_list("name", flat=True)) == ["ok"]
+    assert Provider.objects.get().extra_headers == {}
+
+
+def test_credentials_that_can_be_sent_are_stored(user_client):
+    created = create_compatible(
+        user_client,
+        "http://127.0.0.1:1/v1",
+        api_key="sk-proj_A1.b2~c3+/=",
+        extra_headers={"X-Tenant": "acme corp\t(eu)", "OpenAI-Organization": "", "x-b": "!~"},
+    )
+    stored = Provider.objects.get(pk=created["id"])
+    assert decrypt_secret(stored.api_key_encrypted) == "sk-proj_A1.b2~c3+/="
+    assert stored.extra_headers["X-Tenant"] == "acme corp\t(eu)"
+
+
+@pytest.fixture
+def unsendable_provider(user):
+    """A provider row written before the API refused such values (or by other means)."""
+    from agentdeck.core.crypto import encrypt_secret
+
+    def make(*, api_key: str = "", extra_headers: dict | None = None) -> Provider:
+        return Provider.objects.create(
+            owner=user,
+            name="legacy",
+            kind=Provider.Kind.OPENAI_COMPATIBLE,
+            base_url="http://127.0.0.1:1/v1",
+            api_key_encrypted=encrypt_secret(api_key) if api_key else "",
+            extra_headers=extra_headers or {},
+        )
+
+    return make
+
+
+STORED_UNSENDABLE = [
+    {"api_key": "sk-ключ-stored"},
+    {"extra_headers": {"X-Tenant": "café-stored"}},
+    {"extra_headers": {"bad name": "v"}},
+    {"extra_headers": {"X-Tenant": "a\r\nb"}},
+]
+
+
+@pytest.mark.parametrize("stored", STORED_UNSENDABLE)
+def test_listing_models_of_a_stored_unsendable_provider_is_a_clear_4xx(
+    user_client, unsendable_provider, stored
+):
+    provider = unsendable_provider(**stored)
+
+    response = user_client.get(models_url(provider.pk))
+
+    body = assert_problem(response, 409, "provider_unavailable")
+    assert "Set" in body["detail"]
+    assert "stored" not in response.content.decode()  # the values themselves are not echoed
+
+
+@pytest.mark.parametrize("stored", STORED_UNSENDABLE)
+def test_a_run_on_a_stored_unsendable_provider_fails_provider_unavailable(
+    user, unsendable_provider, stored
+):
+    from agentdeck.agents.models import AgentRun
+    from agentdeck.agents.services.runs import agent_run_start
+    from agentdeck.agents.tasks import execute_run
+
+    provider = unsendable_provider(**stored)
+    agent = agent_create(owner=user, name="legacy agent", provider=provider, model="any-model")
+    run, _ = agent_run_start(user=user, agent=agent, input="hello")
+
+    assert execute_run(str(run.id)) == "failed"
+
+    run = AgentRun.objects.get(pk=run.pk)
+    assert run.error_code == "provider_unavailable"
+    assert "stored" not in run.error_message

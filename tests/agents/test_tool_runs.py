@@ -116,9 +116,9 @@ def test_http_tool_call_reaches_the_endpoint_with_its_secret_header(
     assert "shipped" in str(model.model_requests()[1].body)
 
 
-def test_http_tool_arguments_are_validated_before_any_request(user, model, make_agent, orders_api):
-    base, seen = orders_api
-    tool = tool_create(
+def order_tool(user, base: str):
+    """An http tool that looks an order up by id on the local orders API."""
+    return tool_create(
         owner=user,
         name="get_order",
         kind="http",
@@ -129,6 +129,11 @@ def test_http_tool_arguments_are_validated_before_any_request(user, model, make_
             "required": ["order_id"],
         },
     )
+
+
+def test_http_tool_arguments_are_validated_before_any_request(user, model, make_agent, orders_api):
+    base, seen = orders_api
+    tool = order_tool(user, base)
     agent = make_agent("Support", tools=[{"tool": tool}])
     model.add_tool_call("get_order", {"order_id": 17})
     model.add_text("Sorry.")
@@ -489,3 +494,29 @@ def test_a_tool_that_ran_records_when_it_was_last_used(user, model, make_agent):
     last_used = Tool.objects.get(pk=tool.pk).last_used_at
     assert last_used is not None
     assert last_used >= before
+
+
+def test_an_http_tool_with_unsendable_stored_headers_fails_the_call_not_the_run(
+    user, model, make_agent, orders_api
+):
+    """Headers stored before the API refused such values: the HTTP client would raise and the
+    run end in internal_error. The call fails, the model hears why, the run goes on."""
+    from agentdeck.agents.models import Tool
+    from agentdeck.core.crypto import encrypt_secret
+
+    base, seen = orders_api
+    tool = order_tool(user, base)
+    Tool.objects.filter(pk=tool.pk).update(
+        secret_headers_encrypted=encrypt_secret(json.dumps({"X-Api-Key": "ключ"}))
+    )
+    agent = make_agent("Support", tools=[{"tool": tool}])
+    model.add_tool_call("get_order", {"order_id": "A"})
+    model.add_text("I could not look it up.")
+
+    r = run(user, agent)
+
+    assert r.status == "succeeded", (r.error_code, r.error_message)
+    assert seen == []
+    output = ToolCall.objects.get(run=r).output
+    assert "headers cannot be sent" in output
+    assert "ключ" not in output

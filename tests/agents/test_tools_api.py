@@ -64,6 +64,46 @@ def test_http_tool_secrets_are_encrypted_and_never_returned(user_client):
             {"config": {"method": "GET", "url_template": "http://169.254.169.254/latest"}},
             "url_not_allowed",
         ),
+        # Any JSON where an object, a number or a template belongs: a 400, never a 500.
+        (
+            {"config": {"url_template": "http://127.0.0.1:9/{city}", "timeout_seconds": "abc"}},
+            "invalid_tool",
+        ),
+        (
+            {"config": {"url_template": "http://127.0.0.1:9/{city}", "timeout_seconds": [1]}},
+            "invalid_tool",
+        ),
+        (
+            {"config": {"url_template": "http://127.0.0.1:9/{city}", "max_response_bytes": "x"}},
+            "invalid_tool",
+        ),
+        (
+            {"config": {"url_template": "http://127.0.0.1:9/{city}", "max_response_bytes": 1e300}},
+            "invalid_tool",
+        ),
+        ({"config": {"url_template": "http://127.0.0.1:9/{city"}}, "invalid_tool"),
+        ({"config": {"url_template": "http://127.0.0.1:9/{city.name}"}}, "invalid_tool"),
+        ({"config": {"url_template": "http://127.0.0.1:9/{0}"}}, "invalid_tool"),
+        ({"config": {"url_template": "http://127.0.0.1:9/{city!r}"}}, "invalid_tool"),
+        ({"config": {"url_template": "http://[::1/{city}"}}, "invalid_tool"),
+        ({"config": {"url_template": "http://127.0.0.1:99999/{city}"}}, "invalid_tool"),
+        (
+            {"config": {"url_template": "http://127.0.0.1:9/{city}", "headers": {"X-A": "é"}}},
+            "invalid_tool",
+        ),
+        (
+            {"config": {"url_template": "http://127.0.0.1:9/{city}", "headers": ["X-A"]}},
+            "invalid_tool",
+        ),
+        ({"parameters_schema": True}, "invalid_schema"),
+        ({"parameters_schema": []}, "invalid_schema"),
+        ({"parameters_schema": "object"}, "invalid_schema"),
+        ({"config": ["url_template"]}, "validation_error"),
+        ({"config": {"headers": {f"X-{i}": "v" for i in range(100)}}}, "validation_error"),
+        ({"secret_headers": {"Authorization": "Bearer ключ"}}, "validation_error"),
+        ({"secret_headers": {"Bad Name": "v"}}, "validation_error"),
+        ({"description": "x" * 5000}, "validation_error"),
+        ({"name": ["list"]}, "validation_error"),
     ],
 )
 def test_bad_tool_definitions_are_refused(user_client, overrides, code):
@@ -224,3 +264,315 @@ def test_openapi_2_is_refused(user_client):
         f"{TOOLS}import-openapi/", {"document": {"swagger": "2.0", "paths": {}}}, format="json"
     )
     assert (response.status_code, response.json()["code"]) == (400, "invalid_openapi")
+
+
+@pytest.mark.parametrize(
+    ("kind", "config"),
+    [
+        ("mcp", {"url": "http://[::1/mcp"}),
+        ("mcp", {"url": "http://127.0.0.1:9/mcp", "headers": {"X-A": "a\r\nb"}}),
+        ("mcp", {"url": "http://127.0.0.1:9/mcp", "allowed_tools": "all"}),
+        ("agent", {"agent_id": ["not", "an", "id"]}),
+        ("agent", {"agent_id": "not-a-uuid"}),
+        ("agent", {"agent_id": {"id": 1}}),
+        ("builtin", {"builtin": ["calculator"]}),
+    ],
+)
+def test_other_kinds_refuse_malformed_config(user_client, kind, config):
+    response = user_client.post(TOOLS, {"name": "t", "kind": kind, "config": config}, "json")
+    assert response.status_code == 400, response.content
+    assert response.json()["code"] in ("invalid_tool", "invalid_reference")
+    assert not Tool.objects.exists()
+
+
+# --- OpenAPI import: malformed documents ---------------------------------------------------------
+
+IMPORT = f"{TOOLS}import-openapi/"
+SERVER = {"openapi": "3.0.3", "servers": [{"url": "http://127.0.0.1:9/v1"}]}
+
+
+def with_paths(paths, **extra):
+    return {**SERVER, "paths": paths, **extra}
+
+
+def body_schema(schema):
+    return {"requestBody": {"content": {"application/json": {"schema": schema}}}}
+
+
+@pytest.mark.parametrize(
+    ("document", "code", "where"),
+    [
+        ([], "validation_error", "document"),
+        ("openapi: 3.0.0", "validation_error", "document"),
+        (3, "validation_error", "document"),
+        (None, "validation_error", "document"),
+        ({"openapi": ["3.0"]}, "invalid_openapi", "OpenAPI 3"),
+        ({"openapi": "3.0.0", "servers": "http://x", "paths": {}}, "invalid_openapi", "servers"),
+        ({"openapi": "3.0.0", "servers": [7], "paths": {}}, "invalid_openapi", "servers.0"),
+        ({"openapi": "3.0.0", "servers": [{"url": 7}]}, "invalid_openapi", "servers.0.url"),
+        (
+            {"openapi": "3.0.0", "servers": [{"url": "http://{region}.x"}]},
+            "invalid_openapi",
+            "variables",
+        ),
+        (with_paths([]), "invalid_openapi", "paths"),
+        (with_paths("/pets"), "invalid_openapi", "paths"),
+        (with_paths({}), "invalid_openapi", "no operations"),
+        (with_paths({"pets": {"get": {}}}), "invalid_openapi", "paths.pets"),
+        (with_paths({"/pets": []}), "invalid_openapi", "paths./pets"),
+        (with_paths({"/pets": {"get": []}}), "invalid_openapi", "paths./pets.get"),
+        (with_paths({"/pets": {"get": "list pets"}}), "invalid_openapi", "paths./pets.get"),
+        (with_paths({"/pets": {"get": {"parameters": {}}}}), "invalid_openapi", "parameters"),
+        (with_paths({"/pets": {"get": {"parameters": [7]}}}), "invalid_openapi", "parameters.0"),
+        (
+            with_paths({"/pets": {"get": {"parameters": [{"in": "query"}]}}}),
+            "invalid_openapi",
+            "parameters.0.name",
+        ),
+        (
+            with_paths({"/pets": {"get": {"parameters": [{"name": 1, "in": "query"}]}}}),
+            "invalid_openapi",
+            "parameters.0.name",
+        ),
+        (
+            with_paths(
+                {"/pets": {"get": {"parameters": [{"name": "q", "in": "query", "schema": []}]}}}
+            ),
+            "invalid_openapi",
+            "parameters.0.schema",
+        ),
+        (
+            with_paths(
+                {
+                    "/pets": {
+                        "get": {"parameters": [{"name": "q", "in": "query", "required": "yes"}]}
+                    }
+                }
+            ),
+            "invalid_openapi",
+            "parameters.0.required",
+        ),
+        (
+            with_paths({"/pets": {"parameters": "all", "get": {}}}),
+            "invalid_openapi",
+            "paths./pets.parameters",
+        ),
+        (with_paths({"/pets": {"get": {"operationId": 7}}}), "invalid_openapi", "operationId"),
+        (with_paths({"/pets": {"get": {"summary": ["a"]}}}), "invalid_openapi", "summary"),
+        (with_paths({"/pets": {"post": {"requestBody": []}}}), "invalid_openapi", "requestBody"),
+        (
+            with_paths({"/pets": {"post": {"requestBody": {"content": []}}}}),
+            "invalid_openapi",
+            "content",
+        ),
+        (with_paths({"/pets": {"post": body_schema([])}}), "invalid_openapi", "schema"),
+        (
+            with_paths({"/pets": {"post": body_schema({"type": "object", "properties": []})}}),
+            "invalid_openapi",
+            "properties",
+        ),
+        (
+            with_paths({"/pets": {"post": body_schema({"type": "object", "required": "name"})}}),
+            "invalid_openapi",
+            "required",
+        ),
+        (
+            with_paths({"/pets": {"post": body_schema({"type": "object", "required": [1]})}}),
+            "invalid_openapi",
+            "required",
+        ),
+        (with_paths({"/pets/{": {"get": {}}}), "invalid_openapi", "paths./pets/{.get"),
+        (with_paths({"/pets/{id}": {"get": {}}}), "invalid_openapi", "placeholders"),
+        (
+            with_paths(
+                {
+                    "/pets": {
+                        "get": {"parameters": [{"name": "q", "in": "query", "schema": {"type": 5}}]}
+                    }
+                }
+            ),
+            "invalid_openapi",
+            "paths./pets.get",
+        ),
+    ],
+)
+def test_malformed_openapi_documents_are_400_naming_the_place(user_client, document, code, where):
+    response = user_client.post(IMPORT, {"document": document}, format="json")
+
+    assert response.status_code == 400, response.content
+    assert response["Content-Type"] == "application/problem+json"
+    body = response.json()
+    assert body["code"] == code
+    assert where in (body["detail"] if code != "validation_error" else body["errors"][0]["field"])
+    assert not Tool.objects.exists()
+
+
+REF_LOOPS = {
+    "a parameter that refers to itself": with_paths(
+        {"/pets": {"get": {"parameters": [{"$ref": "#/components/parameters/p"}]}}},
+        components={"parameters": {"p": {"$ref": "#/components/parameters/p"}}},
+    ),
+    "two parameters that refer to each other": with_paths(
+        {"/pets": {"get": {"parameters": [{"$ref": "#/components/parameters/a"}]}}},
+        components={
+            "parameters": {
+                "a": {"$ref": "#/components/parameters/b"},
+                "b": {"$ref": "#/components/parameters/a"},
+            }
+        },
+    ),
+    "a body schema that is only a reference to itself": with_paths(
+        {"/pets": {"post": body_schema({"$ref": "#/components/schemas/S"})}},
+        components={"schemas": {"S": {"$ref": "#/components/schemas/S"}}},
+    ),
+    "a path item that refers to itself": with_paths(
+        {"/pets": {"$ref": "#/paths/~1pets"}},
+    ),
+    "a reference to nothing": with_paths(
+        {"/pets": {"get": {"parameters": [{"$ref": "#/components/parameters/none"}]}}},
+    ),
+    "a reference to another file": with_paths(
+        {
+            "/pets": {
+                "post": body_schema(
+                    {"type": "object", "properties": {"a": {"$ref": "other.yaml#/A"}}}
+                )
+            }
+        },
+    ),
+    "a reference into a schema": with_paths(
+        {
+            "/pets": {
+                "post": body_schema(
+                    {
+                        "type": "object",
+                        "properties": {"a": {"$ref": "#/components/schemas/A/properties/b"}},
+                    }
+                )
+            }
+        },
+        components={"schemas": {"A": {"properties": {"b": {"type": "string"}}}}},
+    ),
+    "a reference that is not a string": with_paths(
+        {"/pets": {"get": {"parameters": [{"$ref": ["#/x"]}]}}},
+    ),
+}
+
+
+@pytest.mark.parametrize("name", list(REF_LOOPS))
+def test_bad_references_are_400(user_client, name):
+    response = user_client.post(IMPORT, {"document": REF_LOOPS[name]}, format="json")
+    assert response.status_code == 400, response.content
+    assert response.json()["code"] == "invalid_openapi"
+    assert "$ref" in response.json()["detail"]
+
+
+def test_references_are_followed_and_recursive_schemas_stay_finite(user_client):
+    document = with_paths(
+        {
+            "/trees/{treeId}": {
+                "parameters": [{"$ref": "#/components/parameters/TreeId"}],
+                "put": {
+                    "operationId": "putTree",
+                    "requestBody": {"$ref": "#/components/requestBodies/Tree"},
+                },
+            }
+        },
+        components={
+            "parameters": {
+                "TreeId": {"name": "treeId", "in": "path", "schema": {"type": "integer"}}
+            },
+            "requestBodies": {
+                "Tree": {
+                    "content": {
+                        "application/json": {"schema": {"$ref": "#/components/schemas/Node"}}
+                    }
+                }
+            },
+            "schemas": {
+                "Node": {
+                    "type": "object",
+                    "properties": {
+                        "label": {"type": "string"},
+                        "children": {
+                            "type": "array",
+                            "items": {"$ref": "#/components/schemas/Node"},
+                        },
+                    },
+                    "required": ["label"],
+                }
+            },
+        },
+    )
+
+    response = user_client.post(IMPORT, {"document": document}, format="json")
+
+    assert response.status_code == 201, response.content
+    (tool,) = response.json()
+    schema = tool["parameters_schema"]
+    assert set(schema["properties"]) == {"treeId", "label", "children"}
+    assert schema["required"] == ["label", "treeId"]
+    assert schema["properties"]["children"]["items"] == {"$ref": "#/$defs/Node"}
+    assert schema["$defs"]["Node"]["properties"]["children"]["items"] == {"$ref": "#/$defs/Node"}
+    from jsonschema import Draft202012Validator
+
+    validator = Draft202012Validator(schema)
+    assert validator.is_valid({"treeId": 1, "label": "root", "children": [{"label": "leaf"}]})
+    assert not validator.is_valid({"treeId": 1, "label": "root", "children": [{"kids": []}]})
+
+
+def test_huge_documents_are_refused(user_client):
+    many = with_paths({f"/p{i}": {"get": {}} for i in range(129)})
+    response = user_client.post(IMPORT, {"document": many}, format="json")
+    assert (response.status_code, response.json()["code"]) == (400, "invalid_openapi")
+    assert "128 operations" in response.json()["detail"]
+
+    # One component referenced by every operation: each tool would carry a copy of it.
+    big = {
+        "type": "object",
+        "properties": {f"f{i}": {"type": "string", "description": "d" * 200} for i in range(1000)},
+    }
+    copies = with_paths(
+        {f"/p{i}": {"post": body_schema({"$ref": "#/components/schemas/Big"})} for i in range(100)},
+        components={"schemas": {"Big": big}},
+    )
+    response = user_client.post(IMPORT, {"document": copies}, format="json")
+    assert (response.status_code, response.json()["code"]) == (400, "invalid_openapi")
+
+    wide = with_paths({"/p": {"get": {}}}, info={f"x-{i}": "v" for i in range(6000)})
+    response = user_client.post(IMPORT, {"document": wide}, format="json")
+    assert response.status_code == 400
+    assert response.json()["errors"][0] == {
+        "field": "document.info",
+        "code": "max_keys",
+        "detail": "At most 5000 keys.",
+    }
+    assert not Tool.objects.exists()
+
+
+def test_one_bad_operation_imports_nothing(user_client):
+    document = with_paths(
+        {
+            "/good": {"get": {"operationId": "good"}},
+            "/bad/{id}": {"get": {"operationId": "bad"}},  # {id} is not a parameter
+        }
+    )
+    response = user_client.post(IMPORT, {"document": document}, format="json")
+    assert response.status_code == 400
+    assert "paths./bad/{id}.get" in response.json()["detail"]
+    assert not Tool.objects.exists()
+
+
+def test_services_bound_tool_json_for_callers_other_than_the_api(user):
+    from agentdeck.agents.services.tools import InvalidTool, tool_create
+
+    with pytest.raises(InvalidTool) as caught:
+        tool_create(
+            owner=user,
+            name="t",
+            kind="mcp",
+            config={"url": "http://127.0.0.1:9/mcp", "allowed_tools": ["x"] * 10_000},
+        )
+    assert caught.value.code == "invalid_tool"
+    assert "config.allowed_tools" in caught.value.detail
+    assert not Tool.objects.exists()

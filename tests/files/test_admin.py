@@ -64,3 +64,21 @@ def test_reprocess_and_delete_actions_go_through_the_services(
     assert not FileMetadata.objects.exists()
     assert not Chunk.objects.exists()
     assert not os.path.exists(path)
+
+
+def test_model_names_read_right_in_the_admin(staff_client):
+    """Django adds an "s" to verbose_name: "file metadatas", "vector indexs"."""
+    from django.apps import apps
+
+    index = staff_client.get("/admin/")
+    assert index.status_code == 200
+    assert b"Files" in index.content
+    assert b"Vector indices" in index.content
+    plurals = {
+        model._meta.label: str(model._meta.verbose_name_plural)
+        for model in apps.get_models()
+        if model.__module__.startswith("agentdeck.")
+    }
+    assert {k: v for k, v in plurals.items() if v.endswith(("datas", "indexs"))} == {}
+    for wrong in (b"metadatas", b"indexs"):
+        assert wrong not in index.content

@@ -233,6 +233,38 @@ def test_openai_compatible_embeddings_through_a_provider(user, client_for):
         assert not Chunk.objects.filter(index=other).exists()
 
 
+def test_a_stored_provider_whose_key_cannot_be_sent_fails_embedding_with_a_code(user, client_for):
+    """A row written before the API refused such keys: the attachment fails with
+    provider_unavailable and the search answers 409, not a 500."""
+    from agentdeck.agents.models import Provider
+    from agentdeck.core.crypto import encrypt_secret
+
+    provider = Provider.objects.create(
+        owner=user,
+        name="legacy-embed",
+        kind="openai_compatible",
+        base_url="http://127.0.0.1:1/v1",
+        api_key_encrypted=encrypt_secret("sk-ключ"),
+    )
+    index = services.vector_index_create(
+        owner=user,
+        name="remote",
+        embedder="openai_compatible",
+        embedding_model="embed-small",
+        dimensions=256,
+        provider=provider,
+    )
+    file = upload(user, index, "facts.txt", TEXT.encode())
+    assert file_process(file_id=file.pk) == "ready"
+    attachment = VectorIndexFile.objects.get(index=index, file=file)
+    assert (attachment.status, attachment.error_code) == ("failed", "provider_unavailable")
+
+    r = client_for(user).post(
+        f"/api/v1/vector-indices/{index.pk}/search/", {"query": "Eiffel"}, format="json"
+    )
+    assert (r.status_code, r.json()["code"]) == (409, "provider_unavailable")
+
+
 # --- claims, watchdog, races ---------------------------------------------------------------------
 
 

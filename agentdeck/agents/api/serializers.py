@@ -6,6 +6,20 @@ from django.conf import settings
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from agentdeck.agents.limits import (
+    AGENT_DESCRIPTION_MAX_LENGTH,
+    APPROVAL_MESSAGE_MAX_LENGTH,
+    GUARDRAILS_SHAPE,
+    JSON_SCHEMA_SHAPE,
+    MAX_AGENT_HANDOFFS,
+    MAX_AGENT_TOOLS,
+    MAX_APPROVAL_DECISIONS,
+    OPENAPI_DOCUMENT_SHAPE,
+    RUN_METADATA_SHAPE,
+    TAG_MAX_LENGTH,
+    TOOL_CONFIG_SHAPE,
+    TOOL_DESCRIPTION_MAX_LENGTH,
+)
 from agentdeck.agents.models import (
     Agent,
     AgentRun,
@@ -19,6 +33,13 @@ from agentdeck.agents.models import (
     ToolCall,
 )
 from agentdeck.agents.runtime.events import EVENT_TYPES
+from agentdeck.core.httpheaders import (
+    API_KEY_MAX_LENGTH,
+    MAX_HEADERS,
+    HeadersField,
+    validate_api_key,
+)
+from agentdeck.core.jsonshape import JSONShapeField
 
 # --- providers -----------------------------------------------------------------------------------
 
@@ -60,10 +81,15 @@ class ProviderWriteSerializer(serializers.Serializer):
         allow_blank=True,
         write_only=True,
         trim_whitespace=True,
-        help_text="Stored encrypted; never returned. Empty string removes it.",
+        max_length=API_KEY_MAX_LENGTH,
+        validators=[validate_api_key],
+        help_text="Stored encrypted; never returned. Empty string removes it. Visible ASCII "
+        "characters only (it is sent in an HTTP header).",
     )
-    extra_headers = serializers.DictField(
-        child=serializers.CharField(max_length=2000), required=False
+    extra_headers = HeadersField(
+        required=False,
+        help_text=f"Sent with every request to the provider: {{name: value}}, at most "
+        f"{MAX_HEADERS}; names are RFC 9110 tokens, values visible ASCII.",
     )
     default_model = serializers.CharField(
         max_length=200, required=False, allow_blank=True, default=""
@@ -125,7 +151,7 @@ class ModelSettingsSerializer(serializers.Serializer):
 class AgentMetadataSerializer(serializers.Serializer):
     category = serializers.CharField(max_length=100, required=False, allow_blank=True)
     tags = serializers.ListField(
-        child=serializers.CharField(max_length=50), required=False, max_length=20
+        child=serializers.CharField(max_length=TAG_MAX_LENGTH), required=False, max_length=20
     )
     icon = serializers.CharField(max_length=500, required=False, allow_blank=True)
     featured = serializers.BooleanField(required=False, help_text="Staff only.")
@@ -141,7 +167,9 @@ class AgentToolSerializer(serializers.Serializer):
 class HandoffSerializer(serializers.Serializer):
     agent = serializers.UUIDField(help_text="The agent to hand off to.")
     tool_name = serializers.CharField(required=False, allow_blank=True, default="", max_length=64)
-    tool_description = serializers.CharField(required=False, allow_blank=True, default="")
+    tool_description = serializers.CharField(
+        required=False, allow_blank=True, default="", max_length=TOOL_DESCRIPTION_MAX_LENGTH
+    )
     input_filter = serializers.ChoiceField(
         choices=Handoff.InputFilter.choices, required=False, default=Handoff.InputFilter.NONE
     )
@@ -221,15 +249,20 @@ class AgentSerializer(serializers.ModelSerializer):
 
 class AgentWriteSerializer(serializers.Serializer):
     name = serializers.CharField(max_length=200)
-    description = serializers.CharField(required=False, allow_blank=True, default="")
+    description = serializers.CharField(
+        required=False, allow_blank=True, default="", max_length=AGENT_DESCRIPTION_MAX_LENGTH
+    )
     instructions = serializers.CharField(
         required=False, allow_blank=True, default="", max_length=100_000
     )
     provider = serializers.UUIDField()
     model = serializers.CharField(max_length=200)
     model_settings = ModelSettingsSerializer(required=False)
-    output_schema = serializers.JSONField(
-        required=False, allow_null=True, help_text="JSON Schema of a structured final output."
+    output_schema = JSONShapeField(
+        shape=JSON_SCHEMA_SHAPE,
+        required=False,
+        allow_null=True,
+        help_text="JSON Schema of a structured final output.",
     )
     visibility = serializers.ChoiceField(
         choices=Agent.Visibility.choices, required=False, default=Agent.Visibility.PRIVATE
@@ -238,15 +271,22 @@ class AgentWriteSerializer(serializers.Serializer):
         choices=Agent.Status.choices, required=False, help_text="Staff only."
     )
     metadata = AgentMetadataSerializer(required=False)
-    guardrails = serializers.JSONField(
+    guardrails = JSONShapeField(
+        shape=GUARDRAILS_SHAPE,
         required=False,
         help_text='{"input": [...], "output": [...]}: blocklist, regex, max_length, pii, json_schema, moderation.',
     )
     tools = serializers.ListField(
-        child=AgentToolSerializer(), required=False, help_text="Replaces the attached tools."
+        child=AgentToolSerializer(),
+        required=False,
+        max_length=MAX_AGENT_TOOLS,
+        help_text="Replaces the attached tools.",
     )
     handoffs = serializers.ListField(
-        child=HandoffSerializer(), required=False, help_text="Replaces the handoffs."
+        child=HandoffSerializer(),
+        required=False,
+        max_length=MAX_AGENT_HANDOFFS,
+        help_text="Replaces the handoffs.",
     )
     vector_index_ids = serializers.ListField(
         child=serializers.UUIDField(),
@@ -303,18 +343,18 @@ class RunCreateSerializer(serializers.Serializer):
         choices=AgentRun.Mode.choices, required=False, default=AgentRun.Mode.BACKGROUND
     )
     max_turns = serializers.IntegerField(required=False, min_value=1, default=10)
-    metadata = serializers.DictField(required=False, default=dict)
+    metadata = JSONShapeField(
+        shape=RUN_METADATA_SHAPE,
+        required=False,
+        default=dict,
+        help_text="Your labels for the run, stored and shown back.",
+    )
 
     def validate_max_turns(self, value: int) -> int:
         if value > settings.RUN_MAX_TURNS_LIMIT:
             raise serializers.ValidationError(
                 f"At most {settings.RUN_MAX_TURNS_LIMIT}.", code="max_value"
             )
-        return value
-
-    def validate_metadata(self, value: dict[str, Any]) -> dict[str, Any]:
-        if len(value) > 32:
-            raise serializers.ValidationError("At most 32 keys.", code="max_length")
         return value
 
 
@@ -454,8 +494,14 @@ class RunListQuerySerializer(serializers.Serializer):
 
 
 class AgentListQuerySerializer(serializers.Serializer):
-    search = serializers.CharField(required=False, allow_blank=True, default="")
-    tag = serializers.CharField(required=False, allow_blank=True, default="")
+    # Bounded like what they match: a LIKE pattern of a megabyte scans as long as it is.
+    search = serializers.CharField(required=False, allow_blank=True, default="", max_length=200)
+    tag = serializers.CharField(
+        required=False,
+        allow_blank=True,
+        default="",
+        max_length=TAG_MAX_LENGTH,
+    )
     mine = serializers.BooleanField(required=False, default=False)
     visibility = serializers.ChoiceField(
         choices=Agent.Visibility.choices, required=False, default=""
@@ -543,9 +589,12 @@ class ToolSerializer(serializers.ModelSerializer):
 
 class ToolWriteSerializer(serializers.Serializer):
     name = serializers.CharField(max_length=64)
-    description = serializers.CharField(required=False, allow_blank=True, default="")
+    description = serializers.CharField(
+        required=False, allow_blank=True, default="", max_length=TOOL_DESCRIPTION_MAX_LENGTH
+    )
     kind = serializers.ChoiceField(choices=Tool.Kind.choices)
-    config = serializers.DictField(
+    config = JSONShapeField(
+        shape=TOOL_CONFIG_SHAPE,
         required=False,
         default=dict,
         help_text=(
@@ -553,25 +602,25 @@ class ToolWriteSerializer(serializers.Serializer):
             "mcp: {url, transport, allowed_tools}; agent: {agent_id}."
         ),
     )
-    parameters_schema = serializers.JSONField(
-        required=False, allow_null=True, help_text="http: JSON Schema of the arguments."
+    parameters_schema = JSONShapeField(
+        shape=JSON_SCHEMA_SHAPE,
+        required=False,
+        allow_null=True,
+        help_text="http: JSON Schema of the arguments.",
     )
-    secret_headers = serializers.DictField(
-        child=serializers.CharField(),
+    secret_headers = HeadersField(
         required=False,
         write_only=True,
-        help_text="Stored encrypted, never returned; {} removes them.",
+        help_text="Sent with every call, stored encrypted, never returned; {} removes them.",
     )
     enabled = serializers.BooleanField(required=False, default=True)
 
 
 class OpenApiImportSerializer(serializers.Serializer):
-    document = serializers.JSONField(help_text="An OpenAPI 3 document (JSON).")
-    base_url = serializers.URLField(required=False, allow_blank=True, default="")
+    document = JSONShapeField(shape=OPENAPI_DOCUMENT_SHAPE, help_text="An OpenAPI 3 document.")
+    base_url = serializers.URLField(required=False, allow_blank=True, default="", max_length=500)
     prefix = serializers.CharField(required=False, allow_blank=True, default="", max_length=20)
-    secret_headers = serializers.DictField(
-        child=serializers.CharField(), required=False, write_only=True
-    )
+    secret_headers = HeadersField(required=False, write_only=True)
 
 
 class ToolCallSerializer(serializers.ModelSerializer):
@@ -600,15 +649,18 @@ class ToolCallSerializer(serializers.ModelSerializer):
 
 
 class ApprovalDecisionSerializer(serializers.Serializer):
-    call_id = serializers.CharField()
+    call_id = serializers.CharField(max_length=200)
     approved = serializers.BooleanField()
     message = serializers.CharField(
         required=False,
         allow_blank=True,
         default="",
+        max_length=APPROVAL_MESSAGE_MAX_LENGTH,
         help_text="Shown to the model (for a rejection: why).",
     )
 
 
 class ApprovalsSerializer(serializers.Serializer):
-    decisions = ApprovalDecisionSerializer(many=True, allow_empty=False)
+    decisions = serializers.ListField(
+        child=ApprovalDecisionSerializer(), allow_empty=False, max_length=MAX_APPROVAL_DECISIONS
+    )

@@ -123,6 +123,8 @@ class AgentMetadata(models.Model):
 
     class Meta:
         db_table = "agent_metadata"
+        # "metadata" is a mass noun: the admin would otherwise say "agent metadatas".
+        verbose_name_plural = "agent metadata"
         indexes = [
             # ?tag= filter on the agent list: tags @> ARRAY['...']
             GinIndex(fields=["tags"], name="agent_metadata_tags_gin"),

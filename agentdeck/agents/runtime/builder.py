@@ -16,12 +16,39 @@ from openai.types.shared import Reasoning
 from agentdeck.agents.models import Provider
 from agentdeck.core.crypto import decrypt_secret
 from agentdeck.core.exceptions import ApplicationError
+from agentdeck.core.httpheaders import HeaderError, check_api_key, check_headers
 
 
 class ProviderUnavailable(ApplicationError):
     status = 409
     code = "provider_unavailable"
     title = "Provider unavailable"
+
+
+def provider_credentials(provider: Provider) -> tuple[str | None, dict[str, str]]:
+    """The provider's API key (decrypted; None without one) and extra headers, each checked to
+    be sendable in an HTTP header (``agentdeck.core.httpheaders``).
+
+    The API refuses other values when they are written, but a row written before it did (or by
+    other means) would otherwise fail inside the HTTP client on every call, as a 500 on
+    ``/models/`` and ``internal_error`` on every run: ``ProviderUnavailable`` says what to fix.
+    The message names the header, never a value."""
+    key = decrypt_secret(provider.api_key_encrypted) if provider.api_key_encrypted else None
+    headers = provider.extra_headers or {}
+    try:
+        if key is not None:
+            check_api_key(key)
+    except HeaderError as exc:
+        raise ProviderUnavailable(
+            f"Provider {provider.name}'s API key cannot be sent: {exc} Set it again."
+        ) from None
+    try:
+        check_headers(headers)
+    except HeaderError as exc:
+        raise ProviderUnavailable(
+            f"Provider {provider.name}'s extra headers cannot be sent: {exc} Set them again."
+        ) from None
+    return key, headers
 
 
 def openai_client(
@@ -32,13 +59,12 @@ def openai_client(
     ``PROVIDER_MAX_RETRIES`` times before the run fails."""
     from openai import AsyncOpenAI
 
+    key, headers = provider_credentials(provider)
     return AsyncOpenAI(
         base_url=provider.base_url or None,
         # The SDK refuses a missing key; local servers (Ollama, vLLM) accept any string.
-        api_key=decrypt_secret(provider.api_key_encrypted)
-        if provider.api_key_encrypted
-        else "not-needed",
-        default_headers=provider.extra_headers or None,
+        api_key=key or "not-needed",
+        default_headers=headers or None,
         timeout=timeout if timeout is not None else settings.PROVIDER_TIMEOUT_SECONDS,
         max_retries=max_retries if max_retries is not None else settings.PROVIDER_MAX_RETRIES,
     )
@@ -65,13 +91,8 @@ def build_model(provider: Provider, model_name: str) -> Model:
             from agents.extensions.models.litellm_model import LitellmModel
         except ImportError as e:  # the optional extra: pip install 'agentdeck[litellm]'
             raise ProviderUnavailable("LiteLLM is not installed on this server.") from e
-        return LitellmModel(
-            model=model_name,
-            base_url=provider.base_url or None,
-            api_key=decrypt_secret(provider.api_key_encrypted)
-            if provider.api_key_encrypted
-            else None,
-        )
+        key, _ = provider_credentials(provider)
+        return LitellmModel(model=model_name, base_url=provider.base_url or None, api_key=key)
     raise ProviderUnavailable(f"Unknown provider kind {kind!r}.")
 
 

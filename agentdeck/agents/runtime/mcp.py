@@ -66,6 +66,7 @@ from agents.mcp import (
 
 from agentdeck.agents.exceptions import InvalidReference
 from agentdeck.core.exceptions import ApplicationError
+from agentdeck.core.httpheaders import HeaderError, check_headers
 from agentdeck.core.outbound import OutboundRefused, check_url, guarded_async_client
 
 if TYPE_CHECKING:
@@ -295,13 +296,16 @@ def _make_server(
 
 
 def _headers(config: dict[str, Any], secret_headers_encrypted: str) -> dict[str, str]:
-    """The config's headers, then the decrypted secret ones (which win)."""
+    """The config's headers, then the decrypted secret ones (which win). Raises
+    ``HeaderError`` if one cannot be sent (stored before the API refused such values): the
+    HTTP client would raise deep inside the MCP session instead."""
     from agentdeck.core.crypto import decrypt_secret
 
     headers = {str(k): str(v) for k, v in (config.get("headers") or {}).items()}
     if secret_headers_encrypted:
         secret = json.loads(decrypt_secret(secret_headers_encrypted))
         headers.update({str(k): str(v) for k, v in secret.items()})
+    check_headers(headers)
     return headers
 
 
@@ -340,6 +344,11 @@ def build_mcp_server(spec: dict[str, Any]) -> MCPServer:
             raise InvalidReference(f"The MCP tool {name} no longer exists.", code="tool_error")
     try:
         headers = _headers(config, row.secret_headers_encrypted if row else "")
+    except HeaderError as e:
+        raise InvalidReference(
+            f"The headers of the MCP tool {name} cannot be sent: {e} Set them again.",
+            code="tool_error",
+        ) from None
     except (SecretDecryptionError, ValueError) as e:
         raise InvalidReference(
             f"The secret headers of the MCP tool {name} cannot be read.", code="tool_error"
@@ -382,10 +391,18 @@ def discover_tools(tool: Tool) -> list[dict[str, Any]]:
         raise ApplicationError(
             f"The MCP server URL is not allowed: {e}", code="mcp_unreachable", status=502
         ) from e
+    try:
+        headers = _headers(config, tool.secret_headers_encrypted)
+    except HeaderError as e:
+        raise ApplicationError(
+            f"The tool's headers cannot be sent: {e} Set them again.",
+            code="invalid_tool",
+            status=409,
+        ) from None
     server = _make_server(
         name=tool.name,
         config=config,
-        headers=_headers(config, tool.secret_headers_encrypted),
+        headers=headers,
         cache_key=None,
         request_timeout=DISCOVERY_TIMEOUT_SECONDS,
     )

@@ -22,6 +22,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from agents import FunctionTool, RunContextWrapper, function_tool
 from django.conf import settings
 
+from agentdeck.core.httpheaders import HeaderError, check_headers
+
 _BINARY = {
     ast.Add: operator.add,
     ast.Sub: operator.sub,
@@ -251,6 +253,12 @@ def http_tool(spec: dict[str, Any]) -> FunctionTool:
         headers = dict(config.get("headers") or {})
         if tool_id:
             headers.update(await sync_to_async(_secret_headers)(tool_id))
+        try:
+            check_headers(headers)
+        except HeaderError as e:
+            # Stored before the API refused such values; the HTTP client would raise, failing
+            # the whole run with internal_error. The call fails instead, saying why.
+            return f"error: the tool's headers cannot be sent ({e}); its owner must set them again"
         kwargs: dict[str, Any] = {"headers": headers}
         if method in {"GET", "DELETE"}:
             kwargs["params"] = {

@@ -9,6 +9,7 @@ from django.utils.text import slugify
 
 from agentdeck.accounts.models import User
 from agentdeck.agents.exceptions import InvalidReference, ModelNotAvailable
+from agentdeck.agents.limits import GUARDRAILS_SHAPE, JSON_SCHEMA_SHAPE
 from agentdeck.agents.models import (
     Agent,
     AgentMetadata,
@@ -21,6 +22,7 @@ from agentdeck.agents.models import (
 )
 from agentdeck.agents.models.run import ACTIVE_STATUSES
 from agentdeck.core.exceptions import ApplicationError, Conflict, NotFound
+from agentdeck.core.jsonshape import check_shape, shape_errors_as
 from agentdeck.files.models import AgentVectorIndex, VectorIndex
 
 # Fields whose change alters how the agent behaves, and so makes a new version.
@@ -177,6 +179,15 @@ def _set_handoffs(*, agent: Agent, handoffs: list[dict[str, Any]]) -> None:
     )
 
 
+def _validate_guardrails(guardrails: Any, *, provider_kind: str) -> dict[str, Any]:
+    from agentdeck.agents.runtime.guardrails import validate_guardrails
+
+    # The API checks the bounds first, as a field error; this is for other callers.
+    with shape_errors_as("guardrails", code="invalid_guardrails"):
+        check_shape(guardrails, GUARDRAILS_SHAPE)
+    return validate_guardrails(guardrails, provider_kind=provider_kind)
+
+
 def validate_output_schema(schema: Any) -> None:
     if schema is None:
         return
@@ -185,6 +196,8 @@ def validate_output_schema(schema: Any) -> None:
 
     if not isinstance(schema, dict):
         raise ApplicationError("output_schema must be a JSON object.", code="invalid_output_schema")
+    with shape_errors_as("output_schema", code="invalid_output_schema"):
+        check_shape(schema, JSON_SCHEMA_SHAPE)
     try:
         Draft202012Validator.check_schema(schema)
     except SchemaError as e:
@@ -266,9 +279,7 @@ def agent_create(
     _check_provider(provider=provider, owner=owner, model=model)
     validate_output_schema(output_schema)
     if guardrails:
-        from agentdeck.agents.runtime.guardrails import validate_guardrails
-
-        guardrails = validate_guardrails(guardrails, provider_kind=provider.kind)
+        guardrails = _validate_guardrails(guardrails, provider_kind=provider.kind)
     agent = Agent.objects.create(
         owner=owner,
         name=name,
@@ -315,10 +326,8 @@ def agent_update(
     """
     agent = Agent.objects.select_for_update().select_related("provider").get(pk=agent.pk)
     if "guardrails" in fields:
-        from agentdeck.agents.runtime.guardrails import validate_guardrails
-
         provider = fields.get("provider", agent.provider)
-        fields["guardrails"] = validate_guardrails(
+        fields["guardrails"] = _validate_guardrails(
             fields["guardrails"] or {}, provider_kind=provider.kind
         )
     changed = {k for k, v in fields.items() if getattr(agent, k) != v}

@@ -11,7 +11,8 @@ from agentdeck.accounts.models import User
 from agentdeck.agents.exceptions import ProviderError
 from agentdeck.agents.models import Provider
 from agentdeck.core.crypto import encrypt_secret
-from agentdeck.core.exceptions import Conflict, PermissionDenied
+from agentdeck.core.exceptions import ApplicationError, Conflict, PermissionDenied
+from agentdeck.core.httpheaders import HeaderError, check_api_key, check_headers
 
 _UNSET: Any = object()
 
@@ -35,6 +36,18 @@ def _name_must_be_free(name: str) -> Iterator[None]:
         ) from None
 
 
+def _check_credentials(*, api_key: str | None, extra_headers: dict[str, str] | None) -> None:
+    """Both are sent in HTTP headers on every call: refuse what cannot be (400
+    ``invalid_provider_credentials``) rather than store something that breaks every run."""
+    try:
+        if api_key:
+            check_api_key(api_key)
+        if extra_headers is not None:
+            check_headers(extra_headers)
+    except HeaderError as exc:
+        raise ApplicationError(str(exc), code="invalid_provider_credentials") from None
+
+
 @transaction.atomic
 def provider_create(
     *,
@@ -51,6 +64,7 @@ def provider_create(
     """Create a provider. ``shared`` providers (usable by everyone) are staff-only."""
     if shared and not actor.is_staff:
         raise PermissionDenied("Only staff can create shared providers.", code="staff_only")
+    _check_credentials(api_key=api_key, extra_headers=extra_headers)
     with _name_must_be_free(name):
         return Provider.objects.create(
             owner=None if shared else actor,
@@ -71,6 +85,10 @@ def provider_update(
     """Change a provider; ``api_key=""`` removes the key, leaving it out keeps it."""
     if provider.is_shared and not actor.is_staff:
         raise PermissionDenied("Only staff can change shared providers.", code="staff_only")
+    _check_credentials(
+        api_key=api_key if isinstance(api_key, str) else None,
+        extra_headers=fields.get("extra_headers"),
+    )
     for name, value in fields.items():
         setattr(provider, name, value)
     if api_key is not _UNSET and api_key is not None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import uuid
 from string import Formatter
 from typing import Any
 from urllib.parse import urlsplit
@@ -13,11 +14,17 @@ from django.db.models import ProtectedError
 from django.utils import timezone
 
 from agentdeck.accounts.models import User
+from agentdeck.agents.limits import JSON_SCHEMA_SHAPE, TOOL_CONFIG_SHAPE
 from agentdeck.agents.models import Agent, Tool
 from agentdeck.core.crypto import encrypt_secret
 from agentdeck.core.exceptions import ApplicationError, Conflict
+from agentdeck.core.httpheaders import HeaderError, check_headers
+from agentdeck.core.jsonshape import check_shape, shape_errors_as
 
 TOOL_NAME_RE = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
+# A URL placeholder names an argument: {city}, {pet-id}. No attribute or index lookups
+# ({a.b}, {a[0]}), positions ({0}), conversions or format specs, which str.format would apply.
+PLACEHOLDER_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_-]*")
 HTTP_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
 MCP_TRANSPORTS = ("streamable_http", "sse")
 _UNSET: Any = object()
@@ -32,13 +39,56 @@ class InvalidTool(ApplicationError):
 def _check_public_url(url: str, field: str) -> None:
     from agentdeck.core.outbound import OutboundRefused, check_url
 
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 (parsed lazily: an invalid port raises here)
+    except ValueError:
+        raise InvalidTool(f"{field} is not a valid URL.") from None
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise InvalidTool(f"{field} must be an http or https URL.")
     try:
         check_url(url)
     except OutboundRefused as e:
         raise InvalidTool(f"{field} is not allowed: {e}", code="url_not_allowed") from None
+
+
+def _url_placeholders(template: str) -> list[str]:
+    try:
+        fields = [(f, conversion, spec) for _, f, spec, conversion in Formatter().parse(template)]
+    except ValueError as e:  # a lone "{" or "}"
+        raise InvalidTool(f"config.url_template is not a valid template: {e}.") from None
+    names = []
+    for field, conversion, spec in fields:
+        if field is None:
+            continue
+        if not PLACEHOLDER_RE.fullmatch(field) or conversion or spec:
+            raise InvalidTool(
+                f"config.url_template: placeholders are {{name}} of an argument, not "
+                f"{{{field[:40]}}}."
+            )
+        names.append(field)
+    return names
+
+
+def _number(config: dict[str, Any], key: str, default: float, kind: type) -> Any:
+    value = config.get(key)
+    if value is None or value == "":
+        return kind(default)
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise InvalidTool(f"config.{key} must be a number.")
+    try:
+        return kind(value)
+    except (ValueError, OverflowError):
+        raise InvalidTool(f"config.{key} must be a number.") from None
+
+
+def _headers(config: dict[str, Any]) -> dict[str, str]:
+    headers = config.get("headers") or {}
+    try:
+        check_headers(headers)
+    except HeaderError as e:
+        raise InvalidTool(f"config.headers: {e}") from None
+    return headers
 
 
 def validate_tool(
@@ -49,17 +99,26 @@ def validate_tool(
     config: dict[str, Any],
     parameters_schema: dict[str, Any] | None,
 ) -> tuple[dict[str, Any], dict[str, Any] | None]:
-    """Check a tool definition for its kind; returns the normalised (config, parameters_schema)."""
+    """Check a tool definition for its kind; returns the normalised (config, parameters_schema).
+    Every field can be any JSON (the API bounds its size, ``agentdeck.agents.limits``): a wrong
+    type is a 400 ``invalid_tool``/``invalid_schema`` like a wrong value."""
     from jsonschema import Draft202012Validator
     from jsonschema.exceptions import SchemaError
 
     from agentdeck.agents.runtime.tools import BUILTIN_NAMES
 
-    if not TOOL_NAME_RE.match(name or ""):
+    if not isinstance(name, str) or not TOOL_NAME_RE.match(name):
         raise InvalidTool(
             "name must be 1-64 letters, digits, '_' or '-' (the model calls it by this name)."
         )
+    if not isinstance(config, dict | None):
+        raise InvalidTool("config must be an object.")
     config = dict(config or {})
+    # The API checks these bounds first, as field errors; this is for other callers.
+    with shape_errors_as("config", code="invalid_tool", error=InvalidTool):
+        check_shape(config, TOOL_CONFIG_SHAPE)
+    with shape_errors_as("parameters_schema", code="invalid_schema", error=InvalidTool):
+        check_shape(parameters_schema, JSON_SCHEMA_SHAPE)
     if kind == Tool.Kind.BUILTIN:
         if config.get("builtin") not in BUILTIN_NAMES:
             raise InvalidTool(f"config.builtin must be one of {', '.join(BUILTIN_NAMES)}.")
@@ -71,11 +130,16 @@ def validate_tool(
         template = config.get("url_template")
         if not isinstance(template, str) or not template:
             raise InvalidTool("config.url_template is required.")
-        placeholders = [f for _, f, _, _ in Formatter().parse(template) if f]
-        host = urlsplit(template).netloc
+        placeholders = _url_placeholders(template)
+        try:
+            host = urlsplit(template).netloc
+        except ValueError:
+            raise InvalidTool("config.url_template is not a valid URL.") from None
         if "{" in host:
             raise InvalidTool("config.url_template may not put arguments in the host.")
         _check_public_url(template.format(**{p: "x" for p in placeholders}), "config.url_template")
+        if not isinstance(parameters_schema, dict | None):
+            raise InvalidTool("parameters_schema must be a JSON object.", code="invalid_schema")
         schema = parameters_schema or {"type": "object", "properties": {}}
         try:
             Draft202012Validator.check_schema(schema)
@@ -85,20 +149,20 @@ def validate_tool(
             ) from None
         if schema.get("type") != "object":
             raise InvalidTool("parameters_schema must describe an object.", code="invalid_schema")
-        missing = [p for p in placeholders if p not in (schema.get("properties") or {})]
+        properties = schema.get("properties") or {}
+        missing = [
+            p for p in placeholders if not isinstance(properties, dict) or p not in properties
+        ]
         if missing:
             raise InvalidTool(
                 f"URL placeholders missing from parameters_schema: {', '.join(missing)}."
             )
-        headers = config.get("headers") or {}
-        if not isinstance(headers, dict) or not all(isinstance(v, str) for v in headers.values()):
-            raise InvalidTool("config.headers must map names to strings.")
         out = {
             "method": method,
             "url_template": template,
-            "headers": headers,
-            "timeout_seconds": float(config.get("timeout_seconds") or 15),
-            "max_response_bytes": int(config.get("max_response_bytes") or 200_000),
+            "headers": _headers(config),
+            "timeout_seconds": _number(config, "timeout_seconds", 15, float),
+            "max_response_bytes": _number(config, "max_response_bytes", 200_000, int),
         }
         if not 0 < out["timeout_seconds"] <= 120 or not 0 < out["max_response_bytes"] <= 5_000_000:
             raise InvalidTool(
@@ -120,11 +184,11 @@ def validate_tool(
             "url": url,
             "transport": transport,
             "allowed_tools": allowed,
-            "headers": config.get("headers") or {},
+            "headers": _headers(config),
         }, None
     if kind == Tool.Kind.AGENT:
         agent_id = config.get("agent_id")
-        agent = Agent.objects.filter(pk=agent_id).first() if agent_id else None
+        agent = Agent.objects.filter(pk=agent_id).first() if _is_uuid(agent_id) else None
         if agent is None or (
             agent.owner_id != owner.pk and agent.visibility != Agent.Visibility.PUBLIC
         ):
@@ -133,6 +197,21 @@ def validate_tool(
             )
         return {"agent_id": str(agent.id)}, None
     raise InvalidTool(f"Unknown tool kind {kind!r}.")
+
+
+def _is_uuid(value: Any) -> bool:
+    try:
+        uuid.UUID(str(value))
+    except ValueError:
+        return False
+    return isinstance(value, str)
+
+
+def _check_secret_headers(secret_headers: Any) -> None:
+    try:
+        check_headers(secret_headers)
+    except HeaderError as e:
+        raise InvalidTool(f"secret_headers: {e}") from None
 
 
 @transaction.atomic
@@ -150,6 +229,8 @@ def tool_create(
     config, parameters_schema = validate_tool(
         owner=owner, kind=kind, name=name, config=config or {}, parameters_schema=parameters_schema
     )
+    if secret_headers:
+        _check_secret_headers(secret_headers)
     try:
         with transaction.atomic():
             return Tool.objects.create(
@@ -184,6 +265,7 @@ def tool_update(
         parameters_schema=tool.parameters_schema,
     )
     if secret_headers is not _UNSET and secret_headers is not None:
+        _check_secret_headers(secret_headers)
         tool.secret_headers_encrypted = (
             encrypt_secret(json.dumps(secret_headers)) if secret_headers else ""
         )
@@ -204,8 +286,8 @@ def tool_delete(*, tool: Tool) -> None:
         raise Conflict("Agents still use this tool; detach it first.", code="tool_in_use") from None
 
 
-def _operation_name(method: str, path: str, operation: dict[str, Any]) -> str:
-    raw = operation.get("operationId") or f"{method}_{path}"
+def _operation_name(method: str, path: str, operation_id: str) -> str:
+    raw = operation_id or f"{method}_{path}"
     name = re.sub(r"[^a-zA-Z0-9_-]+", "_", raw).strip("_")[:64]
     return name or method
 
@@ -219,64 +301,31 @@ def tools_import_openapi(
     prefix: str = "",
     secret_headers: dict[str, str] | None = None,
 ) -> list[Tool]:
-    """One ``http`` tool per operation of an OpenAPI 3 document: path and query parameters and
-    a JSON request body's properties become the arguments' JSON Schema."""
-    if not str(document.get("openapi", "")).startswith("3."):
-        raise InvalidTool("Only OpenAPI 3 documents can be imported.", code="invalid_openapi")
-    servers = document.get("servers") or []
-    base = (base_url or (servers[0].get("url") if servers else "") or "").rstrip("/")
-    if not base.startswith(("http://", "https://")):
-        raise InvalidTool(
-            "The document has no absolute server URL; pass base_url.", code="invalid_openapi"
-        )
+    """One ``http`` tool per operation of an OpenAPI 3 document
+    (``agentdeck.agents.services.openapi_import``): path and query parameters and a JSON
+    request body's properties become the arguments' JSON Schema. All or nothing: a document
+    that is malformed anywhere, or an operation that makes an invalid tool, is a 400
+    ``invalid_openapi`` naming the place, and no tool is created."""
+    from agentdeck.agents.services.openapi_import import InvalidOpenAPI, openapi_read
+
+    base, operations = openapi_read(document, base_url=base_url)
     created = []
-    for path, item in (document.get("paths") or {}).items():
-        for method, operation in item.items():
-            if method.upper() not in HTTP_METHODS or not isinstance(operation, dict):
-                continue
-            properties: dict[str, Any] = {}
-            required: list[str] = []
-            for parameter in [
-                *(item.get("parameters") or []),
-                *(operation.get("parameters") or []),
-            ]:
-                if "$ref" in parameter or parameter.get("in") not in ("path", "query"):
-                    continue
-                properties[parameter["name"]] = {
-                    **(parameter.get("schema") or {"type": "string"}),
-                    **(
-                        {"description": parameter["description"]}
-                        if parameter.get("description")
-                        else {}
-                    ),
-                }
-                if parameter.get("required") or parameter.get("in") == "path":
-                    required.append(parameter["name"])
-            body = ((operation.get("requestBody") or {}).get("content") or {}).get(
-                "application/json"
-            ) or {}
-            body_schema = body.get("schema") or {}
-            if body_schema.get("type") == "object":
-                properties.update(body_schema.get("properties") or {})
-                required += list(body_schema.get("required") or [])
-            schema = {"type": "object", "properties": properties}
-            if required:
-                schema["required"] = sorted(set(required))
+    for op in operations:
+        name = (prefix + _operation_name(op.method.lower(), op.path, op.operation_id))[:64]
+        try:
             created.append(
                 tool_create(
                     owner=owner,
-                    name=(prefix + _operation_name(method, path, operation))[:64],
+                    name=name,
                     kind=Tool.Kind.HTTP,
-                    description=operation.get("summary")
-                    or operation.get("description")
-                    or f"{method.upper()} {path}",
-                    config={"method": method.upper(), "url_template": base + path},
-                    parameters_schema=schema,
+                    description=op.description,
+                    config={"method": op.method, "url_template": base + op.path},
+                    parameters_schema=op.parameters_schema,
                     secret_headers=secret_headers,
                 )
             )
-    if not created:
-        raise InvalidTool("The document has no operations to import.", code="invalid_openapi")
+        except InvalidTool as e:
+            raise InvalidOpenAPI(f"paths.{op.path}.{op.method.lower()}: {e.detail}") from None
     return created
 
 
