@@ -149,9 +149,46 @@ def decode_jwt(raw_token: str) -> dict[str, Any]:
         raise AuthFailed("Token has expired.", "token_expired") from None
     except TokenBackendError as e:
         raise AuthFailed(str(e), "token_invalid") from None
+    check_user_claims(claims)
+    return claims
+
+
+# The claims that become columns of `users` (claim -> column). A signed token is trusted to say
+# who the user is, not to fit the table: an over-long value or one PostgreSQL cannot store (NUL,
+# a lone surrogate) made the lookup or the insert fail with a 500.
+USER_CLAIM_COLUMNS = {"sub": "id", "email": "email", "name": "name", "picture": "image"}
+
+
+def check_user_claims(claims: dict[str, Any]) -> None:
+    """Refuse (401 ``token_invalid``) a token whose user claims could not be stored as they are:
+    ``sub`` must be a non-empty string; ``email``, ``name`` and ``picture`` absent, null or
+    strings; each within its column's length and free of NUL and lone surrogates. Runs before
+    any query."""
     if not isinstance(claims.get("sub"), str) or not claims["sub"]:
         raise AuthFailed("Token 'sub' must be a non-empty string.", "token_invalid")
-    return claims
+    for claim, column in USER_CLAIM_COLUMNS.items():
+        value = claims.get(claim)
+        if value is None:
+            continue
+        if not isinstance(value, str):
+            raise AuthFailed(f"Token '{claim}' must be a string.", "token_invalid")
+        max_length = User._meta.get_field(column).max_length
+        if max_length is not None and len(value) > max_length:
+            raise AuthFailed(
+                f"Token '{claim}' is longer than {max_length} characters.", "token_invalid"
+            )
+        if "\x00" in value or not _encodable(value):
+            raise AuthFailed(
+                f"Token '{claim}' contains characters that cannot be stored.", "token_invalid"
+            )
+
+
+def _encodable(value: str) -> bool:
+    try:
+        value.encode("utf-8")  # a lone surrogate ("\ud800") cannot be
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def user_from_claims(claims: dict[str, Any]) -> User:
@@ -162,10 +199,10 @@ def user_from_claims(claims: dict[str, Any]) -> User:
             raise AuthFailed("Unknown user.", "user_not_found")
         try:
             user = user_get_or_create_from_claims(
-                user_id=claims["sub"],
-                email=claims.get("email") if isinstance(claims.get("email"), str) else None,
-                name=claims.get("name") if isinstance(claims.get("name"), str) else None,
-                image=claims.get("picture") if isinstance(claims.get("picture"), str) else None,
+                user_id=claims["sub"],  # checked by check_user_claims, like the three below
+                email=claims.get("email"),
+                name=claims.get("name"),
+                image=claims.get("picture"),
             )
         except ApplicationError as e:
             raise AuthFailed(e.detail, e.code) from None
