@@ -64,7 +64,7 @@ from agents.mcp import (
     create_static_tool_filter,
 )
 
-from agentdeck.agents.exceptions import InvalidReference
+from agentdeck.agents.exceptions import InvalidReference, ToolError
 from agentdeck.core.exceptions import ApplicationError
 from agentdeck.core.outbound import OutboundRefused, check_url, guarded_async_client
 
@@ -99,12 +99,10 @@ TOOLS_CACHE_MAX_ENTRIES = 512
 MCP_V2 = int(version("mcp").partition(".")[0]) >= 2
 
 
-class MCPServerUnavailable(InvalidReference):
+class MCPServerUnavailable(ToolError):
     """The MCP server could not be connected to, or failed to list its tools."""
 
     status = 502
-    code = "tool_error"
-    title = "MCP server unavailable"
 
 
 # --- the tool-list cache -------------------------------------------------------------------------
