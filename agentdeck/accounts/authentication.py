@@ -11,6 +11,10 @@
 
 from __future__ import annotations
 
+import math
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from functools import lru_cache
 from typing import Any
 
@@ -26,11 +30,14 @@ from rest_framework_simplejwt.exceptions import TokenBackendError, TokenBackendE
 from agentdeck.accounts.models import ApiKey, User
 from agentdeck.accounts.selectors import api_key_get_by_secret, user_get_by_pk
 from agentdeck.accounts.services import (
+    API_KEY_DISPLAY_PREFIX_LEN,
     API_KEY_PREFIX,
+    API_KEY_RANDOM_CHARS,
     api_key_touch,
     user_get_or_create_from_claims,
 )
 from agentdeck.core.exceptions import ApplicationError
+from agentdeck.core.throttling import count_auth_failure, request_client_address
 
 
 class AuthFailed(exceptions.AuthenticationFailed):
@@ -41,21 +48,65 @@ class AuthFailed(exceptions.AuthenticationFailed):
         self.problem_code = code
 
 
+class AuthThrottled(AuthFailed):
+    """A failed credential from a client (or against a key prefix) over its failure limit:
+    429 ``throttled`` with Retry-After instead of 401. An authentication failure still, so every
+    caller that handles those (REST, SSE, the WebSocket middleware) handles this one."""
+
+    status_code = 429
+
+    def __init__(self, wait: float) -> None:
+        self.wait = max(1, math.ceil(wait))
+        super().__init__(
+            f"Too many failed authentication attempts; try again in {self.wait} s.", "throttled"
+        )
+
+
+@contextmanager
+def failures_counted(address: str, credential: str | None) -> Iterator[None]:
+    """Count a failed credential raised inside against ``address`` and the credential's API key
+    prefix (agentdeck.core.throttling.count_auth_failure); over the limit the failure becomes
+    :class:`AuthThrottled`. A success costs nothing: nothing is counted or read."""
+    try:
+        yield
+    except AuthFailed as failure:
+        if isinstance(failure, AuthThrottled):
+            raise
+        prefix = credential[:API_KEY_DISPLAY_PREFIX_LEN] if credential else ""
+        wait = count_auth_failure(
+            address=address,
+            credential_prefix=prefix if API_KEY_PREFIX_RE.fullmatch(prefix) else None,
+        )
+        if wait is not None:
+            raise AuthThrottled(wait) from None
+        raise
+
+
 class ApiKeyAuthentication(BaseAuthentication):
     keyword = "Bearer"
 
     def authenticate(self, request) -> tuple[User, ApiKey] | None:
-        secret = bearer_token(request)
+        with failures_counted(request_client_address(request), None):
+            secret = bearer_token(request)
         if secret is None or not secret.startswith(API_KEY_PREFIX):
             return None  # not ours: let the JWT authentication look at it
-        return authenticate_api_key(secret)
+        with failures_counted(request_client_address(request), secret):
+            return authenticate_api_key(secret)
 
     def authenticate_header(self, request) -> str:
         return f'{self.keyword} realm="api"'
 
 
+# adk_ + 40 base62 characters (services._new_api_key_secret); the prefix is what lists show.
+API_KEY_RE = re.compile(rf"{API_KEY_PREFIX}[0-9A-Za-z]{{{API_KEY_RANDOM_CHARS}}}")
+API_KEY_PREFIX_RE = re.compile(
+    rf"{API_KEY_PREFIX}[0-9A-Za-z]{{{API_KEY_DISPLAY_PREFIX_LEN - len(API_KEY_PREFIX)}}}"
+)
+
+
 def authenticate_api_key(secret: str) -> tuple[User, ApiKey]:
-    api_key = api_key_get_by_secret(secret=secret)
+    # A string that cannot be a key is refused without asking the database.
+    api_key = api_key_get_by_secret(secret=secret) if API_KEY_RE.fullmatch(secret) else None
     if api_key is None:
         raise AuthFailed("Invalid API key.", "api_key_invalid")
     if api_key.is_revoked:
@@ -213,11 +264,13 @@ def user_from_claims(claims: dict[str, Any]) -> User:
 
 class NextJsJWTAuthentication(JWTAuthentication):
     def authenticate(self, request) -> tuple[User, dict[str, Any]] | None:
+        # ApiKeyAuthentication runs first and has refused a malformed header already.
         raw = bearer_token(request)
         if raw is None or raw.startswith(API_KEY_PREFIX):
             return None
-        claims = decode_jwt(raw)
-        return user_from_claims(claims), claims
+        with failures_counted(request_client_address(request), raw):
+            claims = decode_jwt(raw)
+            return user_from_claims(claims), claims
 
     def authenticate_header(self, request) -> str:
         return 'Bearer realm="api"'

@@ -310,5 +310,5 @@ def test_a_websocket_or_sse_token_with_a_nul_claim_is_token_invalid(make_jwt):
     from agentdeck.accounts.ws_auth import authenticate_token
 
     with pytest.raises(AuthenticationFailed) as info:
-        authenticate_token(make_jwt("nul\x00id"))
+        authenticate_token(make_jwt("nul\x00id"), address="127.0.0.1")
     assert info.value.problem_code == "token_invalid"
