@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import logging
 import math
 import re
 from collections.abc import Iterator
@@ -38,6 +39,8 @@ from agentdeck.accounts.services import (
 )
 from agentdeck.core.exceptions import ApplicationError
 from agentdeck.core.throttling import count_auth_failure, request_client_address
+
+logger = logging.getLogger(__name__)
 
 
 class AuthFailed(exceptions.AuthenticationFailed):
@@ -73,10 +76,14 @@ def failures_counted(address: str, credential: str | None) -> Iterator[None]:
         if isinstance(failure, AuthThrottled):
             raise
         prefix = credential[:API_KEY_DISPLAY_PREFIX_LEN] if credential else ""
-        wait = count_auth_failure(
-            address=address,
-            credential_prefix=prefix if API_KEY_PREFIX_RE.fullmatch(prefix) else None,
-        )
+        try:
+            wait = count_auth_failure(
+                address=address,
+                credential_prefix=prefix if API_KEY_PREFIX_RE.fullmatch(prefix) else None,
+            )
+        except Exception:  # the cache is down: the failure is still a 401, not a 500
+            logger.warning("could not count a failed credential from %s", address, exc_info=True)
+            wait = None
         if wait is not None:
             raise AuthThrottled(wait) from None
         raise

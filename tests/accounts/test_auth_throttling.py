@@ -177,3 +177,12 @@ def test_on_redis_the_failures_of_every_process_count_together():
             assert me(BAD_KEY, "198.51.100.10").status_code == 401
         finally:
             cache.clear()
+
+
+def test_a_failure_is_still_a_401_when_the_cache_cannot_count_it(monkeypatch):
+    def down(*args, **kwargs):
+        raise ConnectionError("cache down")
+
+    monkeypatch.setattr(throttling, "rate_limit", down)
+    response = me(BAD_KEY)
+    assert (response.status_code, response.json()["code"]) == (401, "api_key_invalid")
