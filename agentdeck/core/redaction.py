@@ -90,11 +90,7 @@ def _known(secrets: Iterable[str | None]) -> list[str]:
 def redact(text: str, secrets: Iterable[str | None] = ()) -> str:
     """``text`` with ``secrets``, the current scope's secrets and anything shaped like a
     credential replaced by ``[REDACTED]``."""
-    if not text:
-        return text
-    for secret in _known(secrets):
-        text = text.replace(secret, REDACTED)
-    return redact_patterns(text)
+    return redact_patterns(redact_known(text, secrets)) if text else text
 
 
 def redact_patterns(text: str) -> str:
