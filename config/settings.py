@@ -7,6 +7,7 @@ the variable's name.
 
 from __future__ import annotations
 
+import re
 import sys
 import warnings
 from datetime import timedelta
@@ -73,6 +74,8 @@ INSTALLED_APPS = [
     "channels",
     "channels_postgres",
     "django_q",
+    # Admin sign-in lockout after repeated failures (AXES_* below).
+    "axes",
     "agentdeck.core",
     "agentdeck.accounts",
     "agentdeck.agents",
@@ -94,6 +97,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last, as django-axes asks: it answers a locked-out admin sign-in.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -195,6 +200,62 @@ JWT_ISSUER = env.str("JWT_ISSUER", default="") or None
 JWT_LEEWAY_SECONDS = env.int("JWT_LEEWAY_SECONDS", default=30)
 API_KEY_LAST_USED_RESOLUTION_SECONDS = env.int("API_KEY_LAST_USED_RESOLUTION_SECONDS", default=60)
 
+
+def _rate(name: str, default: str) -> str:
+    # DRF's rate syntax ("20/min"), plus a count of units ("5/15min"): agentdeck.core.throttling.
+    value = env.str(name, default=default)
+    if not re.fullmatch(r"\s*[1-9]\d*\s*/\s*\d*\s*[smhd][a-z]*\s*", value):
+        raise ImproperlyConfigured(f"{name} must be a rate such as 20/min, not {value!r}")
+    return value
+
+
+# Failed credentials (bad, revoked or expired API keys, forged or expired JWTs, on REST, SSE and
+# WebSockets) are counted per client address and per API key prefix; past these rates the answer
+# is 429 `throttled` with Retry-After instead of 401. Valid credentials are never counted nor
+# refused (agentdeck.core.throttling.count_auth_failure says why).
+AUTH_FAILURE_RATE = _rate("AUTH_FAILURE_RATE", "20/min")
+AUTH_FAILURE_KEY_RATE = _rate("AUTH_FAILURE_KEY_RATE", "10/min")
+
+# The client address every limit counts by: the TCP peer, unless reverse proxies stand in
+# front; then X-Forwarded-For's entry TRUSTED_PROXY_COUNT hops from the right (the address the
+# outermost of those proxies saw). Never trust it without such proxies: clients write it.
+TRUST_X_FORWARDED_FOR = env.bool("TRUST_X_FORWARDED_FOR", default=False)
+TRUSTED_PROXY_COUNT = env.int("TRUSTED_PROXY_COUNT", default=1)
+if TRUSTED_PROXY_COUNT < 1:
+    raise ImproperlyConfigured("TRUSTED_PROXY_COUNT must be 1 or more")
+
+# Admin sign-in (/admin/): django-axes locks an address (by default) out after
+# ADMIN_LOGIN_FAILURE_LIMIT failures for ADMIN_LOGIN_COOLOFF_MINUTES, counting in PostgreSQL
+# (AccessAttempt rows), so every process sees the same count whichever cache is configured,
+# and staff can see and delete attempts in the admin (or `manage.py axes_reset`,
+# `axes_reset_ip ADDRESS`, `axes_reset_username EMAIL`).
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_HANDLER = "axes.handlers.database.AxesDatabaseHandler"
+AXES_FAILURE_LIMIT = env.int("ADMIN_LOGIN_FAILURE_LIMIT", default=5)
+AXES_COOLOFF_TIME = timedelta(minutes=env.float("ADMIN_LOGIN_COOLOFF_MINUTES", default=15))
+# What a lockout applies to: comma-separated alternatives, "+" joining parameters that count
+# together. "ip_address" (default): the address; "username+ip_address": an account from an
+# address; "ip_address,username": either (an account too, which anyone can then lock).
+_lockout = [
+    part.split("+") for part in env.list("ADMIN_LOCKOUT_PARAMETERS", default=["ip_address"])
+]
+if any(p not in {"ip_address", "username", "user_agent"} for combo in _lockout for p in combo):
+    raise ImproperlyConfigured(
+        "ADMIN_LOCKOUT_PARAMETERS takes ip_address, username and user_agent, e.g. "
+        f"ip_address or username+ip_address, not {_lockout!r}"
+    )
+AXES_LOCKOUT_PARAMETERS = [combo[0] if len(combo) == 1 else combo for combo in _lockout]
+AXES_RESET_ON_SUCCESS = True
+# No "AXES: BEGIN" line at every process start; failures and lockouts are still logged.
+AXES_VERBOSE = False
+# The admin's login form posts `username` (the user's email here).
+AXES_USERNAME_FORM_FIELD = "username"
+AXES_CLIENT_IP_CALLABLE = "agentdeck.core.throttling.request_client_ip"
+AXES_LOCKOUT_CALLABLE = "agentdeck.accounts.admin_lockout.lockout_response"
+
 SIMPLE_JWT = {
     # Tokens come from the Next.js server, not from simplejwt: no token_type or jti claims.
     "TOKEN_TYPE_CLAIM": None,
@@ -253,6 +314,19 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    # The docs load nothing from another host (README: assets are served locally): ReDoc's
+    # page has no Google Fonts (agentdeck/core/templates/agentdeck/redoc.html) and uses the
+    # system's fonts; Swagger UI does not send the schema to validator.swagger.io.
+    "REDOC_UI_SETTINGS": {
+        "theme": {
+            "typography": {
+                "fontFamily": "system-ui, -apple-system, 'Segoe UI', Helvetica, Arial, sans-serif",
+                "headings": {"fontFamily": "system-ui, -apple-system, 'Segoe UI', sans-serif"},
+                "code": {"fontFamily": "ui-monospace, SFMono-Regular, Menlo, Consolas, monospace"},
+            }
+        }
+    },
+    "SWAGGER_UI_SETTINGS": {"deepLinking": True, "validatorUrl": None},
     "COMPONENT_SPLIT_REQUEST": True,
     "SCHEMA_PATH_PREFIX": r"/api/v[0-9]+",
     # Two models have a `status` field with different choices; name their enums apart.

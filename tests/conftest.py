@@ -21,6 +21,20 @@ def _reset_token_backend(**kwargs: Any) -> None:
 setting_changed.connect(_reset_token_backend)
 
 
+@pytest.fixture(autouse=True)
+def _fresh_local_cache():
+    """Each test starts with an empty local-memory cache: the failed-credential counters
+    (agentdeck.core.throttling.count_auth_failure) and the API throttles count per client
+    address, and every test client is 127.0.0.1."""
+    from django.core.cache.backends.locmem import LocMemCache
+
+    from agentdeck.core import throttling
+
+    cache = throttling.shared_cache.get()
+    if isinstance(cache, LocMemCache):
+        cache.clear()
+
+
 @pytest.fixture
 def user(db):
     return UserFactory()

@@ -11,6 +11,11 @@
 
 from __future__ import annotations
 
+import logging
+import math
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from functools import lru_cache
 from typing import Any
 
@@ -26,11 +31,16 @@ from rest_framework_simplejwt.exceptions import TokenBackendError, TokenBackendE
 from agentdeck.accounts.models import ApiKey, User
 from agentdeck.accounts.selectors import api_key_get_by_secret, user_get_by_pk
 from agentdeck.accounts.services import (
+    API_KEY_DISPLAY_PREFIX_LEN,
     API_KEY_PREFIX,
+    API_KEY_RANDOM_CHARS,
     api_key_touch,
     user_get_or_create_from_claims,
 )
 from agentdeck.core.exceptions import ApplicationError
+from agentdeck.core.throttling import count_auth_failure, request_client_address
+
+logger = logging.getLogger(__name__)
 
 
 class AuthFailed(exceptions.AuthenticationFailed):
@@ -41,21 +51,69 @@ class AuthFailed(exceptions.AuthenticationFailed):
         self.problem_code = code
 
 
+class AuthThrottled(AuthFailed):
+    """A failed credential from a client (or against a key prefix) over its failure limit:
+    429 ``throttled`` with Retry-After instead of 401. An authentication failure still, so every
+    caller that handles those (REST, SSE, the WebSocket middleware) handles this one."""
+
+    status_code = 429
+
+    def __init__(self, wait: float) -> None:
+        self.wait = max(1, math.ceil(wait))
+        super().__init__(
+            f"Too many failed authentication attempts; try again in {self.wait} s.", "throttled"
+        )
+
+
+@contextmanager
+def failures_counted(address: str, credential: str | None) -> Iterator[None]:
+    """Count a failed credential raised inside against ``address`` and the credential's API key
+    prefix (agentdeck.core.throttling.count_auth_failure); over the limit the failure becomes
+    :class:`AuthThrottled`. A success costs nothing: nothing is counted or read."""
+    try:
+        yield
+    except AuthFailed as failure:
+        if isinstance(failure, AuthThrottled):
+            raise
+        prefix = credential[:API_KEY_DISPLAY_PREFIX_LEN] if credential else ""
+        try:
+            wait = count_auth_failure(
+                address=address,
+                credential_prefix=prefix if API_KEY_PREFIX_RE.fullmatch(prefix) else None,
+            )
+        except Exception:  # the cache is down: the failure is still a 401, not a 500
+            logger.warning("could not count a failed credential from %s", address, exc_info=True)
+            wait = None
+        if wait is not None:
+            raise AuthThrottled(wait) from None
+        raise
+
+
 class ApiKeyAuthentication(BaseAuthentication):
     keyword = "Bearer"
 
     def authenticate(self, request) -> tuple[User, ApiKey] | None:
-        secret = bearer_token(request)
+        with failures_counted(request_client_address(request), None):
+            secret = bearer_token(request)
         if secret is None or not secret.startswith(API_KEY_PREFIX):
             return None  # not ours: let the JWT authentication look at it
-        return authenticate_api_key(secret)
+        with failures_counted(request_client_address(request), secret):
+            return authenticate_api_key(secret)
 
     def authenticate_header(self, request) -> str:
         return f'{self.keyword} realm="api"'
 
 
+# adk_ + 40 base62 characters (services._new_api_key_secret); the prefix is what lists show.
+API_KEY_RE = re.compile(rf"{API_KEY_PREFIX}[0-9A-Za-z]{{{API_KEY_RANDOM_CHARS}}}")
+API_KEY_PREFIX_RE = re.compile(
+    rf"{API_KEY_PREFIX}[0-9A-Za-z]{{{API_KEY_DISPLAY_PREFIX_LEN - len(API_KEY_PREFIX)}}}"
+)
+
+
 def authenticate_api_key(secret: str) -> tuple[User, ApiKey]:
-    api_key = api_key_get_by_secret(secret=secret)
+    # A string that cannot be a key is refused without asking the database.
+    api_key = api_key_get_by_secret(secret=secret) if API_KEY_RE.fullmatch(secret) else None
     if api_key is None:
         raise AuthFailed("Invalid API key.", "api_key_invalid")
     if api_key.is_revoked:
@@ -149,9 +207,46 @@ def decode_jwt(raw_token: str) -> dict[str, Any]:
         raise AuthFailed("Token has expired.", "token_expired") from None
     except TokenBackendError as e:
         raise AuthFailed(str(e), "token_invalid") from None
+    check_user_claims(claims)
+    return claims
+
+
+# The claims that become columns of `users` (claim -> column). A signed token is trusted to say
+# who the user is, not to fit the table: an over-long value or one PostgreSQL cannot store (NUL,
+# a lone surrogate) made the lookup or the insert fail with a 500.
+USER_CLAIM_COLUMNS = {"sub": "id", "email": "email", "name": "name", "picture": "image"}
+
+
+def check_user_claims(claims: dict[str, Any]) -> None:
+    """Refuse (401 ``token_invalid``) a token whose user claims could not be stored as they are:
+    ``sub`` must be a non-empty string; ``email``, ``name`` and ``picture`` absent, null or
+    strings; each within its column's length and free of NUL and lone surrogates. Runs before
+    any query."""
     if not isinstance(claims.get("sub"), str) or not claims["sub"]:
         raise AuthFailed("Token 'sub' must be a non-empty string.", "token_invalid")
-    return claims
+    for claim, column in USER_CLAIM_COLUMNS.items():
+        value = claims.get(claim)
+        if value is None:
+            continue
+        if not isinstance(value, str):
+            raise AuthFailed(f"Token '{claim}' must be a string.", "token_invalid")
+        max_length = User._meta.get_field(column).max_length
+        if max_length is not None and len(value) > max_length:
+            raise AuthFailed(
+                f"Token '{claim}' is longer than {max_length} characters.", "token_invalid"
+            )
+        if "\x00" in value or not _encodable(value):
+            raise AuthFailed(
+                f"Token '{claim}' contains characters that cannot be stored.", "token_invalid"
+            )
+
+
+def _encodable(value: str) -> bool:
+    try:
+        value.encode("utf-8")  # a lone surrogate ("\ud800") cannot be
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def user_from_claims(claims: dict[str, Any]) -> User:
@@ -162,10 +257,10 @@ def user_from_claims(claims: dict[str, Any]) -> User:
             raise AuthFailed("Unknown user.", "user_not_found")
         try:
             user = user_get_or_create_from_claims(
-                user_id=claims["sub"],
-                email=claims.get("email") if isinstance(claims.get("email"), str) else None,
-                name=claims.get("name") if isinstance(claims.get("name"), str) else None,
-                image=claims.get("picture") if isinstance(claims.get("picture"), str) else None,
+                user_id=claims["sub"],  # checked by check_user_claims, like the three below
+                email=claims.get("email"),
+                name=claims.get("name"),
+                image=claims.get("picture"),
             )
         except ApplicationError as e:
             raise AuthFailed(e.detail, e.code) from None
@@ -176,11 +271,13 @@ def user_from_claims(claims: dict[str, Any]) -> User:
 
 class NextJsJWTAuthentication(JWTAuthentication):
     def authenticate(self, request) -> tuple[User, dict[str, Any]] | None:
+        # ApiKeyAuthentication runs first and has refused a malformed header already.
         raw = bearer_token(request)
         if raw is None or raw.startswith(API_KEY_PREFIX):
             return None
-        claims = decode_jwt(raw)
-        return user_from_claims(claims), claims
+        with failures_counted(request_client_address(request), raw):
+            claims = decode_jwt(raw)
+            return user_from_claims(claims), claims
 
     def authenticate_header(self, request) -> str:
         return 'Bearer realm="api"'

@@ -1,23 +1,57 @@
 from __future__ import annotations
 
+from typing import Any
+
 from rest_framework.permissions import SAFE_METHODS, BasePermission
 
 from agentdeck.accounts.models import ApiKey
+from agentdeck.core.exceptions import PermissionDenied
+
+
+class InsufficientScope(PermissionDenied):
+    """The caller's credential lacks a scope the request needs. The one class for this code:
+    the scope permission and any view raise it, so it always reads the same."""
+
+    code = "insufficient_scope"
+    title = "Insufficient scope"
+
+
+# What a person signed in through Next.js (a JWT) may do. Granting credits is for the Next.js
+# server's staff service keys only (API keys with credits:grant), never for a session.
+JWT_SCOPES = frozenset({ApiKey.Scope.READ, ApiKey.Scope.WRITE})
+# Scopes that only staff-owned keys can use: a key keeps its scopes when its owner is demoted,
+# but not their power.
+STAFF_SCOPES = frozenset({ApiKey.Scope.CREDITS_GRANT})
+
+
+def usable_scopes(user: Any, auth: Any) -> frozenset[str]:
+    """The scopes the caller can actually use: what ``/me`` shows and what
+    :class:`ApiKeyScopePermission` checks, from one place."""
+    if not isinstance(auth, ApiKey):
+        return JWT_SCOPES
+    scopes = frozenset(auth.scopes)
+    if not (user is not None and user.is_staff):
+        scopes -= STAFF_SCOPES
+    return scopes
 
 
 class ApiKeyScopePermission(BasePermission):
-    """Requests made with an API key need its ``read`` scope for safe methods and ``write`` for
-    the rest; a view may name its own with ``required_scopes``. JWT callers are not limited by
-    scopes (views that only service keys may call check that themselves)."""
-
-    message = "This API key lacks the scope this request needs."
-    code = "insufficient_scope"
+    """Requests need the ``read`` scope for safe methods and ``write`` for the rest; a view may
+    name its own with ``required_scopes`` (e.g. ``credits:grant``). API keys have the scopes
+    they were made with; a JWT has ``read`` and ``write`` (:func:`usable_scopes`)."""
 
     def has_permission(self, request, view) -> bool:
-        if not isinstance(request.auth, ApiKey):
-            return True
-        # A view naming its own scopes (e.g. credits:grant) needs exactly those.
+        if not (request.user and request.user.is_authenticated):
+            return True  # IsAuthenticated (or the view's own rule) answers for anonymous callers
         needed = set(getattr(view, "required_scopes", ())) or (
             {"read"} if request.method in SAFE_METHODS else {"write"}
         )
-        return needed <= set(request.auth.scopes)
+        missing = needed - usable_scopes(request.user, request.auth)
+        if missing:
+            credential = "API key" if isinstance(request.auth, ApiKey) else "token"
+            raise InsufficientScope(
+                f"This request needs the scope {', '.join(sorted(missing))}, which this "
+                f"{credential} does not have"
+                + (" (only API keys can hold it)." if credential == "token" else ".")
+            )
+        return True

@@ -3,13 +3,15 @@ from __future__ import annotations
 from rest_framework import serializers
 
 from agentdeck.accounts.models import ApiKey, User
+from agentdeck.accounts.permissions import usable_scopes
 
 
 class MeSerializer(serializers.ModelSerializer):
     is_staff = serializers.BooleanField(read_only=True)
     auth_method = serializers.SerializerMethodField(help_text="`jwt` or `api_key`.")
     scopes = serializers.SerializerMethodField(
-        help_text="The API key's scopes, or every scope for a JWT."
+        help_text="The scopes the caller can use: the API key's own (`credits:grant` only on a "
+        "staff member's key), or `read` and `write` for a JWT."
     )
 
     class Meta:
@@ -31,8 +33,7 @@ class MeSerializer(serializers.ModelSerializer):
         return "api_key" if isinstance(self.context["request"].auth, ApiKey) else "jwt"
 
     def get_scopes(self, obj: User) -> list[str]:
-        auth = self.context["request"].auth
-        return list(auth.scopes) if isinstance(auth, ApiKey) else list(ApiKey.Scope.values)
+        return sorted(usable_scopes(obj, self.context["request"].auth))
 
 
 class ApiKeySerializer(serializers.ModelSerializer):

@@ -7,8 +7,9 @@ Browsers cannot set headers on a WebSocket, so the credential travels either
   strings end up in logs, so prefer the subprotocol).
 
 The middleware never rejects: it puts ``user`` (or an AnonymousUser), ``auth_error`` (a stable
-code) and ``auth_expires_at`` (the JWT's ``exp``, or None) into the scope, and each consumer
-decides, closing with 4401 when it needs a user.
+code: ``throttled`` once the client's failed credentials pass their limit, as on REST) and
+``auth_expires_at`` (the JWT's ``exp``, or None) into the scope, and each consumer decides,
+closing with 4401 when it needs a user.
 """
 
 from __future__ import annotations
@@ -21,8 +22,14 @@ from channels.db import database_sync_to_async
 from django.contrib.auth.models import AnonymousUser
 from rest_framework.exceptions import AuthenticationFailed
 
-from agentdeck.accounts.authentication import authenticate_api_key, decode_jwt, user_from_claims
+from agentdeck.accounts.authentication import (
+    authenticate_api_key,
+    decode_jwt,
+    failures_counted,
+    user_from_claims,
+)
 from agentdeck.accounts.services import API_KEY_PREFIX
+from agentdeck.core.throttling import scope_client_address
 
 SUBPROTOCOL = "agentdeck.v1"
 TOKEN_SUBPROTOCOL_PREFIX = "bearer."  # noqa: S105 (a prefix, not a secret)
@@ -37,13 +44,16 @@ def token_from_scope(scope: dict[str, Any]) -> str | None:
     return tokens[0] if tokens else None
 
 
-def authenticate_token(token: str) -> tuple[Any, datetime | None]:
-    """(user, expiry) for a raw token; raises AuthenticationFailed with a stable code."""
-    if token.startswith(API_KEY_PREFIX):
-        user, api_key = authenticate_api_key(token)
-        return user, api_key.expires_at
-    claims = decode_jwt(token)
-    return user_from_claims(claims), datetime.fromtimestamp(int(claims["exp"]), tz=UTC)
+def authenticate_token(token: str, *, address: str) -> tuple[Any, datetime | None]:
+    """(user, expiry) for a raw token from the client at ``address``; raises
+    AuthenticationFailed with a stable code, :class:`AuthThrottled` (429 ``throttled``) once
+    that client's failures pass their limit, counted with the REST API's."""
+    with failures_counted(address, token):
+        if token.startswith(API_KEY_PREFIX):
+            user, api_key = authenticate_api_key(token)
+            return user, api_key.expires_at
+        claims = decode_jwt(token)
+        return user_from_claims(claims), datetime.fromtimestamp(int(claims["exp"]), tz=UTC)
 
 
 class TokenAuthMiddleware:
@@ -60,7 +70,9 @@ class TokenAuthMiddleware:
         token = token_from_scope(scope)
         if token:
             try:
-                user, expires_at = await database_sync_to_async(authenticate_token)(token)
+                user, expires_at = await database_sync_to_async(authenticate_token)(
+                    token, address=scope_client_address(scope)
+                )
             except AuthenticationFailed as e:
                 scope["auth_error"] = getattr(e, "problem_code", None) or getattr(
                     e.detail, "code", "token_invalid"

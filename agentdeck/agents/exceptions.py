@@ -1,6 +1,12 @@
 from __future__ import annotations
 
-from agentdeck.core.exceptions import ApplicationError, Conflict, NotFound, PayloadTooLarge
+from agentdeck.core.exceptions import (
+    ApplicationError,
+    Conflict,
+    IdempotencyConflict,
+    NotFound,
+    PayloadTooLarge,
+)
 
 
 class AgentSuspended(Conflict):
@@ -11,11 +17,6 @@ class AgentSuspended(Conflict):
 class ConversationBusy(Conflict):
     code = "conversation_busy"
     title = "Conversation busy"
-
-
-class IdempotencyConflict(Conflict):
-    code = "idempotency_conflict"
-    title = "Idempotency-Key reused with a different request"
 
 
 class RunNotCancellable(Conflict):
@@ -36,6 +37,14 @@ class InvalidReference(ApplicationError):
     title = "Invalid reference"
 
 
+class ToolError(InvalidReference):
+    """A tool (or an agent used as one, an MCP server, a handoff target) the run cannot use:
+    the run fails with ``tool_error``."""
+
+    code = "tool_error"
+    title = "Tool error"
+
+
 class ModelNotAvailable(ApplicationError):
     status = 400
     code = "model_not_available"
@@ -48,6 +57,16 @@ class ProviderError(ApplicationError):
     title = "Provider error"
 
 
+class ProviderAuthFailed(ProviderError):
+    code = "provider_auth_failed"
+    title = "Provider refused the credentials"
+
+
+class ProviderTimeout(ProviderError):
+    code = "provider_timeout"
+    title = "Provider timed out"
+
+
 __all__ = [
     "AgentSuspended",
     "ConversationBusy",
@@ -56,6 +75,9 @@ __all__ = [
     "InvalidReference",
     "ModelNotAvailable",
     "NotFound",
+    "ProviderAuthFailed",
     "ProviderError",
+    "ProviderTimeout",
     "RunNotCancellable",
+    "ToolError",
 ]

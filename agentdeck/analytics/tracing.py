@@ -40,6 +40,8 @@ import agents
 from agents.tracing import Span, Trace, TracingProcessor
 from django.conf import settings
 
+from agentdeck.core.redaction import redact_data
+
 logger = logging.getLogger(__name__)
 
 #: The ``RunConfig.trace_metadata`` key that names the AgentRun a trace belongs to.
@@ -361,8 +363,11 @@ def _record_span(span: Span[Any]) -> _SpanRecord:
         output_tokens=tokens[1],
         cached_input_tokens=tokens[2],
         reasoning_tokens=tokens[3],
-        error=_json_safe(span.error) if span.error else None,
-        data=_bounded(_json_safe(exported)),
+        # A failed model call's span holds the provider's error text, which can quote the API
+        # key it was sent: the run's secrets (its redaction scope, this hook runs inside the
+        # run) and anything credential-shaped are replaced before the span is kept.
+        error=redact_data(_json_safe(span.error)) if span.error else None,
+        data=_bounded(redact_data(_json_safe(exported))),
     )
 
 

@@ -17,6 +17,9 @@ processes reading the same list both allowed.
 
 from __future__ import annotations
 
+import math
+import threading
+import time
 from typing import Any
 
 from django.core.cache.backends import redis as django_redis
@@ -80,3 +83,27 @@ class RedisCache(django_redis.RedisCache):
         """Count a request against ``limit`` per ``period`` seconds under ``key``: None when it
         is allowed, else the seconds until one would be (the request is not counted)."""
         return self._cache.rate_limit(self.make_and_validate_key(key), limit, period)
+
+
+# Serialises the read-then-write of rate_limit() on caches that live inside this process (the
+# local-memory cache: one process, no Redis), where one lock is all atomicity needs.
+_local_limit_lock = threading.Lock()
+
+
+def rate_limit(cache: Any, key: str, limit: int, period: float) -> float | None:
+    """Count one event under ``key`` against ``limit`` per ``period`` seconds, on any cache:
+    None when it is allowed, else the seconds until one would be (a refused event is not
+    counted). The same GCRA as the Lua script above: on Redis one atomic round trip shared by
+    every process; on another cache under a process lock, with the cache's clock being this
+    process's."""
+    if isinstance(cache, RedisCache):
+        return cache.rate_limit(key, limit, period)
+    interval = period / limit
+    with _local_limit_lock:
+        now = time.time()
+        tat = max(float(cache.get(key) or now), now)
+        new_tat = tat + interval
+        if new_tat - period > now:
+            return new_tat - period - now
+        cache.set(key, new_tat, timeout=math.ceil(new_tat - now) + 1)
+    return None

@@ -19,7 +19,7 @@ from django.http import Http404, HttpRequest, JsonResponse
 from rest_framework import exceptions as drf_exceptions
 from rest_framework.response import Response
 
-from agentdeck.core.exceptions import ApplicationError
+from agentdeck.core.exceptions import ApplicationError, problem_title
 
 logger = logging.getLogger("agentdeck.errors")
 
@@ -72,7 +72,8 @@ def problem(
 ) -> dict[str, Any]:
     body: dict[str, Any] = {
         "type": PROBLEM_TYPE_PREFIX + code,
-        "title": title or HTTPStatus(status).phrase,
+        # One title per code (agentdeck.core.exceptions.PROBLEM_TITLES), whoever builds it.
+        "title": problem_title(code, title or HTTPStatus(status).phrase),
         "status": status,
         "detail": detail,
         "code": code,

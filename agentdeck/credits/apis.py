@@ -7,7 +7,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from agentdeck.accounts.models import ApiKey, User
+from agentdeck.accounts.models import User
 from agentdeck.core.exceptions import NotFound, PermissionDenied
 from agentdeck.credits.models import CreditTransaction, ModelPrice
 from agentdeck.credits.services import credits_account, credits_grant, model_price_create
@@ -153,10 +153,8 @@ class GrantApi(APIView):
         },
     )
     def post(self, request: Request) -> Response:
-        if not isinstance(request.auth, ApiKey):
-            raise PermissionDenied(
-                "Grants need an API key with the credits:grant scope.", code="insufficient_scope"
-            )
+        # ApiKeyScopePermission has checked required_scopes: only a staff-owned API key with
+        # credits:grant gets here (a JWT never holds that scope).
         data = GrantSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         user = User.objects.filter(pk=data.validated_data["user_id"]).first()

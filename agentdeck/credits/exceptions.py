@@ -1,4 +1,4 @@
-from agentdeck.core.exceptions import ApplicationError, Conflict
+from agentdeck.core.exceptions import ApplicationError, Conflict, IdempotencyConflict
 
 
 class InsufficientCredits(ApplicationError):
@@ -7,9 +7,8 @@ class InsufficientCredits(ApplicationError):
     title = "Insufficient credits"
 
 
-class CreditsIdempotencyConflict(Conflict):
-    code = "idempotency_conflict"
-    title = "Idempotency key reused with another amount"
+class CreditsIdempotencyConflict(IdempotencyConflict):
+    """A grant's idempotency_key reused with another amount."""
 
 
 class NothingToRefund(Conflict):

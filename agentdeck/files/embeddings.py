@@ -247,12 +247,18 @@ class OpenAIEmbedder:
             kwargs["dimensions"] = self.dimensions
         try:
             response = self._client().embeddings.create(**kwargs)
-        except openai.AuthenticationError as e:
-            raise EmbeddingError(str(e), code="provider_auth_failed") from None
-        except openai.APITimeoutError as e:
-            raise EmbeddingError(str(e), code="provider_timeout") from None
         except openai.APIError as e:
-            raise EmbeddingError(str(e), code="provider_error") from None
+            # The provider's own words go to the log, redacted; the file's error (shown to its
+            # owner and in the admin) gets the code's message: they can quote the key.
+            from agentdeck.agents.runtime.errors import provider_call_failure
+
+            code, message = provider_call_failure(
+                e,
+                provider=self.provider,
+                context=f"embeddings of provider {self.provider.pk}",
+                codes=["provider_auth_failed", "provider_timeout"],
+            )
+            raise EmbeddingError(message, code=code) from None
         vectors = [d.embedding for d in sorted(response.data, key=lambda d: d.index)]
         if len(vectors) != len(texts) or any(len(v) != self.dimensions for v in vectors):
             raise EmbeddingError(

@@ -267,3 +267,48 @@ def test_the_users_lookup_reads_what_the_orm_reads(user):
     fast.save(update_fields=["name"])
     assert User.objects.get(pk=user.pk).name == "Ada L."
     assert user_get_by_pk("no-such-user") is None
+
+
+@pytest.mark.parametrize(
+    "claims",
+    [
+        {"sub": "u" * 65},
+        {"sub": "nul\x00id"},
+        {"sub": "lone\ud800surrogate"},
+        {"sub": "ok-1", "name": "n" * 256},
+        {"sub": "ok-2", "email": "e" * 310 + "@example.com"},
+        {"sub": "ok-3", "name": "nul\x00name"},
+        {"sub": "ok-4", "email": "nul\x00@example.com"},
+        {"sub": "ok-5", "name": "lone \udfff"},
+        {"sub": "ok-6", "picture": "https://x/\x00.png"},
+        {"sub": "ok-7", "email": 42},
+        {"sub": "ok-8", "name": ["list"]},
+        {"sub": 12345},
+    ],
+    ids=lambda claims: ",".join(f"{k}={str(v)[:12]!r}" for k, v in claims.items()),
+)
+def test_a_signed_token_with_claims_the_users_table_cannot_hold_is_token_invalid(
+    api_client, make_jwt, claims
+):
+    token = make_jwt(claims.pop("sub"), **claims)
+
+    assert_401(get_me(api_client, token), "token_invalid")
+    assert not User.objects.exists()
+
+
+def test_claims_at_the_column_limits_are_accepted(api_client, make_jwt):
+    email = "e" * (320 - len("@example.com")) + "@example.com"
+    token = make_jwt("u" * 64, email=email, name="n" * 255)
+
+    assert get_me(api_client, token).status_code == 200
+    assert User.objects.get(pk="u" * 64).name == "n" * 255
+
+
+def test_a_websocket_or_sse_token_with_a_nul_claim_is_token_invalid(make_jwt):
+    from rest_framework.exceptions import AuthenticationFailed
+
+    from agentdeck.accounts.ws_auth import authenticate_token
+
+    with pytest.raises(AuthenticationFailed) as info:
+        authenticate_token(make_jwt("nul\x00id"), address="127.0.0.1")
+    assert info.value.problem_code == "token_invalid"

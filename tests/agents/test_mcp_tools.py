@@ -289,6 +289,24 @@ def test_refreshing_something_that_is_not_an_mcp_server_fails_with_mcp_unreachab
     assert info.value.code == "mcp_unreachable"
 
 
+def test_an_mcp_output_quoting_a_secret_header_is_redacted(user, mcp_server, model_server):
+    # shout() upper-cases what it is given: the server "answers with" the header's value.
+    tool = make_tool(user, mcp_server.url, secret_headers={"X-Team-Token": "TEAM-TOKEN-7A1C"})
+    agent = make_agent(user, model_server, tool)
+    model_server.add_tool_call("shout", {"text": "team-token-7a1c"})
+    model_server.add_text("done")
+
+    run = run_once(user, agent)
+
+    assert run.status == "succeeded", (run.error_code, run.error_message)
+    assert mcp_server.headers[-1]["x-team-token"] == "TEAM-TOKEN-7A1C"
+    call = ToolCall.objects.get(run=run)
+    assert "[REDACTED]" in call.output
+    events = json.dumps(list(RunEvent.objects.filter(run=run).values_list("data", flat=True)))
+    for text in (call.output, events, json.dumps(tool_messages(model_server.model_requests()[1]))):
+        assert "TEAM-TOKEN-7A1C" not in text
+
+
 def test_a_run_whose_mcp_server_is_down_fails_cleanly(user, model_server):
     agent = make_agent(user, model_server, make_tool(user, f"http://127.0.0.1:{free_port()}/mcp"))
 

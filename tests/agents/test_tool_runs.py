@@ -50,6 +50,9 @@ class _Api(BaseHTTPRequestHandler):
         type(self).seen.append({"path": self.path, "auth": self.headers.get("X-Api-Key")})
         body = json.dumps(
             {"order": self.path.split("?")[0].rsplit("/", 1)[-1], "status": "shipped"}
+            if not self.path.startswith("/echo")
+            # A careless API answering with the request it got, headers included.
+            else {"you_sent": dict(self.headers.items())}
         ).encode()
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
@@ -114,6 +117,33 @@ def test_http_tool_call_reaches_the_endpoint_with_its_secret_header(
     assert '"status": "shipped"' in call.output
     assert call.duration_ms is not None
     assert "shipped" in str(model.model_requests()[1].body)
+
+
+def test_an_http_tool_whose_server_echoes_the_secret_header_does_not_leak_it(
+    user, model, make_agent, orders_api
+):
+    base, seen = orders_api
+    tool = tool_create(
+        owner=user,
+        name="echo",
+        kind="http",
+        config={"method": "GET", "url_template": base + "/echo"},
+        secret_headers={"X-Api-Key": "s3cret-tool-header-9f2"},
+    )
+    agent = make_agent("Support", tools=[{"tool": tool}])
+    model.add_tool_call("echo", {})
+    model.add_text("done")
+
+    r = run(user, agent)
+
+    assert r.status == "succeeded", r.error_message
+    assert seen[0]["auth"] == "s3cret-tool-header-9f2"  # the secret was sent, and echoed
+    call = ToolCall.objects.get(run=r)
+    assert "[REDACTED]" in call.output
+    events = json.dumps(list(RunEvent.objects.filter(run=r).values_list("data", flat=True)))
+    # Not in the tool call, not in the run's events, not even to the model.
+    for text in (call.output, events, str(model.model_requests()[1].body)):
+        assert "s3cret-tool-header-9f2" not in text
 
 
 def order_tool(user, base: str):

@@ -32,6 +32,11 @@ Every request is recorded in ``server.requests`` (:class:`RecordedRequest`: meth
 lower-cased headers, parsed JSON body). With ``require_api_key="sk-test"`` any other bearer key
 gets a 401 ``invalid_api_key`` error.
 
+``echo_credentials=True`` makes it a careless provider: every error it answers (the 401 above,
+``add_error`` steps, ``embedding_failures``, ``models_failures``) quotes the request's
+``Authorization`` header and every other non-protocol header value in its message, as some
+servers and proxies do. Tests use it to check that no credential reaches what users see.
+
 Example::
 
     import asyncio
@@ -220,6 +225,13 @@ _ERROR_TYPES = {
 }
 
 
+# Headers a careless server would not bother to quote (everything else, it does).
+_PROTOCOL_HEADERS = frozenset(
+    {"accept", "accept-encoding", "connection", "content-length", "content-type", "host",
+     "user-agent"}
+)  # fmt: skip
+
+
 def _error_body(
     message: str, error_type: str, code: str | None, param: str | None = None
 ) -> dict[str, Any]:
@@ -267,14 +279,18 @@ class FakeOpenAI:
         models: Sequence[str] = DEFAULT_MODELS,
         require_api_key: str | None = None,
         default_text: str = "ok",
+        echo_credentials: bool = False,
     ) -> None:
         self.models = list(models)
         self.require_api_key = require_api_key
+        self.echo_credentials = echo_credentials
         self.default_text = default_text
         self.embedding_dimensions = 384
         """Size of ``/v1/embeddings`` vectors when the request names no ``dimensions``."""
         self.embedding_failures: deque[int] = deque()
         """HTTP statuses the next ``/v1/embeddings`` requests answer with, one each."""
+        self.models_failures: deque[int] = deque()
+        """HTTP statuses the next ``GET /v1/models`` requests answer with, one each."""
         self.requests: list[RecordedRequest] = []
         self.errors: list[str] = []
         """Tracebacks of exceptions the server itself raised (a bug in the fake, or a body it
@@ -761,11 +777,16 @@ class _Handler(BaseHTTPRequestHandler):
                 if key
                 else "You didn't provide an API key."
             )
-            self._send_json(401, _error_body(message, "invalid_request_error", "invalid_api_key"))
+            body = _error_body(message, "invalid_request_error", "invalid_api_key")
+            self._send_json(401, self._echoed(body, recorded))
             return
 
         body = recorded.body if isinstance(recorded.body, dict) else {}
-        if self.command == "GET" and path == "/v1/models":
+        if self.command == "GET" and path == "/v1/models" and fake.models_failures:
+            status = fake.models_failures.popleft()
+            body = _error_body("listing failed", "server_error", None)
+            self._send_json(status, self._echoed(body, recorded))
+        elif self.command == "GET" and path == "/v1/models":
             self._send_json(200, {"object": "list", "data": [_model(m) for m in fake.models]})
         elif self.command == "GET" and path.startswith("/v1/models/"):
             model_id = path.removeprefix("/v1/models/")
@@ -779,7 +800,7 @@ class _Handler(BaseHTTPRequestHandler):
         elif self.command == "POST" and path == "/v1/chat/completions":
             reply = fake._next_reply()
             if isinstance(reply, _Error):
-                self._send_error_step(reply)
+                self._send_error_step(reply, recorded)
             elif body.get("stream"):
                 chunks = fake._chat_chunks(body, reply)
                 lines = (f"data: {json.dumps(chunk)}\n\n" for chunk in chunks)
@@ -789,7 +810,7 @@ class _Handler(BaseHTTPRequestHandler):
         elif self.command == "POST" and path == "/v1/responses":
             reply = fake._next_reply()
             if isinstance(reply, _Error):
-                self._send_error_step(reply)
+                self._send_error_step(reply, recorded)
             elif body.get("stream"):
                 events = fake._response_events(body, reply)
                 lines = (f"event: {kind}\ndata: {json.dumps(data)}\n\n" for kind, data in events)
@@ -800,7 +821,8 @@ class _Handler(BaseHTTPRequestHandler):
         elif self.command == "POST" and path == "/v1/embeddings":
             if fake.embedding_failures:
                 status = fake.embedding_failures.popleft()
-                self._send_json(status, _error_body("embedding failed", "server_error", None))
+                body = _error_body("embedding failed", "server_error", None)
+                self._send_json(status, self._echoed(body, recorded))
                 return
             inputs = body.get("input")
             inputs = [inputs] if isinstance(inputs, str) else list(inputs or [])
@@ -882,8 +904,26 @@ class _Handler(BaseHTTPRequestHandler):
         )
         self._write(data)
 
-    def _send_error_step(self, step: _Error) -> None:
-        self._send_json(step.status, step.body, step.headers)
+    def _send_error_step(self, step: _Error, recorded: RecordedRequest) -> None:
+        self._send_json(step.status, self._echoed(step.body, recorded), step.headers)
+
+    def _echoed(self, body: Any, recorded: RecordedRequest) -> Any:
+        """``body`` quoting the request's credentials when the server echoes them."""
+        if not self.server.fake.echo_credentials:
+            return body
+        quoted = "; ".join(
+            f"{name}: {value}"
+            for name, value in recorded.headers.items()
+            if name not in _PROTOCOL_HEADERS and not name.startswith("x-stainless")
+        )
+        echo = f" (request headers: {quoted})"
+        if isinstance(body, dict) and isinstance(body.get("error"), dict):
+            error = body["error"]
+            return {**body, "error": {**error, "message": f"{error.get('message', '')}{echo}"}}
+        if isinstance(body, dict):
+            return {**body, "detail": echo}
+        text = body.decode() if isinstance(body, bytes | bytearray) else str(body)
+        return text + echo
 
     def _send_sse(self, events: Iterable[str], chunk_delay: float) -> None:
         """Stream events with chunked transfer encoding, so the connection can be reused once

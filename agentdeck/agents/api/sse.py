@@ -29,6 +29,7 @@ from agentdeck.accounts.ws_auth import authenticate_token
 from agentdeck.agents.streams import RunEventCursor, parse_after
 from agentdeck.core.errors import exception_to_problem, problem, problem_response
 from agentdeck.core.realtime import run_group
+from agentdeck.core.throttling import request_client_address
 
 
 def wants_event_stream(request: HttpRequest) -> bool:
@@ -50,7 +51,7 @@ def _authenticate(request: HttpRequest):
         raise AuthenticationFailed(
             "Authentication credentials were not provided.", "not_authenticated"
         )
-    user, _ = authenticate_token(token)
+    user, _ = authenticate_token(token, address=request_client_address(request))
     return user
 
 

@@ -17,6 +17,7 @@ from agentdeck.agents.models import Provider
 from agentdeck.core.crypto import decrypt_secret
 from agentdeck.core.exceptions import ApplicationError
 from agentdeck.core.httpheaders import HeaderError, check_api_key, check_headers
+from agentdeck.core.redaction import add_secrets
 
 
 class ProviderUnavailable(ApplicationError):
@@ -51,6 +52,17 @@ def provider_credentials(provider: Provider) -> tuple[str | None, dict[str, str]
     return key, headers
 
 
+def provider_secrets(provider: Provider) -> list[str]:
+    """The values a provider's requests carry that must never be shown: its API key and the
+    values of its extra headers (where some providers put a key of their own). Each is added
+    to the current redaction scope (a run's), so what the run records is redacted with them."""
+    secrets = [str(v) for v in (provider.extra_headers or {}).values()]
+    if provider.api_key_encrypted:
+        secrets.append(decrypt_secret(provider.api_key_encrypted))
+    add_secrets(secrets)
+    return secrets
+
+
 def openai_client(
     provider: Provider, *, timeout: float | None = None, max_retries: int | None = None
 ):
@@ -59,6 +71,7 @@ def openai_client(
     ``PROVIDER_MAX_RETRIES`` times before the run fails."""
     from openai import AsyncOpenAI
 
+    provider_secrets(provider)
     key, headers = provider_credentials(provider)
     return AsyncOpenAI(
         base_url=provider.base_url or None,
@@ -91,6 +104,7 @@ def build_model(provider: Provider, model_name: str) -> Model:
             from agents.extensions.models.litellm_model import LitellmModel
         except ImportError as e:  # the optional extra: pip install 'agentdeck[litellm]'
             raise ProviderUnavailable("LiteLLM is not installed on this server.") from e
+        provider_secrets(provider)
         key, _ = provider_credentials(provider)
         return LitellmModel(model=model_name, base_url=provider.base_url or None, api_key=key)
     raise ProviderUnavailable(f"Unknown provider kind {kind!r}.")

@@ -1,13 +1,26 @@
-"""Map whatever stopped a run to a stable error code (documented in the README)."""
+"""Map whatever stopped a run to a stable error code (documented in the README).
+
+Upstream text never reaches users: a provider's error body can echo the credential it was sent
+(issue #14), and the run's error and events are visible to everyone running a public agent.
+A provider failure gets a stable code and the message written here for that code (with the
+HTTP status, which is ours to interpret); its raw text goes to the server log, redacted
+(agentdeck.core.redaction). :func:`provider_failure` is that mapping for every provider call
+(runs, model listing, embeddings).
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Iterable
+from typing import Any
+
+from agentdeck.core.redaction import exception_secrets, log_exception, redact
 
 logger = logging.getLogger(__name__)
 
-# code -> what it means; the API and admin show the code, clients switch on it.
+# code -> what it means; the API and admin show the code, clients switch on it. For the codes a
+# provider's answer leads to, this is also the whole message users see.
 RUN_ERROR_CODES = {
     "provider_error": "The model provider answered with an error, or could not be reached, after retries.",
     "provider_timeout": "The model provider did not answer in time, after retries.",
@@ -30,23 +43,89 @@ class RunTimedOut(Exception):
     pass
 
 
-def classify_exception(exc: BaseException) -> tuple[str, str]:
-    """(code, message) for an exception that ended a run."""
+def provider_failure(
+    exc: BaseException, *, secrets: Iterable[str | None] = (), context: str = ""
+) -> tuple[str, str] | None:
+    """(code, message) for an exception raised by a call to a model provider (openai client,
+    LiteLLM), or None when it is not one. The message is ours; the exception's own text is
+    logged at WARNING with ``secrets`` (the provider's key and extra header values), the
+    credentials the failed request carried and anything credential-shaped redacted."""
     import openai
+    from agents import exceptions as sdk
+
+    status = getattr(exc, "status_code", None)
+    if isinstance(exc, (openai.AuthenticationError, openai.PermissionDeniedError)):
+        code = "provider_auth_failed"
+    elif isinstance(exc, openai.NotFoundError) or (
+        isinstance(exc, openai.BadRequestError) and "model" in _upstream_text(exc).lower()
+    ):
+        code = "model_rejected"
+    elif isinstance(
+        exc, (openai.APITimeoutError, sdk.ModelTimeoutError, asyncio.TimeoutError, TimeoutError)
+    ):
+        code = "provider_timeout"
+    elif isinstance(exc, openai.APIError) or type(exc).__module__.startswith("litellm"):
+        code = "provider_error"
+    else:
+        return None
+    known = [*secrets, *exception_secrets(exc)]
+    logger.warning(
+        "%sprovider call failed with %s (%s, HTTP %s, request id %s): %s",
+        f"{context}: " if context else "",
+        code,
+        type(exc).__name__,
+        status if isinstance(status, int) else "-",
+        redact(str(getattr(exc, "request_id", None) or "-"), known),
+        redact(str(exc) or type(exc).__name__, known),
+    )
+    return code, provider_message(code, exc)
+
+
+def provider_call_failure(
+    exc: BaseException, *, provider: Any, context: str, codes: Iterable[str]
+) -> tuple[str, str]:
+    """:func:`provider_failure` for a call made outside a run (listing models, embedding), whose
+    API promises fewer codes: any code not in ``codes`` becomes ``provider_error``."""
+    from agentdeck.agents.runtime.builder import provider_secrets
+
+    failure = provider_failure(exc, secrets=provider_secrets(provider), context=context)
+    if failure is None:
+        log_exception(logger, logging.WARNING, "%s failed", context, exc=exc)
+        failure = ("provider_error", "")
+    if failure[0] not in set(codes):
+        return "provider_error", provider_message("provider_error", exc)
+    return failure
+
+
+def provider_message(code: str, exc: BaseException) -> str:
+    """The message users see for a provider failure: the code's text and the HTTP status."""
+    status = getattr(exc, "status_code", None)
+    message = RUN_ERROR_CODES[code]
+    return f"{message} (HTTP {status})" if isinstance(status, int) else message
+
+
+def classify_exception(
+    exc: BaseException, *, secrets: Iterable[str | None] = (), context: str = ""
+) -> tuple[str, str]:
+    """(code, message) for an exception that ended a run. Messages of agentdeck's own
+    exceptions are kept (redacted: a tool's message may quote a URL or an MCP server's answer);
+    a provider's are replaced (:func:`provider_failure`)."""
     from agents import exceptions as sdk
 
     from agentdeck.agents.runtime.builder import ProviderUnavailable
     from agentdeck.core.crypto import SecretDecryptionError
+    from agentdeck.core.exceptions import ApplicationError
 
-    message = str(exc) or type(exc).__name__
+    known = list(secrets)
+    message = redact(str(exc) or type(exc).__name__, known)
     if isinstance(exc, RunTimedOut):
         return "run_timeout", message
     if isinstance(exc, ProviderUnavailable):
-        return "provider_unavailable", exc.detail
-    from agentdeck.core.exceptions import ApplicationError
-
+        return "provider_unavailable", redact(exc.detail, known)
     if isinstance(exc, ApplicationError):  # raised while building the graph: tool_error and kin
-        return (exc.code if exc.code in RUN_ERROR_CODES else "tool_error"), exc.detail
+        return (exc.code if exc.code in RUN_ERROR_CODES else "tool_error"), redact(
+            exc.detail, known
+        )
     if isinstance(exc, SecretDecryptionError):
         return "provider_unavailable", message
     if isinstance(exc, sdk.MaxTurnsExceeded):
@@ -65,25 +144,23 @@ def classify_exception(exc: BaseException) -> tuple[str, str]:
         return "output_invalid", message
     if isinstance(exc, sdk.ToolTimeoutError):
         return "tool_error", message
-    if isinstance(exc, (openai.AuthenticationError, openai.PermissionDeniedError)):
-        return "provider_auth_failed", _provider_message(exc)
-    if isinstance(exc, openai.NotFoundError) or (
-        isinstance(exc, openai.BadRequestError) and "model" in _provider_message(exc).lower()
-    ):
-        return "model_rejected", _provider_message(exc)
-    if isinstance(
-        exc, (openai.APITimeoutError, sdk.ModelTimeoutError, asyncio.TimeoutError, TimeoutError)
-    ):
-        return "provider_timeout", message
-    if isinstance(exc, (openai.APIStatusError, openai.APIConnectionError, openai.APIError)):
-        return "provider_error", _provider_message(exc)
-    if type(exc).__module__.startswith("litellm"):
-        return "provider_error", message
-    logger.error("run failed with an unexpected exception", exc_info=exc)
+    failure = provider_failure(exc, secrets=known, context=context)
+    if failure is not None:
+        return failure
+    log_exception(
+        logger,
+        logging.ERROR,
+        "%srun failed with an unexpected exception",
+        f"{context}: " if context else "",
+        exc=exc,
+        secrets=known,
+    )
     return "internal_error", "An unexpected error occurred; it has been logged."
 
 
-def _provider_message(exc: BaseException) -> str:
+def _upstream_text(exc: BaseException) -> str:
+    """What the provider said: its error body's message when it has one, else the exception's
+    text. For classification and the log only, never for users."""
     body = getattr(exc, "body", None)
     if isinstance(body, dict):
         inner = body.get("error", body)

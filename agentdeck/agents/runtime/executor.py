@@ -43,6 +43,7 @@ from agentdeck.agents.services.runs import (
     tool_call_finished,
     tool_call_started,
 )
+from agentdeck.core.redaction import scoped_secrets
 from agentdeck.credits.services import credit_hold_get
 from agentdeck.files.tool import take_citations
 
@@ -53,7 +54,11 @@ def execute(run: AgentRun) -> RunOutcome:
     from agentdeck.analytics.tracing import install_tracing
 
     install_tracing()
-    return async_to_sync(_execute)(run)
+    # The credentials the run's clients and tools are built with join this scope as they are
+    # read (builder.openai_client, tools), so the run's error, its spans and its tool outputs
+    # are redacted with them (agentdeck.core.redaction).
+    with scoped_secrets():
+        return async_to_sync(_execute)(run)
 
 
 class _RunState:
@@ -148,7 +153,7 @@ async def _execute(run: AgentRun) -> RunOutcome:
     try:
         graph = await sync_to_async(build_graph)(run.agent_version.snapshot, owner_id=run.owner_id)
     except Exception as exc:
-        code, message = classify_exception(exc)
+        code, message = classify_exception(exc, context=f"run {run.id}")
         return RunOutcome(status=AgentRun.Status.FAILED, error_code=code, error_message=message)
     state.agent_name = graph.agent.name
     model_names = graph.model_names
@@ -228,7 +233,7 @@ async def _execute(run: AgentRun) -> RunOutcome:
             else:
                 start_input = guard.redact_input(guardrail_config, run.input)
         except Exception as exc:
-            code, message = classify_exception(exc)
+            code, message = classify_exception(exc, context=f"run {run.id}")
             return RunOutcome(status=AgentRun.Status.FAILED, error_code=code, error_message=message)
 
         result = Runner.run_streamed(
@@ -324,7 +329,7 @@ async def _execute(run: AgentRun) -> RunOutcome:
                 result.cancel()
                 raise RunTimedOut(f"The run exceeded {settings.RUN_TIMEOUT_SECONDS} s.") from None
         except Exception as exc:
-            code, message = classify_exception(exc)
+            code, message = classify_exception(exc, context=f"run {run.id}")
             if code == "guardrail_tripped":
                 info = guard.tripped_guardrail_info(exc)
                 with contextlib.suppress(Exception):  # a failed write already failed the run

@@ -20,7 +20,7 @@ from agents import Agent as SDKAgent
 from agents import ItemHelpers, handoff
 from agents.extensions import handoff_filters
 
-from agentdeck.agents.exceptions import InvalidReference
+from agentdeck.agents.exceptions import ToolError
 from agentdeck.agents.models import Agent, AgentVersion, Provider
 from agentdeck.agents.runtime import events as ev
 from agentdeck.agents.runtime.builder import (
@@ -35,8 +35,8 @@ from agentdeck.agents.selectors import provider_get_by_pk
 MAX_GRAPH_AGENTS = 25
 
 
-class GraphError(InvalidReference):
-    code = "tool_error"
+class GraphError(ToolError):
+    pass
 
 
 @dataclass

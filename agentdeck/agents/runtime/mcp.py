@@ -64,7 +64,7 @@ from agents.mcp import (
     create_static_tool_filter,
 )
 
-from agentdeck.agents.exceptions import InvalidReference
+from agentdeck.agents.exceptions import InvalidReference, ToolError
 from agentdeck.core.exceptions import ApplicationError
 from agentdeck.core.httpheaders import HeaderError, check_headers
 from agentdeck.core.outbound import OutboundRefused, check_url, guarded_async_client
@@ -100,12 +100,10 @@ TOOLS_CACHE_MAX_ENTRIES = 512
 MCP_V2 = int(version("mcp").partition(".")[0]) >= 2
 
 
-class MCPServerUnavailable(InvalidReference):
+class MCPServerUnavailable(ToolError):
     """The MCP server could not be connected to, or failed to list its tools."""
 
     status = 502
-    code = "tool_error"
-    title = "MCP server unavailable"
 
 
 # --- the tool-list cache -------------------------------------------------------------------------
@@ -172,18 +170,36 @@ def _cache_key(
 # --- SDK server classes --------------------------------------------------------------------------
 
 
-def _describe(error: BaseException, server: str, doing: str) -> str:
-    """A short message for a failure. The SDK's own errors (``UserError``) already name the
-    server and keep credentials out; anything else is prefixed with what was being done."""
-    from agents.exceptions import UserError
+def _describe(
+    error: BaseException, server: str, doing: str, secrets: list[str] | None = None
+) -> str:
+    """What users see of a failure: what was being done and the HTTP status or kind of error,
+    never the server's own words (an MCP server's error may quote the headers it was sent, and
+    a run's error is visible to everyone running a public agent). Those go to the log,
+    redacted (agentdeck.core.redaction)."""
+    from agentdeck.core.redaction import redact
 
     while isinstance(error, BaseExceptionGroup) and error.exceptions:
         error = error.exceptions[0]
-    if isinstance(error, UserError) and str(error).strip():
-        return str(error).strip()
-    return (
-        f"Could not {doing} the MCP server {server}: {str(error).strip() or type(error).__name__}"
+    logger.info(
+        "could not %s the MCP server %s: %s: %s",
+        doing,
+        server,
+        type(error).__name__,
+        redact(str(error), secrets or ()),
     )
+    reason = type(error).__name__
+    cause: BaseException | None = error
+    while cause is not None:
+        status = getattr(getattr(cause, "response", None), "status_code", None)
+        if isinstance(status, int):
+            reason = f"HTTP {status}"
+            break
+        if isinstance(cause, httpx.HTTPError):
+            reason = type(cause).__name__
+            break
+        cause = cause.__cause__ or cause.__context__
+    return f"Could not {doing} the MCP server {server} ({reason})."
 
 
 def _prime_session(session: Any, tools: list[Any]) -> bool:
@@ -216,6 +232,8 @@ class _CachedToolsMixin:
 
     agentdeck_cache_key: tuple[Any, ...] | None = None
     agentdeck_tool_id: str | None = None
+    # The values of the tool's secret headers: redacted from errors and outputs.
+    agentdeck_secrets: tuple[str, ...] = ()
     _agentdeck_primed: Any = None  # the session primed from the cache
     name: str
     session: Any
@@ -224,7 +242,9 @@ class _CachedToolsMixin:
         try:
             await super().connect()  # type: ignore[misc]
         except Exception as e:
-            raise MCPServerUnavailable(_describe(e, self.name, "connect to")) from e
+            raise MCPServerUnavailable(
+                _describe(e, self.name, "connect to", self._agentdeck_secrets())
+            ) from e
 
     async def list_tools(self, run_context: Any = None, agent: Any = None) -> list[Any]:
         key = self.agentdeck_cache_key
@@ -238,10 +258,37 @@ class _CachedToolsMixin:
         try:
             tools = await super().list_tools(run_context, agent)  # type: ignore[misc]
         except Exception as e:
-            raise MCPServerUnavailable(_describe(e, self.name, "list the tools of")) from e
+            raise MCPServerUnavailable(
+                _describe(e, self.name, "list the tools of", self._agentdeck_secrets())
+            ) from e
         if key is not None:
             tools_list_cache.put(key, tools)
         return tools
+
+    async def call_tool(
+        self, tool_name: str, arguments: dict[str, Any] | None, meta: Any = None
+    ) -> Any:
+        """The server's answer with the values of the headers it was sent redacted: the output
+        goes to the model and into the run's events, and a server that echoes its request
+        would otherwise hand the tool's secret headers to everyone running the agent."""
+        from agentdeck.core.redaction import redact_data, redact_known
+
+        result = await super().call_tool(tool_name, arguments, meta)  # type: ignore[misc]
+        secrets = self._agentdeck_secrets()
+        content = []
+        for item in getattr(result, "content", None) or []:
+            text = getattr(item, "text", None)
+            if isinstance(text, str):
+                item = item.model_copy(update={"text": redact_known(text, secrets)})
+            content.append(item)
+        update: dict[str, Any] = {"content": content}
+        structured = getattr(result, "structuredContent", None)
+        if structured is not None:
+            update["structuredContent"] = redact_data(structured, secrets, patterns=False)
+        return result.model_copy(update=update)
+
+    def _agentdeck_secrets(self) -> list[str]:
+        return list(self.agentdeck_secrets)
 
     def invalidate_tools_cache(self) -> None:
         super().invalidate_tools_cache()  # type: ignore[misc]
@@ -295,18 +342,27 @@ def _make_server(
     return server
 
 
-def _headers(config: dict[str, Any], secret_headers_encrypted: str) -> dict[str, str]:
-    """The config's headers, then the decrypted secret ones (which win). Raises
-    ``HeaderError`` if one cannot be sent (stored before the API refused such values): the
-    HTTP client would raise deep inside the MCP session instead."""
+def _headers(
+    config: dict[str, Any], secret_headers_encrypted: str
+) -> tuple[dict[str, str], list[str]]:
+    """The config's headers, then the decrypted secret ones (which win); and the secret values,
+    which are also added to the current (run's) redaction scope. Raises ``HeaderError`` if one
+    cannot be sent (stored before the API refused such values): the HTTP client would raise deep
+    inside the MCP session instead."""
     from agentdeck.core.crypto import decrypt_secret
 
     headers = {str(k): str(v) for k, v in (config.get("headers") or {}).items()}
     if secret_headers_encrypted:
+        from agentdeck.core.redaction import add_secrets
+
         secret = json.loads(decrypt_secret(secret_headers_encrypted))
         headers.update({str(k): str(v) for k, v in secret.items()})
+        secrets = [headers[str(k)] for k in secret]
+        add_secrets(secrets)
+    else:
+        secrets = []
     check_headers(headers)
-    return headers
+    return headers, secrets
 
 
 # --- public API ----------------------------------------------------------------------------------
@@ -343,7 +399,7 @@ def build_mcp_server(spec: dict[str, Any]) -> MCPServer:
         if row is None:
             raise InvalidReference(f"The MCP tool {name} no longer exists.", code="tool_error")
     try:
-        headers = _headers(config, row.secret_headers_encrypted if row else "")
+        headers, secrets = _headers(config, row.secret_headers_encrypted if row else "")
     except HeaderError as e:
         raise InvalidReference(
             f"The headers of the MCP tool {name} cannot be sent: {e} Set them again.",
@@ -371,6 +427,7 @@ def build_mcp_server(spec: dict[str, Any]) -> MCPServer:
         requires_approval=bool(spec.get("requires_approval")),
     )
     server.agentdeck_tool_id = tool_id
+    server.agentdeck_secrets = tuple(secrets)
     return server
 
 
@@ -392,7 +449,7 @@ def discover_tools(tool: Tool) -> list[dict[str, Any]]:
             f"The MCP server URL is not allowed: {e}", code="mcp_unreachable", status=502
         ) from e
     try:
-        headers = _headers(config, tool.secret_headers_encrypted)
+        headers, secrets = _headers(config, tool.secret_headers_encrypted)
     except HeaderError as e:
         raise ApplicationError(
             f"The tool's headers cannot be sent: {e} Set them again.",
@@ -406,6 +463,7 @@ def discover_tools(tool: Tool) -> list[dict[str, Any]]:
         cache_key=None,
         request_timeout=DISCOVERY_TIMEOUT_SECONDS,
     )
+    server.agentdeck_secrets = tuple(secrets)
 
     async def listing() -> list[Any]:
         async with asyncio.timeout(DISCOVERY_TIMEOUT_SECONDS), server:

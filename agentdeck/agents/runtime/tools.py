@@ -236,6 +236,7 @@ def http_tool(spec: dict[str, Any]) -> FunctionTool:
         from asgiref.sync import sync_to_async
 
         from agentdeck.core.outbound import OutboundRefused, fetch
+        from agentdeck.core.redaction import add_secrets, redact_known
 
         try:
             arguments = json.loads(raw_arguments or "{}")
@@ -251,8 +252,12 @@ def http_tool(spec: dict[str, Any]) -> FunctionTool:
         url = template.format(**{p: quote(str(arguments[p]), safe="") for p in placeholders})
         rest = {k: v for k, v in arguments.items() if k not in placeholders}
         headers = dict(config.get("headers") or {})
+        secrets: list[str] = []
         if tool_id:
-            headers.update(await sync_to_async(_secret_headers)(tool_id))
+            secret_headers = await sync_to_async(_secret_headers)(tool_id)
+            headers.update(secret_headers)
+            secrets = [str(v) for v in secret_headers.values()]
+            add_secrets(secrets)
         try:
             check_headers(headers)
         except HeaderError as e:
@@ -270,7 +275,9 @@ def http_tool(spec: dict[str, Any]) -> FunctionTool:
             response = await fetch(method, url, timeout=timeout, max_bytes=max_bytes, **kwargs)
         except OutboundRefused as e:
             return f"error: {e}"
-        return _describe(response)
+        # The output goes to the model and into the run's events: a server that echoes its
+        # request must not hand the tool's secret headers to everyone running the agent.
+        return redact_known(_describe(response), secrets)
 
     return FunctionTool(
         name=spec["name"],

@@ -126,6 +126,7 @@ def provider_list_models(*, provider: Provider) -> tuple[list[str], bool]:
     from asgiref.sync import async_to_sync
 
     from agentdeck.agents.runtime.builder import openai_client
+    from agentdeck.agents.runtime.errors import provider_call_failure
 
     async def fetch() -> list[str]:
         client = openai_client(provider, timeout=10, max_retries=1)
@@ -136,10 +137,15 @@ def provider_list_models(*, provider: Provider) -> tuple[list[str], bool]:
 
     try:
         models = async_to_sync(fetch)()
-    except openai.AuthenticationError as e:
-        raise ProviderError("The provider refused the API key.", code="provider_auth_failed") from e
     except (openai.APIError, OSError) as e:
-        raise ProviderError(f"The provider did not answer: {type(e).__name__}: {e}") from e
+        # The provider's own words stay in the log (redacted): they can quote the key.
+        code, message = provider_call_failure(
+            e,
+            provider=provider,
+            context=f"listing the models of provider {provider.pk}",
+            codes=["provider_auth_failed"],
+        )
+        raise ProviderError(message, code=code) from e
     Provider.objects.filter(pk=provider.pk).update(
         models_cache=models, models_cached_at=timezone.now()
     )
