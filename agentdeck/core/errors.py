@@ -17,6 +17,7 @@ from django.core.exceptions import ValidationError as DjangoValidationError
 from django.http import Http404, HttpRequest, JsonResponse
 from rest_framework import exceptions as drf_exceptions
 from rest_framework.response import Response
+from rest_framework.serializers import as_serializer_error
 
 from agentdeck.core.exceptions import ApplicationError
 
@@ -157,7 +158,9 @@ def exception_to_problem(
     elif isinstance(exc, DjangoPermissionDenied):
         exc = drf_exceptions.PermissionDenied()
     elif isinstance(exc, DjangoValidationError):
-        exc = drf_exceptions.ValidationError(detail=drf_exceptions.as_serializer_error(exc))
+        # {field: [messages]} with each message's code; a message with no field of its own is
+        # filed under non_field_errors, as serializers do.
+        exc = drf_exceptions.ValidationError(detail=as_serializer_error(exc))
 
     if isinstance(exc, drf_exceptions.ValidationError):
         errors = flatten_validation_errors(exc.get_full_details())
