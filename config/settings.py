@@ -86,6 +86,8 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     # First, so it sees (and rewrites as problem+json) every error response on /api/ paths.
     "agentdeck.core.middleware.ProblemJsonMiddleware",
+    # Query string, path and headers checked before anything reads them (NUL, not UTF-8).
+    "agentdeck.core.requestinput.RequestInputMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -226,6 +228,8 @@ REST_FRAMEWORK = {
     ],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_PARSER_CLASSES": ["agentdeck.core.parsers.StrictJSONParser"],
+    # Whatever parser a view lists, form and multipart fields holding NUL are refused.
+    "DEFAULT_CONTENT_NEGOTIATION_CLASS": "agentdeck.core.parsers.StrictContentNegotiation",
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
     "DEFAULT_PAGINATION_CLASS": "agentdeck.core.pagination.CreatedAtCursorPagination",
     "PAGE_SIZE": 50,

@@ -47,6 +47,7 @@ def cursor_of(link: str) -> str:
     return parse_qs(urlsplit(link).query)["cursor"][0]
 
 
+# (A raw NUL in ?cursor= never reaches the paginator: tests/core/test_request_input.py.)
 FORGED = {
     "a year for a timestamp": b64("p=2024"),
     "NUL, reversed": b64("r=1&p=%00"),
@@ -56,7 +57,6 @@ FORGED = {
     "a naive timestamp": b64("p=2024-01-01 00:00:00"),
     "not base64": "!!!",
     "not ASCII": "cursor\u2603",
-    "NUL": "\x00",
     "very long": "A" * 5000,
 }
 
