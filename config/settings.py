@@ -88,6 +88,8 @@ MIDDLEWARE = [
     "agentdeck.core.middleware.ProblemJsonMiddleware",
     # Query string, path and headers checked before anything reads them (NUL, not UTF-8).
     "agentdeck.core.requestinput.RequestInputMiddleware",
+    # A method the view does not answer is a 405 before CSRF, authentication or permissions.
+    "agentdeck.core.middleware.AllowedMethodsMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",

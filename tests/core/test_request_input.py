@@ -111,6 +111,18 @@ def test_the_asgi_path_sees_the_raw_bytes(path, field, code):
     assert {e["field"]: e["code"] for e in body["errors"]} == {field: code}
 
 
+@pytest.mark.django_db(transaction=True)
+def test_a_query_string_whose_raw_bytes_are_not_utf8_is_problem_json():
+    """Django's ASGI request refuses it while it is being built, with a bare 400 and an empty
+    body that no middleware sees (daphne stops such bytes earlier; other servers do not)."""
+    import json
+
+    response = asgi_request("GET", b"/api/v1/agents/?search=\xff")
+    assert response["status"] == 400
+    assert dict(response["headers"])[b"Content-Type"] == b"application/problem+json"
+    assert json.loads(response["body"])["code"] == "bad_request"
+
+
 def test_nul_in_a_header_the_app_reads_is_refused_naming_it(user_client, objects):
     run = objects.by_resource["runs"]
     agent = objects.by_resource["agents"]
