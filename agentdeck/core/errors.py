@@ -51,10 +51,13 @@ STATUS_CODES: dict[int, str] = {
     404: "not_found",
     405: "method_not_allowed",
     406: "not_acceptable",
+    408: "request_timeout",
     409: "conflict",
     413: "payload_too_large",
+    414: "uri_too_long",
     415: "unsupported_media_type",
     429: "throttled",
+    431: "request_header_fields_too_large",
     500: "internal_error",
     503: "service_unavailable",
 }
