@@ -274,3 +274,21 @@ def test_an_idle_keep_alive_connection_is_closed_without_a_response(daphne):
         sock.sendall(request("/healthz"))
         assert read_response(sock).status == 200
         assert sock.recv(1024) == b""  # after the idle timeout: closed, no 408 for nothing
+
+
+@pytest.mark.django_db(transaction=True)
+def test_websockets_upgrade_and_outlive_the_http_idle_timeout(daphne):
+    """The WebSocket handshake goes through the same channel; once upgraded, the HTTP idle
+    timeout (2 s here) does not apply to it."""
+    import asyncio
+
+    from websockets.asyncio.client import connect
+
+    async def main() -> None:
+        url = f"ws://127.0.0.1:{daphne.port}/ws/notifications/?token={token()}"
+        async with connect(url, ping_interval=None) as ws:
+            await asyncio.sleep(3)
+            pong = await ws.ping()
+            await asyncio.wait_for(pong, 5)
+
+    asyncio.run(main())
