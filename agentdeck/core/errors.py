@@ -12,9 +12,18 @@ import logging
 from http import HTTPStatus
 from typing import Any, NotRequired, TypedDict
 
+from django.conf import settings
+from django.core.exceptions import (
+    BadRequest,
+    RequestDataTooBig,
+    SuspiciousOperation,
+    TooManyFieldsSent,
+    TooManyFilesSent,
+)
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.http import Http404, HttpRequest, JsonResponse
+from django.http.multipartparser import MultiPartParserError
 from rest_framework import exceptions as drf_exceptions
 from rest_framework.response import Response
 from rest_framework.serializers import as_serializer_error
@@ -156,6 +165,9 @@ def exception_to_problem(
         )
         return body, dict(exc.headers)
 
+    if isinstance(exc, (SuspiciousOperation, BadRequest, MultiPartParserError)):
+        return _request_problem(exc, instance), headers
+
     if isinstance(exc, Http404):
         exc = drf_exceptions.NotFound()
     elif isinstance(exc, DjangoPermissionDenied):
@@ -201,6 +213,49 @@ def exception_to_problem(
         instance=instance,
     )
     return body, headers
+
+
+def _request_problem(exc: Exception, instance: str | None) -> dict[str, Any]:
+    """Django's refusals of a request it could not read safely: a body over
+    DATA_UPLOAD_MAX_MEMORY_SIZE, more fields than DATA_UPLOAD_MAX_NUMBER_FIELDS (form or query),
+    a multipart body it cannot parse, a disallowed Host. Django answers them with a 400 page of
+    its own, but raised inside a DRF view (reading request.data or query_params) they reached
+    the 500 branch below."""
+    if isinstance(exc, SuspiciousOperation):
+        # Where Django logs them (its security loggers), not as a server error.
+        logging.getLogger(f"django.security.{type(exc).__name__}").warning(str(exc))
+    if isinstance(exc, RequestDataTooBig):
+        return problem(
+            status=413,
+            code="payload_too_large",
+            detail=f"The request body is over {settings.DATA_UPLOAD_MAX_MEMORY_SIZE} bytes.",
+            instance=instance,
+        )
+    if isinstance(exc, (TooManyFieldsSent, TooManyFilesSent)):
+        what, limit = (
+            ("files", settings.DATA_UPLOAD_MAX_NUMBER_FILES)
+            if isinstance(exc, TooManyFilesSent)
+            else ("parameters or fields", settings.DATA_UPLOAD_MAX_NUMBER_FIELDS)
+        )
+        return problem(
+            status=400,
+            code="too_many_fields",
+            detail=f"The request has more than {limit} {what}.",
+            instance=instance,
+        )
+    if isinstance(exc, MultiPartParserError):
+        return problem(
+            status=400,
+            code="parse_error",
+            detail=f"Multipart parse error: {exc}",
+            instance=instance,
+        )
+    return problem(
+        status=400,
+        code="bad_request",
+        detail="The request could not be processed.",
+        instance=instance,
+    )
 
 
 def problem_exception_handler(exc: Exception, context: dict[str, Any]) -> Response:

@@ -195,3 +195,33 @@ def test_utf8_bodies_may_say_so(user_client, charset):
         "/api/v1/api-keys/", b'{"name": "x"}', content_type=f"application/json; charset={charset}"
     )
     assert response.status_code == 201, response.content
+
+
+def test_a_body_over_the_upload_limit_is_a_413(user_client, settings):
+    """Django refuses it when DRF reads request.data: a RequestDataTooBig the handler took for
+    a bug (500)."""
+    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 1000
+    response = user_client.post("/api/v1/api-keys/", {"name": "x" * 2000}, format="json")
+    body = assert_problem(response, 413, "payload_too_large")
+    assert "1000" in body["detail"]
+    response = user_client.post(
+        "/api/v1/files/", "a=" + "x" * 2000, content_type="application/x-www-form-urlencoded"
+    )
+    assert_problem(response, 413, "payload_too_large")
+
+
+def test_more_fields_or_parameters_than_django_reads_is_a_400(user_client, settings):
+    settings.DATA_UPLOAD_MAX_NUMBER_FIELDS = 10
+    many = "&".join(f"a{i}=1" for i in range(20))
+    assert_problem(user_client.get(f"/api/v1/runs/?{many}"), 400, "too_many_fields")
+    response = user_client.post(
+        "/api/v1/files/", many, content_type="application/x-www-form-urlencoded"
+    )
+    assert_problem(response, 400, "too_many_fields")
+
+
+def test_too_many_files_is_a_400(user_client, settings):
+    settings.DATA_UPLOAD_MAX_NUMBER_FILES = 2
+    uploads = [SimpleUploadedFile(f"f{i}.txt", b"x", "text/plain") for i in range(3)]
+    response = user_client.post("/api/v1/files/", {"file": uploads})
+    assert_problem(response, 400, "too_many_fields")
