@@ -8,21 +8,24 @@ Form and multipart bodies are read by DRF's parsers, which views name themselves
 view: ``MultiPartParser, FormParser``). :class:`StrictContentNegotiation` (DRF's
 ``DEFAULT_CONTENT_NEGOTIATION_CLASS``) wraps whichever parser it selects, so every field name,
 value and file name is refused with a 400 ``validation_error`` naming the field when it holds
-NUL or a lone surrogate, whatever parser a view lists.
+NUL (or, form-urlencoded, percent-escapes that are not UTF-8), whatever parser a view lists.
 """
 
 from __future__ import annotations
 
+import io
+from collections.abc import Iterator
 from functools import cache
+from itertools import chain
 from typing import Any
 
-from django.http import QueryDict
 from django.utils.datastructures import MultiValueDict
 from rest_framework.exceptions import ErrorDetail, ParseError, ValidationError
 from rest_framework.negotiation import DefaultContentNegotiation
-from rest_framework.parsers import BaseParser, DataAndFiles, JSONParser
+from rest_framework.parsers import BaseParser, DataAndFiles, FormParser, JSONParser
 
 from agentdeck.core import jsoninput
+from agentdeck.core.requestinput import by_field, query_errors, shown_name, text_errors
 
 
 class StrictJSONParser(JSONParser):
@@ -34,31 +37,31 @@ class StrictJSONParser(JSONParser):
             raise ParseError(f"JSON parse error: {exc}") from None
 
 
-def form_errors(data: MultiValueDict) -> dict[str, list[ErrorDetail]]:
-    """Field name -> refusals, for names and values (text, or uploads by their file name)."""
-    errors: dict[str, list[ErrorDetail]] = {}
+def form_errors(data: MultiValueDict) -> Iterator[tuple[str, ErrorDetail]]:
+    """Refusals in field names and values (text, or uploads by their file name)."""
     for name, values in data.lists():
-        texts = [name, *(getattr(v, "name", v) for v in values)]
-        for text in texts:
-            refused = jsoninput.refused_character(text) if isinstance(text, str) else None
-            if refused is not None:
-                code, message = refused
-                shown = name.replace("\x00", "\\u0000")
-                errors.setdefault(shown, []).append(ErrorDetail(f"Text {message}", code))
-    return errors
+        shown = shown_name(name)
+        for text in (name, *(getattr(v, "name", v) for v in values)):
+            if isinstance(text, str):
+                yield from text_errors(shown, text)
 
 
 class _Checked:
-    """Mixed in before the selected parser's class (see :func:`checked`): its result, checked.
-    A subclass rather than a wrapper, so DRF still sees a JSONParser or FormParser (it gives
-    those the body as bytes, keeping ``request.body`` readable)."""
+    """Mixed in before the selected parser's class (see :func:`checked`): its input or result,
+    checked. A subclass rather than a wrapper, so DRF still sees a JSONParser or FormParser (it
+    gives those the body as bytes, keeping ``request.body`` readable)."""
 
     def parse(self, stream, media_type=None, parser_context=None) -> Any:
+        if isinstance(self, FormParser):
+            # Checked as bytes, as the query string is: QueryDict would turn %ff into U+FFFD.
+            raw = stream.read() if stream is not None else b""
+            errors = by_field(query_errors(raw))
+            if errors:
+                raise ValidationError(errors)
+            return super().parse(io.BytesIO(raw), media_type, parser_context)  # type: ignore[misc]
         result = super().parse(stream, media_type, parser_context)  # type: ignore[misc]
         if isinstance(result, DataAndFiles):
-            errors = {**form_errors(result.data), **form_errors(result.files)}
-        elif isinstance(result, QueryDict):
-            errors = form_errors(result)
+            errors = by_field(chain(form_errors(result.data), form_errors(result.files)))
         elif isinstance(self, StrictJSONParser):
             return result  # jsoninput.loads has refused them already
         else:

@@ -1,8 +1,9 @@
 """The text of a request outside its body, checked once before any view reads it.
 
 JSON bodies go through :mod:`agentdeck.core.jsoninput`; form and multipart fields through the
-parsers (:mod:`agentdeck.core.parsers`). Everything else a client writes is checked here, for
-every path and before authentication, so no view, filter, selector or log line has to:
+parsers (:mod:`agentdeck.core.parsers`, which use :func:`query_errors` for form-urlencoded
+bodies). Everything else a client writes is checked here, for every path and before
+authentication, so no view, filter, selector or log line has to:
 
 - the query string and the path: every name and value must be UTF-8 once percent-decoded
   (Django replaced ``%ff`` with U+FFFD and carried on with altered text) and hold no NUL
@@ -21,6 +22,7 @@ A refusal is a problem+json 400 ``validation_error`` naming the parameter (``sea
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from itertools import chain
 from urllib.parse import unquote_to_bytes
 
 from django.http import HttpRequest, HttpResponse
@@ -32,7 +34,7 @@ from agentdeck.core.jsoninput import refused_character
 UTF8_CHARSETS = frozenset({"utf-8", "utf8", "us-ascii", "ascii"})
 
 
-def _text_errors(field: str, text: str | None) -> Iterator[tuple[str, ErrorDetail]]:
+def text_errors(field: str, text: str | None) -> Iterator[tuple[str, ErrorDetail]]:
     """The refusal of ``text`` (None: its bytes were not UTF-8) in ``field``, if any."""
     if text is None:
         yield field, ErrorDetail("Not UTF-8 text once percent-decoded.", "invalid_encoding")
@@ -43,6 +45,11 @@ def _text_errors(field: str, text: str | None) -> Iterator[tuple[str, ErrorDetai
         yield field, ErrorDetail(f"Text {message}", code)
 
 
+def shown_name(name: str) -> str:
+    """A field name fit to show in an error (a NUL in it spelled out)."""
+    return name.replace("\x00", "\\u0000")
+
+
 def _utf8(data: bytes) -> str | None:
     try:
         return data.decode("utf-8")
@@ -50,15 +57,28 @@ def _utf8(data: bytes) -> str | None:
         return None
 
 
-def query_errors(query_string: str) -> Iterator[tuple[str, ErrorDetail]]:
-    for pair in query_string.split("&"):
+def query_errors(data: str | bytes) -> Iterator[tuple[str, ErrorDetail]]:
+    """Refusals in a query string, or a form-urlencoded body (the same format)."""
+    if isinstance(data, str):
+        data = data.encode("utf-8")
+    for pair in data.split(b"&"):
         if not pair:
             continue
         # Percent-decoded as a form is, "+" being a space (what QueryDict will make of it).
-        name, _, value = (unquote_to_bytes(part.replace("+", " ")) for part in pair.partition("="))
-        shown = name.decode("utf-8", errors="replace").replace("\x00", "\\u0000")
-        yield from _text_errors(shown, _utf8(name))
-        yield from _text_errors(shown, _utf8(value))
+        name, _, value = (
+            unquote_to_bytes(part.replace(b"+", b" ")) for part in pair.partition(b"=")
+        )
+        shown = shown_name(name.decode("utf-8", errors="replace"))
+        yield from text_errors(shown, _utf8(name))
+        yield from text_errors(shown, _utf8(value))
+
+
+def by_field(found: Iterator[tuple[str, ErrorDetail]]) -> dict[str, list[ErrorDetail]]:
+    """``{field: [details]}``, as a DRF ValidationError takes them."""
+    errors: dict[str, list[ErrorDetail]] = {}
+    for field, detail in found:
+        errors.setdefault(field, []).append(detail)
+    return errors
 
 
 def _raw_path(request: HttpRequest) -> bytes | None:
@@ -73,9 +93,9 @@ def _raw_path(request: HttpRequest) -> bytes | None:
 def path_errors(request: HttpRequest) -> Iterator[tuple[str, ErrorDetail]]:
     raw = _raw_path(request)
     if raw is not None and _utf8(raw) is None:
-        yield from _text_errors("path", None)
+        yield from text_errors("path", None)
     else:
-        yield from _text_errors("path", request.path)
+        yield from text_errors("path", request.path)
 
 
 def header_errors(request: HttpRequest) -> Iterator[tuple[str, ErrorDetail]]:
@@ -83,21 +103,19 @@ def header_errors(request: HttpRequest) -> Iterator[tuple[str, ErrorDetail]]:
         is_header = key.startswith("HTTP_") or key in ("CONTENT_TYPE", "CONTENT_LENGTH")
         if is_header and isinstance(value, str) and "\x00" in value:
             name = key.removeprefix("HTTP_").replace("_", "-").title()
-            yield from _text_errors(name, value)
+            yield from text_errors(name, value)
 
 
 def request_input_error(request: HttpRequest) -> Exception | None:
     """What is wrong with the request's text outside its body, as the DRF exception that
     :func:`agentdeck.core.errors.exception_to_problem` renders; None when nothing is."""
-    errors: dict[str, list[ErrorDetail]] = {}
-    checks = (
-        path_errors(request),
-        query_errors(request.META.get("QUERY_STRING", "")),
-        header_errors(request),
+    errors = by_field(
+        chain(
+            path_errors(request),
+            query_errors(request.META.get("QUERY_STRING", "")),
+            header_errors(request),
+        )
     )
-    for found in checks:
-        for field, detail in found:
-            errors.setdefault(field, []).append(detail)
     if errors:
         return ValidationError(errors)
     length = request.META.get("CONTENT_LENGTH", "")
