@@ -26,12 +26,14 @@ django_asgi_app = get_asgi_application()
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
 from agentdeck.accounts.ws_auth import TokenAuthMiddleware  # noqa: E402
-from agentdeck.core import daphne_backpressure  # noqa: E402
+from agentdeck.core import daphne_backpressure, daphne_http  # noqa: E402
 from agentdeck.core.ws_origin import origin_validator  # noqa: E402
 from config.routing import websocket_urlpatterns  # noqa: E402
 
-# Close WebSockets whose client stopped reading (only takes effect under daphne).
+# Close WebSockets whose client stopped reading, and answer HTTP the server itself refuses
+# (too long, malformed, too slow) as problem+json (both only take effect under daphne).
 daphne_backpressure.install()
+daphne_http.install()
 
 application = ProtocolTypeRouter(
     {

@@ -89,6 +89,10 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     # First, so it sees (and rewrites as problem+json) every error response on /api/ paths.
     "agentdeck.core.middleware.ProblemJsonMiddleware",
+    # Query string, path and headers checked before anything reads them (NUL, not UTF-8).
+    "agentdeck.core.requestinput.RequestInputMiddleware",
+    # A method the view does not answer is a 405 before CSRF, authentication or permissions.
+    "agentdeck.core.middleware.AllowedMethodsMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -287,6 +291,8 @@ REST_FRAMEWORK = {
     ],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_PARSER_CLASSES": ["agentdeck.core.parsers.StrictJSONParser"],
+    # Whatever parser a view lists, form and multipart fields holding NUL are refused.
+    "DEFAULT_CONTENT_NEGOTIATION_CLASS": "agentdeck.core.parsers.StrictContentNegotiation",
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
     "DEFAULT_PAGINATION_CLASS": "agentdeck.core.pagination.CreatedAtCursorPagination",
     "PAGE_SIZE": 50,
@@ -492,6 +498,15 @@ LOGGING = {
 # JSON bodies and JSON form fields nesting deeper than this are refused with 400 parse_error
 # before they are decoded (agentdeck.core.jsoninput): the stdlib decoder recurses per level.
 JSON_MAX_DEPTH = env.int("JSON_MAX_DEPTH", default=64)
+# Limits of the HTTP server itself (daphne; agentdeck.core.daphne_http): a longer request target
+# is a 414, a longer or longer-listed header section a 431, and a request still incomplete after
+# this many seconds of silence a 408, each problem+json. Twisted's own defaults, which closed
+# the connection with no answer or a bare 400, were 16 KiB a line, 16 KiB and 500 headers in
+# all, and 60 s.
+HTTP_MAX_URL_BYTES = env.int("HTTP_MAX_URL_BYTES", default=16384)
+HTTP_MAX_HEADER_BYTES = env.int("HTTP_MAX_HEADER_BYTES", default=16384)
+HTTP_MAX_HEADERS = env.int("HTTP_MAX_HEADERS", default=100)
+HTTP_IDLE_TIMEOUT_SECONDS = env.float("HTTP_IDLE_TIMEOUT_SECONDS", default=60.0)
 
 # --- agent runtime --------------------------------------------------------------------------
 

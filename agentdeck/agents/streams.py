@@ -34,7 +34,8 @@ def parse_after(raw: str | None) -> int | None:
     """The ``after`` cursor: a non-negative integer (default 0), or None when invalid."""
     if raw is None or raw == "":
         return 0
-    if not raw.isdigit():
+    # ASCII digits only: str.isdigit() also accepts "²", which int() refuses (a 500 on SSE).
+    if not (raw.isascii() and raw.isdigit()):
         return None
     return int(raw)
 

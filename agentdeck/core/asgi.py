@@ -42,6 +42,9 @@ from django.core.handlers.asgi import get_script_prefix
 from django.http import FileResponse, HttpResponseBase
 from django.urls import set_script_prefix
 
+from agentdeck.core.errors import STATUS_CODES, problem, problem_response
+from agentdeck.core.middleware import API_PREFIX
+
 # Idle executors kept beyond this many (after a burst of concurrent requests) are shut down.
 MAX_IDLE_THREADS = 16
 
@@ -84,6 +87,22 @@ class ASGIHandler(DjangoASGIHandler):
             # Whatever the request left queued on it (a sync call whose await was cancelled
             # still runs to its end) runs before the next request's calls: one thread each.
             self.executors.give_back(executor)
+
+    def create_request(self, scope: dict[str, Any], body_file: Any):
+        """Django's, with its own error answers made problem+json on API paths: it builds a bare
+        400 with an empty body (a query string whose bytes are not UTF-8) or a plain-text 413
+        before any middleware exists to rewrite them."""
+        request, response = super().create_request(scope, body_file)
+        if response is not None and scope.get("path", "").startswith(API_PREFIX):
+            status = response.status_code
+            detail = (
+                "The query string is not UTF-8."  # the only UnicodeDecodeError Django's makes
+                if status == 400
+                else "The request body is too large."
+            )
+            body = problem(status=status, code=STATUS_CODES.get(status, "error"), detail=detail)
+            response = problem_response(None, body)
+        return request, response
 
     def _respond(self, scope: dict[str, Any], body_file: Any) -> HttpResponseBase:
         """On the request's thread: everything up to the bytes to send."""

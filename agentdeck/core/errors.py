@@ -12,12 +12,21 @@ import logging
 from http import HTTPStatus
 from typing import Any, NotRequired, TypedDict
 
+from django.conf import settings
+from django.core.exceptions import (
+    BadRequest,
+    RequestDataTooBig,
+    SuspiciousOperation,
+    TooManyFieldsSent,
+    TooManyFilesSent,
+)
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
-from django.core.exceptions import RequestDataTooBig, SuspiciousOperation, TooManyFieldsSent
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.http import Http404, HttpRequest, JsonResponse
+from django.http.multipartparser import MultiPartParserError
 from rest_framework import exceptions as drf_exceptions
 from rest_framework.response import Response
+from rest_framework.serializers import as_serializer_error
 
 from agentdeck.core.exceptions import ApplicationError, problem_title
 
@@ -51,10 +60,13 @@ STATUS_CODES: dict[int, str] = {
     404: "not_found",
     405: "method_not_allowed",
     406: "not_acceptable",
+    408: "request_timeout",
     409: "conflict",
     413: "payload_too_large",
+    414: "uri_too_long",
     415: "unsupported_media_type",
     429: "throttled",
+    431: "request_header_fields_too_large",
     500: "internal_error",
     503: "service_unavailable",
 }
@@ -154,24 +166,17 @@ def exception_to_problem(
         )
         return body, dict(exc.headers)
 
-    if isinstance(exc, SuspiciousOperation):
-        # Django's own request limits, met first by DRF's content negotiation on every API
-        # view: ?tag=a repeated past DATA_UPLOAD_MAX_NUMBER_FIELDS was a 500 on every list.
-        if isinstance(exc, TooManyFieldsSent):
-            status, detail = 400, "The request has more parameters than the server accepts."
-        elif isinstance(exc, RequestDataTooBig):
-            status, detail = 413, "The request body is larger than the server accepts."
-        else:
-            status, detail = 400, "The request was refused as malformed."
-        body = problem(status=status, code=STATUS_CODES[status], detail=detail, instance=instance)
-        return body, headers
+    if isinstance(exc, (SuspiciousOperation, BadRequest, MultiPartParserError)):
+        return _request_problem(exc, instance), headers
 
     if isinstance(exc, Http404):
         exc = drf_exceptions.NotFound()
     elif isinstance(exc, DjangoPermissionDenied):
         exc = drf_exceptions.PermissionDenied()
     elif isinstance(exc, DjangoValidationError):
-        exc = drf_exceptions.ValidationError(detail=drf_exceptions.as_serializer_error(exc))
+        # {field: [messages]} with each message's code; a message with no field of its own is
+        # filed under non_field_errors, as serializers do.
+        exc = drf_exceptions.ValidationError(detail=as_serializer_error(exc))
 
     if isinstance(exc, drf_exceptions.ValidationError):
         errors = flatten_validation_errors(exc.get_full_details())
@@ -209,6 +214,49 @@ def exception_to_problem(
         instance=instance,
     )
     return body, headers
+
+
+def _request_problem(exc: Exception, instance: str | None) -> dict[str, Any]:
+    """Django's refusals of a request it could not read safely: a body over
+    DATA_UPLOAD_MAX_MEMORY_SIZE, more fields than DATA_UPLOAD_MAX_NUMBER_FIELDS (form or query),
+    a multipart body it cannot parse, a disallowed Host. Django answers them with a 400 page of
+    its own, but raised inside a DRF view (reading request.data or query_params) they reached
+    the 500 branch below."""
+    if isinstance(exc, SuspiciousOperation):
+        # Where Django logs them (its security loggers), not as a server error.
+        logging.getLogger(f"django.security.{type(exc).__name__}").warning(str(exc))
+    if isinstance(exc, RequestDataTooBig):
+        return problem(
+            status=413,
+            code="payload_too_large",
+            detail=f"The request body is over {settings.DATA_UPLOAD_MAX_MEMORY_SIZE} bytes.",
+            instance=instance,
+        )
+    if isinstance(exc, (TooManyFieldsSent, TooManyFilesSent)):
+        what, limit = (
+            ("files", settings.DATA_UPLOAD_MAX_NUMBER_FILES)
+            if isinstance(exc, TooManyFilesSent)
+            else ("parameters or fields", settings.DATA_UPLOAD_MAX_NUMBER_FIELDS)
+        )
+        return problem(
+            status=400,
+            code="too_many_fields",
+            detail=f"The request has more than {limit} {what}.",
+            instance=instance,
+        )
+    if isinstance(exc, MultiPartParserError):
+        return problem(
+            status=400,
+            code="parse_error",
+            detail=f"Multipart parse error: {exc}",
+            instance=instance,
+        )
+    return problem(
+        status=400,
+        code="bad_request",
+        detail="The request could not be processed.",
+        instance=instance,
+    )
 
 
 def problem_exception_handler(exc: Exception, context: dict[str, Any]) -> Response:

@@ -75,13 +75,22 @@ def check_strings(value: Any) -> None:
             stack.extend(item)
 
 
-def _check_text(text: str) -> None:
+def refused_character(text: str) -> tuple[str, str] | None:
+    """``(code, message)`` if ``text`` holds a character no text agentdeck keeps may hold (NUL,
+    a lone surrogate), else None. The codes are DRF's own for the same refusal in a CharField.
+    Also used for query strings, headers and form fields (agentdeck.core.requestinput)."""
     match = _REFUSED_CHAR.search(text)
     if match is None:
-        return
+        return None
     if match.group() == "\x00":
-        raise JSONInputError("Strings may not contain the NUL character (\\u0000).")
-    raise JSONInputError("Strings may not contain unpaired UTF-16 surrogates.")
+        return "null_characters_not_allowed", "may not contain the NUL character (\\u0000)."
+    return "surrogate_characters_not_allowed", "may not contain unpaired UTF-16 surrogates."
+
+
+def _check_text(text: str) -> None:
+    refused = refused_character(text)
+    if refused is not None:
+        raise JSONInputError(f"Strings {refused[1]}")
 
 
 def loads(text: str | bytes, *, depth: int | None = None) -> Any:

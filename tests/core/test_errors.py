@@ -97,3 +97,36 @@ def test_throttled_requests_get_429_with_retry_after(user_client, settings):
         cache.clear()
     assert_problem(response, 429, "throttled")
     assert int(response["Retry-After"]) > 0
+
+
+@pytest.mark.urls("tests.core.urls_boom")
+@pytest.mark.parametrize("prefix", ["django-validation", "plain-django-validation"])
+@pytest.mark.parametrize(
+    ("shape", "errors"),
+    [
+        (
+            "message",
+            [{"field": "non_field_errors", "code": "invalid", "detail": "Enter a whole number."}],
+        ),
+        (
+            "list",
+            [
+                {"field": "non_field_errors", "code": "min_length", "detail": "Too short."},
+                {"field": "non_field_errors", "code": "bad", "detail": "Bad."},
+            ],
+        ),
+        (
+            "dict",
+            [
+                {"field": "slug", "code": "unique", "detail": "Taken."},
+                {"field": "name", "code": "invalid", "detail": "Required."},
+            ],
+        ),
+    ],
+)
+def test_a_django_validation_error_is_a_400_listing_its_fields(prefix, shape, errors):
+    """The handler used to crash on it (rest_framework.exceptions has no as_serializer_error),
+    turning a client's mistake into a 500, from DRF views and plain views alike."""
+    client = APIClient(raise_request_exception=False)
+    body = assert_problem(client.get(f"/api/v1/{prefix}/{shape}"), 400, "validation_error")
+    assert body["errors"] == errors

@@ -28,6 +28,7 @@ from agentdeck.accounts.authentication import bearer_token
 from agentdeck.accounts.ws_auth import authenticate_token
 from agentdeck.agents.streams import RunEventCursor, parse_after
 from agentdeck.core.errors import exception_to_problem, problem, problem_response
+from agentdeck.core.middleware import allow_methods
 from agentdeck.core.realtime import run_group
 from agentdeck.core.throttling import request_client_address
 
@@ -36,6 +37,7 @@ def wants_event_stream(request: HttpRequest) -> bool:
     return "text/event-stream" in request.headers.get("Accept", "")
 
 
+@allow_methods("GET", "HEAD", "OPTIONS")
 async def run_events(request: HttpRequest, pk: Any) -> HttpResponse:
     if not wants_event_stream(request):
         from agentdeck.agents.api.views import RunViewSet

@@ -15,6 +15,7 @@ from drf_spectacular.utils import (
 from rest_framework import status as http
 from rest_framework import viewsets
 from rest_framework.decorators import action
+from rest_framework.exceptions import ErrorDetail, ValidationError
 from rest_framework.generics import ListAPIView
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -43,6 +44,17 @@ IDEMPOTENCY_HEADER = OpenApiParameter(
     description="Retry-safe creation: the same key with the same body returns the same run; "
     "with a different body, 409 idempotency_conflict.",
 )
+
+
+def _idempotency_key(request: Request) -> str | None:
+    """The Idempotency-Key header, refused (400 naming it) when longer than its column."""
+    key = request.headers.get("Idempotency-Key") or None
+    limit = AgentRun._meta.get_field("idempotency_key").max_length
+    if key is not None and len(key) > limit:
+        raise ValidationError(
+            {"Idempotency-Key": [ErrorDetail(f"At most {limit} characters.", code="max_length")]}
+        )
+    return key
 
 
 def _require_owner_or_staff(request: Request, owner_id: str, what: str) -> None:
@@ -300,7 +312,7 @@ class AgentViewSet(viewsets.GenericViewSet):
             user=request.user,
             agent=agent,
             conversation=conversation,
-            idempotency_key=request.headers.get("Idempotency-Key") or None,
+            idempotency_key=_idempotency_key(request),
             **values,
         )
         if values["mode"] == AgentRun.Mode.WAIT and created:
