@@ -191,7 +191,13 @@ def test_a_long_url_is_a_414(daphne, size):
 def test_requests_within_the_limits_are_served_on_one_connection(daphne):
     auth = f"Authorization: Bearer {token()}"
     with socket.create_connection(("127.0.0.1", daphne.port), timeout=15) as sock:
-        sock.sendall(request("/api/v1/agents/?search=" + "a" * 3000, auth, "X-Pad: " + "b" * 3000))
+        sock.sendall(
+            request(
+                "/api/v1/agents/?search=" + "a" * 200 + "&pad=" + "a" * 3000,
+                auth,
+                "X-Pad: " + "b" * 3000,
+            )
+        )
         assert read_response(sock).status == 200
         body = json.dumps({"name": "k"}).encode()
         sock.sendall(
