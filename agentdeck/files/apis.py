@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.http import FileResponse
-from django.shortcuts import get_object_or_404
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_serializer
 from rest_framework import serializers, viewsets
 from rest_framework import status as http
 from rest_framework.decorators import action
+from rest_framework.generics import get_object_or_404
 from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -457,6 +457,8 @@ class VectorIndexViewSet(viewsets.GenericViewSet):
 
 
 def _own_file(request: Request, file_id) -> FileMetadata:
+    # DRF's get_object_or_404: a file_id of the wrong shape (the route takes any 36 hex digits
+    # and dashes) is 404 like an unknown one, not a validation error.
     return get_object_or_404(
         scope_to_owner(FileMetadata.objects.all(), request.user).defer("text"), pk=file_id
     )
