@@ -21,6 +21,7 @@ from agentdeck.core.parsers import StrictJSONParser
 from agentdeck.core.permissions import scope_to_owner
 from agentdeck.files import services
 from agentdeck.files.models import FileMetadata, VectorIndex, VectorIndexFile
+from agentdeck.files.parsing import ALLOWED_TYPES
 from agentdeck.files.search import MAX_TOP_K, MODES
 
 # --- serializers ---------------------------------------------------------------------------------
@@ -223,6 +224,7 @@ class FileViewSet(viewsets.GenericViewSet):
             201: FileSerializer,
             200: OpenApiResponse(FileSerializer, description="Already uploaded (same sha256)."),
             400: OpenApiResponse(description="empty_file or invalid input (problem+json)."),
+            404: OpenApiResponse(description="A vector index in vector_index_ids is not yours."),
             413: OpenApiResponse(description="file_too_large (problem+json)."),
             415: OpenApiResponse(description="unsupported_media_type (problem+json)."),
         },
@@ -266,7 +268,12 @@ class FileViewSet(viewsets.GenericViewSet):
 
     @extend_schema(
         summary="The stored bytes, as uploaded",
-        responses={(200, "application/octet-stream"): OpenApiTypes.BINARY},
+        description="Served as an attachment with the file's `mime_type`.",
+        # A stored JSON file is any JSON document, not a string of bytes.
+        responses={
+            (200, mime): OpenApiTypes.ANY if mime == "application/json" else OpenApiTypes.BINARY
+            for mime in ALLOWED_TYPES
+        },
     )
     @action(detail=True, methods=["get"])
     def content(self, request: Request, pk: str | None = None) -> FileResponse:
@@ -376,6 +383,7 @@ class VectorIndexViewSet(viewsets.GenericViewSet):
         responses={
             201: AttachmentSerializer,
             200: OpenApiResponse(AttachmentSerializer, description="Already attached."),
+            404: OpenApiResponse(description="No such index, file or copy_from_index_id of yours."),
             409: OpenApiResponse(
                 description="embedding_dimensions_mismatch, embedding_model_mismatch or "
                 "chunking_mismatch (copy_from_index_id), vector_index_expired."
@@ -420,14 +428,21 @@ class VectorIndexViewSet(viewsets.GenericViewSet):
     @extend_schema(
         summary="Search the index (vector, keyword or hybrid)",
         request=SearchSerializer,
-        responses=inline_serializer(
-            "SearchResults",
-            {
-                "query": serializers.CharField(),
-                "mode": serializers.CharField(),
-                "results": SearchHitSerializer(many=True),
-            },
-        ),
+        responses={
+            200: inline_serializer(
+                "SearchResults",
+                {
+                    "query": serializers.CharField(),
+                    "mode": serializers.ChoiceField(choices=MODES),
+                    "results": SearchHitSerializer(many=True),
+                },
+            ),
+            409: OpenApiResponse(description="vector_index_expired"),
+            502: OpenApiResponse(
+                description="provider_error, provider_auth_failed, provider_timeout: the index's "
+                "embedding provider could not embed the query."
+            ),
+        },
     )
     @action(detail=True, methods=["post"])
     def search(self, request: Request, pk: str | None = None) -> Response:

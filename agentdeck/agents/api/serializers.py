@@ -24,6 +24,8 @@ from agentdeck.agents.runtime.events import EVENT_TYPES
 
 
 class ProviderSerializer(serializers.ModelSerializer):
+    # Blank for the kind's default endpoint (openai, mock): documented as "a URL or empty".
+    base_url = serializers.URLField(read_only=True, allow_blank=True)
     shared = serializers.BooleanField(source="is_shared", read_only=True)
     has_api_key = serializers.BooleanField(read_only=True)
     extra_headers = serializers.SerializerMethodField(
@@ -448,7 +450,10 @@ class RunEventsQuerySerializer(serializers.Serializer):
 
 class RunListQuerySerializer(serializers.Serializer):
     agent = serializers.UUIDField(required=False)
-    status = serializers.ChoiceField(choices=AgentRun.Status.choices, required=False)
+    # allow_blank documents what DRF does with `?status=`: an empty value is no filter.
+    status = serializers.ChoiceField(
+        choices=AgentRun.Status.choices, required=False, allow_blank=True
+    )
     created_after = serializers.DateTimeField(required=False)
     created_before = serializers.DateTimeField(required=False)
 
@@ -457,10 +462,13 @@ class AgentListQuerySerializer(serializers.Serializer):
     search = serializers.CharField(required=False, allow_blank=True, default="")
     tag = serializers.CharField(required=False, allow_blank=True, default="")
     mine = serializers.BooleanField(required=False, default=False)
+    # allow_blank documents what DRF does with `?status=`: an empty value is no filter.
     visibility = serializers.ChoiceField(
-        choices=Agent.Visibility.choices, required=False, default=""
+        choices=Agent.Visibility.choices, required=False, default="", allow_blank=True
     )
-    status = serializers.ChoiceField(choices=Agent.Status.choices, required=False, default="")
+    status = serializers.ChoiceField(
+        choices=Agent.Status.choices, required=False, default="", allow_blank=True
+    )
 
 
 # --- conversations -------------------------------------------------------------------------------
