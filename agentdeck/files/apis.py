@@ -5,7 +5,12 @@ from __future__ import annotations
 from django.conf import settings
 from django.http import FileResponse
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_serializer
+from drf_spectacular.utils import (
+    OpenApiExample,
+    OpenApiResponse,
+    extend_schema,
+    inline_serializer,
+)
 from rest_framework import serializers, viewsets
 from rest_framework import status as http
 from rest_framework.decorators import action
@@ -335,6 +340,7 @@ class VectorIndexViewSet(viewsets.GenericViewSet):
     @extend_schema(
         summary="Create a vector index",
         request=VectorIndexCreateSerializer,
+        examples=[OpenApiExample("Defaults", value={"name": "Handbook"}, request_only=True)],
         responses={201: VectorIndexSerializer},
     )
     def create(self, request: Request) -> Response:
@@ -428,6 +434,13 @@ class VectorIndexViewSet(viewsets.GenericViewSet):
     @extend_schema(
         summary="Search the index (vector, keyword or hybrid)",
         request=SearchSerializer,
+        examples=[
+            OpenApiExample(
+                "Hybrid, five passages",
+                value={"query": "How fast are expenses reimbursed?", "top_k": 5, "mode": "hybrid"},
+                request_only=True,
+            )
+        ],
         responses={
             200: inline_serializer(
                 "SearchResults",

@@ -7,6 +7,7 @@ import time
 from django.conf import settings
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import (
+    OpenApiExample,
     OpenApiParameter,
     OpenApiResponse,
     extend_schema,
@@ -68,6 +69,20 @@ class ProviderViewSet(viewsets.ReadOnlyModelViewSet):
     @extend_schema(
         summary="Add a provider",
         request=s.ProviderWriteSerializer,
+        examples=[
+            OpenApiExample(
+                "Ollama on this machine",
+                value={
+                    "name": "ollama",
+                    "kind": "openai_compatible",
+                    "base_url": "http://localhost:11434/v1",
+                },
+                request_only=True,
+            ),
+            OpenApiExample(
+                "The offline mock", value={"name": "mock", "kind": "mock"}, request_only=True
+            ),
+        ],
         responses={
             201: s.ProviderSerializer,
             403: OpenApiResponse(description="staff_only: a shared provider"),
@@ -287,6 +302,13 @@ class AgentViewSet(viewsets.GenericViewSet):
     @extend_schema(
         summary="Run the agent",
         request=s.RunCreateSerializer,
+        examples=[
+            OpenApiExample(
+                "Wait for the answer",
+                value={"input": "Hello, agentdeck!", "mode": "wait"},
+                request_only=True,
+            )
+        ],
         parameters=[IDEMPOTENCY_HEADER],
         responses={
             202: OpenApiResponse(
@@ -575,6 +597,17 @@ class ToolViewSet(viewsets.GenericViewSet):
     @extend_schema(
         summary="Create a tool",
         request=s.ToolWriteSerializer,
+        examples=[
+            OpenApiExample(
+                "A built-in",
+                value={
+                    "name": "calculator",
+                    "kind": "builtin",
+                    "config": {"builtin": "calculator"},
+                },
+                request_only=True,
+            )
+        ],
         responses={201: s.ToolSerializer, 409: OpenApiResponse(description="tool_name_taken")},
     )
     def create(self, request: Request) -> Response:
