@@ -160,8 +160,9 @@ class Api:
             time.sleep(0.2)
 
 
-def make_user_with_data(api: Api) -> None:
-    """One of everything a user owns, so operations on ids reach their real code paths."""
+def make_user_with_data(api: Api) -> str:
+    """One of everything a user owns, so operations on ids reach their real code paths.
+    Returns the id of the user's agent."""
     api("GET", "/api/v1/me")  # the user row is created from the token's claims
     shared = next(p for p in api("GET", "/api/v1/providers/")["results"] if p["kind"] == "mock")
     provider = api("POST", "/api/v1/providers/", 201, json={"name": "Own mock", "kind": "mock"})
@@ -229,6 +230,7 @@ def make_user_with_data(api: Api) -> None:
         f"/api/v1/runs/{finished['id']}/", lambda r: r["status"] not in {"queued", "running"}
     )
     assert finished["status"] == "succeeded", finished
+    return agent["id"]
 
 
 # --- reading the run ------------------------------------------------------------------------------
@@ -281,6 +283,7 @@ def _decode(payload: Any) -> str:
 class RunResult:
     report: dict[str, Any]
     examples: dict[str, Counter]
+    statuses: Counter
     failures: list[Failure]
 
 
@@ -290,6 +293,7 @@ def read_run(report_dir: Path, operations: set[str]) -> RunResult:
     (json_report,) = report_dir.glob("json-*.json")
     (events,) = report_dir.glob("ndjson-*.ndjson")
     examples: dict[str, Counter] = defaultdict(Counter)
+    statuses: Counter = Counter()
     failures: dict[tuple, Failure] = {}
     for line in events.read_text().splitlines():
         event = json.loads(line)
@@ -302,6 +306,8 @@ def read_run(report_dir: Path, operations: set[str]) -> RunResult:
             label = f"{value['method']} {value['path']}"
             label = label if label in operations else "(undocumented methods)"
             examples[label][finished["phase"]] += 1
+        for interaction in recorder.get("interactions", {}).values():
+            statuses[(interaction.get("response") or {}).get("status_code")] += 1
         for case_id, checks in recorder.get("checks", {}).items():
             for check in checks:
                 if check["status"] != "failure":
@@ -323,6 +329,7 @@ def read_run(report_dir: Path, operations: set[str]) -> RunResult:
     return RunResult(
         report=json.loads(json_report.read_text()),
         examples=examples,
+        statuses=statuses,
         failures=list(failures.values()),
     )
 
@@ -337,6 +344,8 @@ def summary_lines(result: RunResult, seconds: float, output: str) -> list[str]:
         f"{cases['generated']} test cases in {seconds:.0f} s "
         f"(seed {result.report['seed']}, stop: {result.report['stop_reason']})",
         f"stateful links: {links.group(1).strip() if links else 'none followed'}",
+        "responses: "
+        + ", ".join(f"{n} x {status}" for status, n in sorted(result.statuses.items(), key=str)),
         "examples tried per operation (coverage + fuzzing + stateful):",
     ]
     width = max((len(label) for label in result.examples), default=0)
@@ -358,7 +367,7 @@ def test_every_operation_answers_as_documented_with_no_server_error(
     token = dev_token(
         SUB, email=f"{SUB}@example.com", name="Schemathesis", exp=int(time.time()) + 3600
     )
-    make_user_with_data(Api(server, token))
+    agent_id = make_user_with_data(Api(server, token))
 
     reports = tmp_path / "reports"
     started = time.monotonic()
@@ -382,6 +391,7 @@ def test_every_operation_answers_as_documented_with_no_server_error(
         env={
             **os.environ,
             "AGENTDECK_TOKEN": token,
+            "AGENTDECK_AGENT_ID": agent_id,
             "SCHEMATHESIS_HOOKS": str(HERE / "hooks.py"),
         },
         capture_output=True,
@@ -416,6 +426,12 @@ def test_every_operation_answers_as_documented_with_no_server_error(
     assert result.report["stop_reason"] == "completed", result.report["stop_reason"]
     assert tested["tested"] == tested["total"] == len(operations), tested
     assert not result.report["errors"], result.report["errors"]
+    # A 429 is documented, so the checks pass it; but a limit that bites turns the rest of the
+    # run into 429s and tests nothing. The server fixture raises the limits it knows of.
+    assert not result.statuses[429], (
+        f"{result.statuses[429]} responses were 429: a rate limit the server fixture does not "
+        "raise (see its extra_env) cut the run short"
+    )
     assert not unexpected, "\n\n".join(f.describe() for f in unexpected)
 
 
