@@ -352,6 +352,8 @@ SPECTACULAR_SETTINGS = {
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
         "agentdeck.core.schema.add_problem_responses",
+        "agentdeck.core.schema.add_links",
+        "agentdeck.core.schema.require_bodies_with_required_fields",
     ],
 }
 

@@ -57,7 +57,10 @@ class TransactionSerializer(serializers.ModelSerializer):
 
 
 class TransactionQuerySerializer(serializers.Serializer):
-    kind = serializers.ChoiceField(choices=CreditTransaction.Kind.choices, required=False)
+    # allow_blank documents what DRF does with `?kind=`: an empty value is no filter.
+    kind = serializers.ChoiceField(
+        choices=CreditTransaction.Kind.choices, required=False, allow_blank=True
+    )
     created_after = serializers.DateTimeField(required=False)
     created_before = serializers.DateTimeField(required=False)
 

@@ -4,12 +4,17 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.http import FileResponse
-from django.shortcuts import get_object_or_404
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_serializer
+from drf_spectacular.utils import (
+    OpenApiExample,
+    OpenApiResponse,
+    extend_schema,
+    inline_serializer,
+)
 from rest_framework import serializers, viewsets
 from rest_framework import status as http
 from rest_framework.decorators import action
+from rest_framework.generics import get_object_or_404
 from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -30,6 +35,7 @@ from agentdeck.files.attributes import (
     check_filters,
 )
 from agentdeck.files.models import FileMetadata, VectorIndex, VectorIndexFile
+from agentdeck.files.parsing import ALLOWED_TYPES
 from agentdeck.files.search import MAX_TOP_K, MODES
 
 # Lists of ids in a request: an index a file goes into, files a search is limited to.
@@ -257,6 +263,7 @@ class FileViewSet(viewsets.GenericViewSet):
             201: FileSerializer,
             200: OpenApiResponse(FileSerializer, description="Already uploaded (same sha256)."),
             400: OpenApiResponse(description="empty_file or invalid input (problem+json)."),
+            404: OpenApiResponse(description="A vector index in vector_index_ids is not yours."),
             413: OpenApiResponse(description="file_too_large (problem+json)."),
             415: OpenApiResponse(description="unsupported_media_type (problem+json)."),
         },
@@ -300,7 +307,12 @@ class FileViewSet(viewsets.GenericViewSet):
 
     @extend_schema(
         summary="The stored bytes, as uploaded",
-        responses={(200, "application/octet-stream"): OpenApiTypes.BINARY},
+        description="Served as an attachment with the file's `mime_type`.",
+        # A stored JSON file is any JSON document, not a string of bytes.
+        responses={
+            (200, mime): OpenApiTypes.ANY if mime == "application/json" else OpenApiTypes.BINARY
+            for mime in ALLOWED_TYPES
+        },
     )
     @action(detail=True, methods=["get"])
     def content(self, request: Request, pk: str | None = None) -> FileResponse:
@@ -362,6 +374,7 @@ class VectorIndexViewSet(viewsets.GenericViewSet):
     @extend_schema(
         summary="Create a vector index",
         request=VectorIndexCreateSerializer,
+        examples=[OpenApiExample("Defaults", value={"name": "Handbook"}, request_only=True)],
         responses={201: VectorIndexSerializer},
     )
     def create(self, request: Request) -> Response:
@@ -410,6 +423,7 @@ class VectorIndexViewSet(viewsets.GenericViewSet):
         responses={
             201: AttachmentSerializer,
             200: OpenApiResponse(AttachmentSerializer, description="Already attached."),
+            404: OpenApiResponse(description="No such index, file or copy_from_index_id of yours."),
             409: OpenApiResponse(
                 description="embedding_dimensions_mismatch, embedding_model_mismatch or "
                 "chunking_mismatch (copy_from_index_id), vector_index_expired."
@@ -454,14 +468,28 @@ class VectorIndexViewSet(viewsets.GenericViewSet):
     @extend_schema(
         summary="Search the index (vector, keyword or hybrid)",
         request=SearchSerializer,
-        responses=inline_serializer(
-            "SearchResults",
-            {
-                "query": serializers.CharField(),
-                "mode": serializers.CharField(),
-                "results": SearchHitSerializer(many=True),
-            },
-        ),
+        examples=[
+            OpenApiExample(
+                "Hybrid, five passages",
+                value={"query": "How fast are expenses reimbursed?", "top_k": 5, "mode": "hybrid"},
+                request_only=True,
+            )
+        ],
+        responses={
+            200: inline_serializer(
+                "SearchResults",
+                {
+                    "query": serializers.CharField(),
+                    "mode": serializers.ChoiceField(choices=MODES),
+                    "results": SearchHitSerializer(many=True),
+                },
+            ),
+            409: OpenApiResponse(description="vector_index_expired"),
+            502: OpenApiResponse(
+                description="provider_error, provider_auth_failed, provider_timeout: the index's "
+                "embedding provider could not embed the query."
+            ),
+        },
     )
     @action(detail=True, methods=["post"])
     def search(self, request: Request, pk: str | None = None) -> Response:
@@ -492,6 +520,8 @@ class VectorIndexViewSet(viewsets.GenericViewSet):
 
 
 def _own_file(request: Request, file_id) -> FileMetadata:
+    # DRF's get_object_or_404: a file_id of the wrong shape (the route takes any 36 hex digits
+    # and dashes) is 404 like an unknown one, not a validation error.
     return get_object_or_404(
         scope_to_owner(FileMetadata.objects.all(), request.user).defer("text"), pk=file_id
     )

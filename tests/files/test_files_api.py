@@ -311,6 +311,13 @@ def test_attach_detach_and_copy_between_indices(user, client_for, index):
     assert client.delete(f"/api/v1/vector-indices/{twin.pk}/files/{file.pk}/").status_code == 404
 
 
+def test_detaching_a_file_id_that_is_not_a_uuid_is_not_found(user, client_for, index):
+    # The route takes any 36 characters of hex digits and dashes; found by Schemathesis.
+    response = client_for(user).delete(f"/api/v1/vector-indices/{index.pk}/files/{'-' * 36}/")
+    assert response.status_code == 404
+    assert problem(response)["code"] == "not_found"
+
+
 def test_delete_file_removes_bytes_and_chunks_everywhere(
     user, client_for, index, settings, django_capture_on_commit_callbacks
 ):

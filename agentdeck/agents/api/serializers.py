@@ -45,6 +45,8 @@ from agentdeck.core.jsonshape import JSONShapeField
 
 
 class ProviderSerializer(serializers.ModelSerializer):
+    # Blank for the kind's default endpoint (openai, mock): documented as "a URL or empty".
+    base_url = serializers.URLField(read_only=True, allow_blank=True)
     shared = serializers.BooleanField(source="is_shared", read_only=True)
     has_api_key = serializers.BooleanField(read_only=True)
     extra_headers = serializers.SerializerMethodField(
@@ -488,7 +490,10 @@ class RunEventsQuerySerializer(serializers.Serializer):
 
 class RunListQuerySerializer(serializers.Serializer):
     agent = serializers.UUIDField(required=False)
-    status = serializers.ChoiceField(choices=AgentRun.Status.choices, required=False)
+    # allow_blank documents what DRF does with `?status=`: an empty value is no filter.
+    status = serializers.ChoiceField(
+        choices=AgentRun.Status.choices, required=False, allow_blank=True
+    )
     created_after = serializers.DateTimeField(required=False)
     created_before = serializers.DateTimeField(required=False)
 
@@ -503,10 +508,13 @@ class AgentListQuerySerializer(serializers.Serializer):
         max_length=TAG_MAX_LENGTH,
     )
     mine = serializers.BooleanField(required=False, default=False)
+    # allow_blank documents what DRF does with `?status=`: an empty value is no filter.
     visibility = serializers.ChoiceField(
-        choices=Agent.Visibility.choices, required=False, default=""
+        choices=Agent.Visibility.choices, required=False, default="", allow_blank=True
     )
-    status = serializers.ChoiceField(choices=Agent.Status.choices, required=False, default="")
+    status = serializers.ChoiceField(
+        choices=Agent.Status.choices, required=False, default="", allow_blank=True
+    )
 
 
 # --- conversations -------------------------------------------------------------------------------

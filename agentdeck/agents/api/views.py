@@ -7,6 +7,7 @@ import time
 from django.conf import settings
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import (
+    OpenApiExample,
     OpenApiParameter,
     OpenApiResponse,
     extend_schema,
@@ -80,7 +81,25 @@ class ProviderViewSet(viewsets.ReadOnlyModelViewSet):
     @extend_schema(
         summary="Add a provider",
         request=s.ProviderWriteSerializer,
-        responses={201: s.ProviderSerializer},
+        examples=[
+            OpenApiExample(
+                "Ollama on this machine",
+                value={
+                    "name": "ollama",
+                    "kind": "openai_compatible",
+                    "base_url": "http://localhost:11434/v1",
+                },
+                request_only=True,
+            ),
+            OpenApiExample(
+                "The offline mock", value={"name": "mock", "kind": "mock"}, request_only=True
+            ),
+        ],
+        responses={
+            201: s.ProviderSerializer,
+            403: OpenApiResponse(description="staff_only: a shared provider"),
+            409: OpenApiResponse(description="provider_name_taken"),
+        },
     )
     def create(self, request: Request) -> Response:
         data = s.ProviderWriteSerializer(data=request.data)
@@ -91,7 +110,11 @@ class ProviderViewSet(viewsets.ReadOnlyModelViewSet):
     @extend_schema(
         summary="Change a provider",
         request=s.ProviderWriteSerializer(partial=True),
-        responses=s.ProviderSerializer,
+        responses={
+            200: s.ProviderSerializer,
+            403: OpenApiResponse(description="staff_only: a shared provider"),
+            409: OpenApiResponse(description="provider_name_taken"),
+        },
     )
     def partial_update(self, request: Request, pk: str | None = None) -> Response:
         provider = self.get_object()
@@ -104,12 +127,28 @@ class ProviderViewSet(viewsets.ReadOnlyModelViewSet):
         )
         return Response(s.ProviderSerializer(provider).data)
 
-    @extend_schema(summary="Delete a provider (refused while agents use it)", responses={204: None})
+    @extend_schema(
+        summary="Delete a provider (refused while agents use it)",
+        responses={
+            204: None,
+            403: OpenApiResponse(description="staff_only: a shared provider"),
+            409: OpenApiResponse(description="provider_in_use"),
+        },
+    )
     def destroy(self, request: Request, pk: str | None = None) -> Response:
         provider_services.provider_delete(provider=self.get_object(), actor=request.user)
         return Response(status=http.HTTP_204_NO_CONTENT)
 
-    @extend_schema(summary="Models the provider offers", responses=s.ProviderModelsSerializer)
+    @extend_schema(
+        summary="Models the provider offers",
+        responses={
+            200: s.ProviderModelsSerializer,
+            502: OpenApiResponse(
+                description="provider_error, provider_auth_failed: the provider did not answer, "
+                "or refused the key."
+            ),
+        },
+    )
     @action(detail=True, methods=["get"])
     def models(self, request: Request, pk: str | None = None) -> Response:
         models, listable = provider_services.provider_list_models(provider=self.get_object())
@@ -266,7 +305,7 @@ class AgentViewSet(viewsets.GenericViewSet):
     @extend_schema(
         summary="The agent's versions, newest first", responses=s.AgentVersionSerializer(many=True)
     )
-    @action(detail=True, methods=["get"])
+    @action(detail=True, methods=["get"], pagination_class=None)
     def versions(self, request: Request, pk: str | None = None) -> Response:
         agent = self.get_object()
         versions = AgentVersion.objects.filter(agent=agent).order_by("-number")
@@ -275,6 +314,13 @@ class AgentViewSet(viewsets.GenericViewSet):
     @extend_schema(
         summary="Run the agent",
         request=s.RunCreateSerializer,
+        examples=[
+            OpenApiExample(
+                "Wait for the answer",
+                value={"input": "Hello, agentdeck!", "mode": "wait"},
+                request_only=True,
+            )
+        ],
         parameters=[IDEMPOTENCY_HEADER],
         responses={
             202: OpenApiResponse(
@@ -418,7 +464,7 @@ class RunViewSet(viewsets.GenericViewSet):
     @extend_schema(
         summary="The run's tool calls, in order", responses=s.ToolCallSerializer(many=True)
     )
-    @action(detail=True, methods=["get"], url_path="tool-calls")
+    @action(detail=True, methods=["get"], url_path="tool-calls", pagination_class=None)
     def tool_calls(self, request: Request, pk: str | None = None) -> Response:
         run = self.get_object()
         return Response(
@@ -494,7 +540,15 @@ class ConversationViewSet(viewsets.GenericViewSet):
 
     @extend_schema(
         summary="Rename a conversation",
-        request=s.ConversationUpdateSerializer,
+        # Spelled out: drf-spectacular documents every PATCH body as all-optional, but this one
+        # validates ConversationUpdateSerializer whole, so `title` is required.
+        request={
+            "application/json": {
+                "type": "object",
+                "properties": {"title": {"type": "string", "maxLength": 200}},
+                "required": ["title"],
+            }
+        },
         responses=s.ConversationSerializer,
     )
     def partial_update(self, request: Request, pk: str | None = None) -> Response:
@@ -505,7 +559,10 @@ class ConversationViewSet(viewsets.GenericViewSet):
         )
         return Response(s.ConversationSerializer(conversation).data)
 
-    @extend_schema(summary="Delete a conversation and its history", responses={204: None})
+    @extend_schema(
+        summary="Delete a conversation and its history",
+        responses={204: None, 409: OpenApiResponse(description="conversation_busy")},
+    )
     def destroy(self, request: Request, pk: str | None = None) -> Response:
         conversation_services.conversation_delete(conversation=self.get_object())
         return Response(status=http.HTTP_204_NO_CONTENT)
@@ -550,7 +607,20 @@ class ToolViewSet(viewsets.GenericViewSet):
         return Response(s.ToolSerializer(self.get_object()).data)
 
     @extend_schema(
-        summary="Create a tool", request=s.ToolWriteSerializer, responses={201: s.ToolSerializer}
+        summary="Create a tool",
+        request=s.ToolWriteSerializer,
+        examples=[
+            OpenApiExample(
+                "A built-in",
+                value={
+                    "name": "calculator",
+                    "kind": "builtin",
+                    "config": {"builtin": "calculator"},
+                },
+                request_only=True,
+            )
+        ],
+        responses={201: s.ToolSerializer, 409: OpenApiResponse(description="tool_name_taken")},
     )
     def create(self, request: Request) -> Response:
         data = s.ToolWriteSerializer(data=request.data)
@@ -561,7 +631,7 @@ class ToolViewSet(viewsets.GenericViewSet):
     @extend_schema(
         summary="Change a tool",
         request=s.ToolWriteSerializer(partial=True),
-        responses=s.ToolSerializer,
+        responses={200: s.ToolSerializer, 409: OpenApiResponse(description="tool_name_taken")},
     )
     def partial_update(self, request: Request, pk: str | None = None) -> Response:
         tool = self.get_object()
@@ -575,7 +645,10 @@ class ToolViewSet(viewsets.GenericViewSet):
         tool = tool_services.tool_update(tool=tool, **values)
         return Response(s.ToolSerializer(tool).data)
 
-    @extend_schema(summary="Delete a tool (refused while agents use it)", responses={204: None})
+    @extend_schema(
+        summary="Delete a tool (refused while agents use it)",
+        responses={204: None, 409: OpenApiResponse(description="tool_in_use")},
+    )
     def destroy(self, request: Request, pk: str | None = None) -> Response:
         tool_services.tool_delete(tool=self.get_object())
         return Response(status=http.HTTP_204_NO_CONTENT)
@@ -583,7 +656,14 @@ class ToolViewSet(viewsets.GenericViewSet):
     @extend_schema(
         summary="MCP: discover and store the server's tools",
         request=None,
-        responses=s.ToolSerializer,
+        responses={
+            200: s.ToolSerializer,
+            400: OpenApiResponse(description="not_mcp: only MCP tools can be refreshed"),
+            502: OpenApiResponse(
+                description="mcp_unreachable: the server's URL is not allowed, it did not answer "
+                "in time, or it failed to list its tools."
+            ),
+        },
     )
     @action(detail=True, methods=["post"])
     def refresh(self, request: Request, pk: str | None = None) -> Response:
@@ -596,7 +676,7 @@ class ToolViewSet(viewsets.GenericViewSet):
         request=s.OpenApiImportSerializer,
         responses={201: s.ToolSerializer(many=True)},
     )
-    @action(detail=False, methods=["post"], url_path="import-openapi")
+    @action(detail=False, methods=["post"], url_path="import-openapi", pagination_class=None)
     def import_openapi(self, request: Request) -> Response:
         data = s.OpenApiImportSerializer(data=request.data)
         data.is_valid(raise_exception=True)
