@@ -45,70 +45,6 @@ SUB = "schemathesis-user"
 TIMEOUT_SECONDS = 600
 
 
-# --- failures being fixed elsewhere --------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Known:
-    """A class of failure another branch of issue #14 fixes. Matched failures are listed in the
-    summary but do not fail the test. Remove each entry when its fix is merged: the bar is zero.
-    """
-
-    why: str
-    checks: tuple[str, ...]  # the Schemathesis checks that report it
-    matches: Callable[[Failure], bool]
-
-
-def _json_body(failure: Failure) -> Any:
-    try:
-        return json.loads(failure.body)
-    except ValueError:
-        return None
-
-
-KNOWN_FAILURES: list[Known] = [
-    Known(
-        why="jsonsql: an import-openapi document that is not an object is a 500",
-        checks=("not_a_server_error",),
-        matches=lambda f: (
-            f.operation == "POST /api/v1/tools/import-openapi/"
-            and isinstance(_json_body(f), dict)
-            and not isinstance(_json_body(f).get("document"), dict)
-        ),
-    ),
-    Known(
-        why="jsonsql: a non-ASCII provider api_key or extra header is stored, then every call "
-        "to the provider is a 500 (its models, a search of an index it embeds)",
-        checks=("not_a_server_error",),
-        matches=lambda f: (
-            f.status == 500
-            and f.operation
-            in {"GET /api/v1/providers/{id}/models/", "POST /api/v1/vector-indices/{id}/search/"}
-        ),
-    ),
-    Known(
-        why="requests: a forged pagination cursor is a 500 on every list",
-        checks=("not_a_server_error",),
-        matches=lambda f: f.status == 500 and "cursor=" in f.request.get("uri", ""),
-    ),
-    Known(
-        why="requests: methods /runs/{id}/events/ does not have answer 403, not 405",
-        checks=("undocumented_method_is_405",),
-        matches=lambda f: f.operation == "GET /api/v1/runs/{id}/events/" and f.status == 403,
-    ),
-    Known(
-        why="requests: a multipart body the parser cannot read is a bare 400 with no body",
-        checks=("content_type_conformance", "response_schema_conformance"),
-        matches=lambda f: (
-            f.operation == "POST /api/v1/files/"
-            and f.status == 400
-            and not f.response_body
-            and "multipart/form-data" in str(f.request.get("headers", {}).get("Content-Type"))
-        ),
-    ),
-]
-
-
 # --- the server and its data ---------------------------------------------------------------------
 
 
@@ -125,6 +61,9 @@ def server(tmp_path_factory) -> Iterator[Server]:
             # is under test here (tests/core and tests/accounts test them).
             "THROTTLE_USER_RATE": "100000/min",
             "THROTTLE_ANON_RATE": "100000/min",
+            # Its ignored_auth check sends a bad credential to every operation.
+            "AUTH_FAILURE_RATE": "100000/min",
+            "AUTH_FAILURE_KEY_RATE": "100000/min",
             # Indices the fuzzer creates embed with the dependency-free embedder.
             "EMBEDDER_DEFAULT": "hash",
             # mode=wait runs answer within seconds even when the worker has a queue.
@@ -413,13 +352,8 @@ def test_every_operation_answers_as_documented_with_no_server_error(
     summary = request.config.stash.setdefault(SUMMARY, [])
     summary += summary_lines(result, seconds, run.stdout)
     unexpected = list(result.failures)
-    for entry in KNOWN_FAILURES:
-        seen = [f for f in unexpected if _is_known(entry, f)]
-        unexpected = [f for f in unexpected if f not in seen]
-        verdict = f"{len(seen)} failure(s)" if seen else "not seen: remove the entry"
-        summary.append(f"known, fixed elsewhere ({entry.why}): {verdict}")
     if unexpected:
-        summary.append(f"{len(unexpected)} unexpected failure(s):")
+        summary.append(f"{len(unexpected)} failure(s):")
         summary += [f"  {f.operation}: {f.check}, answered {f.status}" for f in unexpected]
 
     tested = result.report["operations"]
@@ -433,7 +367,3 @@ def test_every_operation_answers_as_documented_with_no_server_error(
         "raise (see its extra_env) cut the run short"
     )
     assert not unexpected, "\n\n".join(f.describe() for f in unexpected)
-
-
-def _is_known(known: Known, failure: Failure) -> bool:
-    return failure.check in known.checks and known.matches(failure)
