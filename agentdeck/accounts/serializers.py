@@ -61,6 +61,7 @@ class ApiKeyCreateSerializer(serializers.Serializer):
         child=serializers.ChoiceField(choices=ApiKey.Scope.choices),
         required=False,
         allow_empty=False,
+        max_length=len(ApiKey.Scope.choices),
         help_text="Defaults to every scope (`read`, `write`).",
     )
     expires_at = serializers.DateTimeField(required=False, allow_null=True)

@@ -11,7 +11,13 @@ from agentdeck.accounts.models import User
 from agentdeck.core.exceptions import NotFound, PermissionDenied
 from agentdeck.credits.models import CreditTransaction, ModelPrice
 from agentdeck.credits.services import credits_account, credits_grant, model_price_create
-from agentdeck.credits.units import MICROS_PER_CREDIT, to_credits
+from agentdeck.credits.units import (
+    MAX_GRANT_MICROS,
+    MAX_PRICE_PER_MILLION,
+    MAX_REASON_CHARS,
+    MICROS_PER_CREDIT,
+    to_credits,
+)
 
 
 def _credits(micros: int) -> str:
@@ -67,22 +73,28 @@ class TransactionQuerySerializer(serializers.Serializer):
 
 class GrantSerializer(serializers.Serializer):
     user_id = serializers.CharField(max_length=64, help_text="users.id of the recipient.")
-    amount = serializers.IntegerField(help_text="Micro-credits, positive.")
+    amount = serializers.IntegerField(
+        help_text=f"Micro-credits, positive, at most {MAX_GRANT_MICROS} (`invalid_amount` else)."
+    )
     idempotency_key = serializers.CharField(
         max_length=200, help_text="The payment id: retries are safe."
     )
     kind = serializers.ChoiceField(
         choices=["grant", "purchase"], required=False, default="purchase"
     )
-    reason = serializers.CharField(required=False, allow_blank=True, default="")
+    reason = serializers.CharField(
+        required=False, allow_blank=True, default="", max_length=MAX_REASON_CHARS
+    )
 
 
 class ModelPriceSerializer(serializers.ModelSerializer):
     input_per_million = serializers.IntegerField(
-        min_value=0, help_text="Micro-credits per million tokens."
+        min_value=0, max_value=MAX_PRICE_PER_MILLION, help_text="Micro-credits per million tokens."
     )
-    cached_input_per_million = serializers.IntegerField(min_value=0)
-    output_per_million = serializers.IntegerField(min_value=0)
+    cached_input_per_million = serializers.IntegerField(
+        min_value=0, max_value=MAX_PRICE_PER_MILLION
+    )
+    output_per_million = serializers.IntegerField(min_value=0, max_value=MAX_PRICE_PER_MILLION)
 
     class Meta:
         model = ModelPrice

@@ -36,7 +36,14 @@ from agentdeck.credits.exceptions import (
     NothingToRefund,
 )
 from agentdeck.credits.models import CreditHold, CreditTransaction, ModelPrice, UserCredits
-from agentdeck.credits.units import TOKENS_PER_PRICE_UNIT, cost_of, to_credits
+from agentdeck.credits.units import (
+    MAX_GRANT_MICROS,
+    MAX_PRICE_PER_MILLION,
+    MAX_REASON_CHARS,
+    TOKENS_PER_PRICE_UNIT,
+    cost_of,
+    to_credits,
+)
 
 logger = logging.getLogger(__name__)
 Kind = CreditTransaction.Kind
@@ -134,8 +141,12 @@ def credits_grant(
 ) -> tuple[CreditTransaction, bool]:
     """Add credits (a grant, or a purchase paid on the Next.js side). Idempotent by key:
     the same key and amount returns the first transaction (created=False); another amount 409."""
-    if amount <= 0:
-        raise InvalidAmount("A grant must be a positive amount.")
+    if not 0 < amount <= MAX_GRANT_MICROS:
+        raise InvalidAmount(f"A grant must be a positive amount of at most {MAX_GRANT_MICROS}.")
+    if len(reason) > MAX_REASON_CHARS:
+        raise InvalidAmount(
+            f"A reason has at most {MAX_REASON_CHARS} characters.", code="invalid_reason"
+        )
     if kind not in (Kind.GRANT, Kind.PURCHASE):
         raise InvalidAmount("kind must be grant or purchase.", code="invalid_kind")
     if idempotency_key:
@@ -186,6 +197,12 @@ def credits_adjust(*, user: User, amount: int, staff: User, reason: str) -> Cred
     runs in flight hold."""
     if amount == 0:
         raise InvalidAmount("An adjustment must change the balance.")
+    if abs(amount) > MAX_GRANT_MICROS:
+        raise InvalidAmount(f"An adjustment is at most {MAX_GRANT_MICROS} either way.")
+    if len(reason) > MAX_REASON_CHARS:
+        raise InvalidAmount(
+            f"A reason has at most {MAX_REASON_CHARS} characters.", code="invalid_reason"
+        )
     if not reason.strip():
         raise InvalidAmount("An adjustment needs a reason.", code="reason_required")
     credits_account(user_id=user.pk)
@@ -561,8 +578,9 @@ def model_price_create(
 ) -> ModelPrice:
     from agentdeck.core.exceptions import Conflict
 
-    if min(input_per_million, cached_input_per_million, output_per_million) < 0:
-        raise InvalidAmount("Prices cannot be negative.")
+    prices = (input_per_million, cached_input_per_million, output_per_million)
+    if min(prices) < 0 or max(prices) > MAX_PRICE_PER_MILLION:
+        raise InvalidAmount(f"Prices are between 0 and {MAX_PRICE_PER_MILLION} per million tokens.")
     try:
         with transaction.atomic():
             return ModelPrice.objects.create(

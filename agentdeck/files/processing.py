@@ -121,11 +121,12 @@ def file_process(*, file_id: Any) -> str:
                 return "ready"
     except ClaimLost:
         return "claim lost"
-    except Exception as e:
+    except Exception:
         # A bug or an unexpected library error: the file fails with a code, the worker lives.
         logger.exception("processing file %s failed", file_id)
         with contextlib.suppress(ClaimLost):
-            _fail(claim, "processing_error", f"{type(e).__name__}: {e}"[:500])
+            # Not the exception's text: it can carry paths, SQL or a provider's words.
+            _fail(claim, "processing_error", "Processing failed unexpectedly; it has been logged.")
         return "failed: processing_error"
 
 

@@ -149,3 +149,10 @@ def test_expiry_in_the_past_is_refused(user_client):
     response = user_client.post(KEYS, {"name": "x", "expires_at": past}, format="json")
     assert response.status_code == 400
     assert response.json()["code"] == "invalid_expiry"
+
+
+def test_a_key_asks_for_each_scope_at_most_once(user_client):
+    # The list was unbounded: 10,000 entries were validated one by one and deduplicated.
+    response = user_client.post(KEYS, {"name": "x", "scopes": ["read"] * 10_000}, format="json")
+    assert response.status_code == 400
+    assert response.json()["errors"][0]["field"] == "scopes"

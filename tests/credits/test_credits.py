@@ -15,13 +15,14 @@ from agentdeck.agents.services.agents import agent_create, agent_update
 from agentdeck.agents.services.providers import provider_create
 from agentdeck.agents.services.runs import agent_run_reap_stale, agent_run_start
 from agentdeck.agents.tasks import execute_run
-from agentdeck.credits.exceptions import InsufficientCredits
+from agentdeck.credits.exceptions import InsufficientCredits, InvalidAmount
 from agentdeck.credits.models import CreditHold, CreditTransaction, ModelPrice, UserCredits
 from agentdeck.credits.services import (
     credits_adjust,
     credits_grant,
     credits_reconcile,
     credits_refund,
+    model_price_create,
     price_for,
     usage_cost,
 )
@@ -188,8 +189,8 @@ def test_grants_from_nextjs_are_idempotent_by_payment_id(user, grant_client, cli
     assert (mine["balance"], mine["available_credits"]) == (5 * CREDIT, "5")
 
 
-@pytest.mark.parametrize("amount", [0, -5])
-def test_a_grant_must_be_positive(user, grant_client, amount):
+@pytest.mark.parametrize("amount", [0, -5, 10**9 * CREDIT + 1, 2**63, 10**30])
+def test_a_grant_must_be_positive_and_within_bigint_reach(user, grant_client, amount):
     response = grant_client.post(
         "/api/v1/credits/grants/",
         {"user_id": user.pk, "amount": amount, "idempotency_key": "k"},
@@ -306,6 +307,46 @@ def test_prices_exact_beats_pattern_and_latest_effective_wins(staff_user, client
         format="json",
     )
     assert (bad.status_code, bad.json()["code"]) == (400, "validation_error")
+
+
+@pytest.mark.parametrize("field", ["input_per_million", "cached_input_per_million"])
+def test_a_price_past_a_million_credits_per_million_tokens_is_refused(
+    staff_user, client_for, field
+):
+    # 2**63 was a DataError (500); just under it, a run's capture overflowed at its end.
+    body = {
+        "provider_kind": "openai",
+        "model": "x",
+        "input_per_million": 0,
+        "cached_input_per_million": 0,
+        "output_per_million": 0,
+        "effective_from": timezone.now().isoformat(),
+    }
+    for value in (2**63, 10**6 * CREDIT + 1):
+        response = client_for(staff_user).post(
+            "/api/v1/model-prices/", {**body, field: value}, format="json"
+        )
+        assert (response.status_code, response.json()["errors"][0]["field"]) == (400, field)
+    with pytest.raises(InvalidAmount):
+        model_price_create(
+            provider_kind="openai",
+            model="y",
+            effective_from=timezone.now(),
+            **{**{k: 0 for k in PRICE}, "output_per_million": 2**62},
+        )
+
+
+def test_a_grant_reason_and_an_adjustment_are_bounded(user, grant_client, staff_user):
+    response = grant_client.post(
+        "/api/v1/credits/grants/",
+        {"user_id": user.pk, "amount": 1, "idempotency_key": "r", "reason": "x" * 1001},
+        format="json",
+    )
+    assert (response.status_code, response.json()["errors"][0]["field"]) == (400, "reason")
+    with pytest.raises(InvalidAmount):
+        credits_adjust(user=user, amount=-(2**63), staff=staff_user, reason="typo")
+    with pytest.raises(InvalidAmount):
+        credits_adjust(user=user, amount=5, staff=staff_user, reason="x" * 1001)
 
 
 def test_reconcile_command_reports_tampering(user, capsys):

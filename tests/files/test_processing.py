@@ -100,6 +100,22 @@ def test_bad_documents_fail_with_a_code_and_leave_no_chunks(user, index, name, b
     assert (index.file_count, index.chunk_count, index.status) == (1, 1, "ready")
 
 
+def test_an_unexpected_failure_shows_its_owner_a_code_not_the_exception_text(
+    user, index, monkeypatch, caplog
+):
+    def broken(*args, **kwargs):
+        raise RuntimeError("connection to /srv/internal/db password=hunter2 lost")
+
+    monkeypatch.setattr("agentdeck.files.processing.parse", broken)
+    file = upload(user, index, "a.txt", TEXT.encode())
+    assert file_process(file_id=file.pk) == "failed: processing_error"
+    file.refresh_from_db()
+    assert file.error_code == "processing_error"
+    assert "hunter2" not in file.error_message
+    assert "RuntimeError" not in file.error_message
+    assert "hunter2" in caplog.text  # the operator still has it, in the server log
+
+
 def test_html_keeps_text_and_drops_scripts(user, index):
     page = (
         b"<html><head><title>T</title><script>var secret = 1;</script><style>p{}</style></head>"
