@@ -205,9 +205,7 @@ def test_flush_without_any_publish_returns_at_once(monkeypatch):
     assert realtime.flush(timeout=0) is True
 
 
-def test_a_message_the_layer_refuses_is_logged_and_the_next_one_still_goes(
-    make_publisher, caplog
-):
+def test_a_message_the_layer_refuses_is_logged_and_the_next_one_still_goes(make_publisher, caplog):
     layer = RecordingLayer(fail_on={2})
     publisher = make_publisher(layer)
     with caplog.at_level(logging.WARNING, logger="agentdeck.core.realtime"):
