@@ -507,10 +507,11 @@ class _Shard(RedisSingleShardConnection):
     def _ensure_redis(self) -> None:
         if self._redis is None:
             host = dict(self.host)
-            # Fail at once and let this class's backoff decide when to try again (redis-py's
-            # default retries a command three times with up to 10 s between tries, holding
-            # the publisher's queue or a consumer's connect that long).
-            host.setdefault("retry", Retry(NoBackoff(), 0))
+            # One immediate retry (a pooled connection the server closed), then fail and let
+            # this class's backoff decide when to try again: redis-py's default retries a
+            # command 10 times with up to 1 s between tries, holding the publisher's queue or a
+            # consumer's connect that long.
+            host.setdefault("retry", Retry(NoBackoff(), 1))
             host.setdefault("socket_connect_timeout", 2)
             pool = create_pool(host)
             self._redis = aioredis.Redis(connection_pool=pool)
@@ -552,14 +553,20 @@ class _Shard(RedisSingleShardConnection):
         backoff = Backoff()
         while True:
             try:
+                await self._reconnect()
                 await self._restore()
                 if self._pubsub is not None and self._pubsub.subscribed:
                     message = await self._pubsub.get_message(
                         ignore_subscribe_messages=True, timeout=0.1
                     )
                     self._receive_message(message)
+                elif self.outage.down and self._redis is not None:
+                    # Nothing subscribed (the channels that failed to subscribe are gone):
+                    # ask Redis itself whether it is back.
+                    await self._redis.ping()
                 else:
                     await asyncio.sleep(0.1)
+                    continue
                 self._notice_reconnection()
                 backoff.reset()
             except asyncio.CancelledError:
@@ -569,6 +576,18 @@ class _Shard(RedisSingleShardConnection):
                     logger.exception("channel layer Pub/Sub receive loop failed")
                 self.outage.failed(exc)
                 await asyncio.sleep(backoff.next())
+
+    async def _reconnect(self) -> None:
+        """Reconnect under the shard's lock. redis-py would otherwise reconnect inside
+        get_message while a consumer's subscribe() reconnects the same connection too: two
+        sockets, the first one abandoned mid-conversation (Redis then closes it)."""
+        pubsub = self._pubsub
+        connection = pubsub.connection if pubsub is not None else None
+        if connection is None or connection.is_connected:
+            return
+        async with self._lock:
+            if not connection.is_connected:
+                await pubsub.connect()
 
     async def _restore(self) -> None:
         """Subscribe what is held here but not subscribed (asked for while Redis was away)."""

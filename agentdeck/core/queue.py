@@ -114,6 +114,22 @@ class ORMBroker(_Reconnecting, orm.ORM):
 class RedisBroker(_Reconnecting, redis_broker.Redis):
     """django-q2's Redis broker, reconnecting (redis-py reconnects on the next command)."""
 
+    @staticmethod
+    def get_connection(list_key: str | None = None) -> Any:
+        from django_q.conf import Conf
+
+        if isinstance(Conf.REDIS, str) and not Conf.DJANGO_REDIS:
+            import redis
+            from redis.backoff import NoBackoff
+            from redis.retry import Retry
+
+            # One immediate retry (a pooled connection the server closed), then fail: redis-py
+            # retries a command 10 times with up to 1 s between tries by default, which held
+            # /readyz and the pusher for seconds per call while Redis was down. _Reconnecting
+            # does the waiting, with a backoff of its own.
+            return redis.Redis.from_url(Conf.REDIS, retry=Retry(NoBackoff(), 1))
+        return redis_broker.Redis.get_connection(list_key)
+
     def ping(self) -> bool:
         # Without the library's "Can not connect to Redis server." on every /readyz: the
         # check reports the error itself.
