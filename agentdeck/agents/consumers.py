@@ -118,6 +118,7 @@ class AuthenticatedConsumer(AsyncWebsocketConsumer):
 class RunEventsConsumer(AuthenticatedConsumer):
     async def connect(self) -> None:
         self.group: str | None = None
+        self.cursor: RunEventCursor | None = None
         self.closed = False
         self.lock = asyncio.Lock()
         self.watcher: asyncio.Task | None = None
@@ -202,12 +203,12 @@ class RunEventsConsumer(AuthenticatedConsumer):
 
     async def run_event(self, message: dict[str, Any]) -> None:
         """A live event from the worker (group message type ``run.event``)."""
-        if not self.closed:
+        if not self.closed and self.cursor is not None:
             await self._deliver(self.cursor.live(message))
 
     async def channel_layer_reconnected(self, message: dict[str, Any]) -> None:
         """Live messages may have been lost while the layer was away: read the log now."""
-        if not self.closed:
+        if not self.closed and self.cursor is not None:
             await self._deliver(self.cursor.backlog())
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
