@@ -386,8 +386,15 @@ class PostgresChannelLayer(_UpstreamPostgresLayer):
                 if float(parts[3]) < time.time():
                     continue  # expired while it waited
                 return self.deserialize(base64.b64decode(parts[2]))
-            # A big message travels by id; upstream asserted it was still there.
-            row = await self.django_db.delete_message_returning_message(int(parts[0]))
+            # A big message travels by id; upstream asserted it was still there. If the
+            # database is away it is skipped: the layer's reconnection makes consumers catch up.
+            try:
+                row = await self.django_db.delete_message_returning_message(int(parts[0]))
+            except Exception as exc:
+                if not is_connection_error(exc):
+                    raise
+                logger.info("channel layer: a big message could not be fetched (%s)", exc)
+                continue
             if row is not None:
                 return self.deserialize(row[0])
 
