@@ -93,6 +93,9 @@ async def wait_until(predicate: Callable[[], bool], timeout: float, what: str) -
     return time.monotonic() - started
 
 
+_agents: dict[str, str] = {}  # the agent each server's scenarios run, made once
+
+
 def get_readyz(server) -> tuple[int, dict]:
     return http("GET", f"{server.url}/readyz", timeout=20)
 
@@ -103,12 +106,13 @@ async def outage_under_load(
     """Two runs in flight with a WebSocket and an SSE follower each and a notifications socket;
     ``stop`` the server under them, check /readyz, ``start`` it again; then check that every
     follower got its run's whole log once, in order, that /readyz recovered, that a new run
-    runs and that notifications flow again."""
+    runs and that notifications flow again. With ``failing`` empty the outage may be too short
+    for /readyz to see (a crash PostgreSQL recovers from by itself)."""
     # A load balancer asks before the outage too (the layer's connections then exist).
     status, body = await asyncio.to_thread(get_readyz, server)
     assert status == 200, body
     api = Api(server.url, SUB)
-    agent_id = setup_agent(api)
+    agent_id = _agents.get(server.url) or _agents.setdefault(server.url, setup_agent(api))
     notes: list[dict] = []
     notifying = asyncio.create_task(collect_notifications(server, notes))
     run_ids = [start_run(api, agent_id, LONG_INPUT) for _ in range(2)]
@@ -124,17 +128,17 @@ async def outage_under_load(
     await asyncio.to_thread(stop)
     stopped_at = time.monotonic()
     # 503 while it is down, quickly, naming the part(s) that depend on it.
-    while True:
+    while failing:
         asked = time.monotonic()
         status, body = await asyncio.to_thread(get_readyz, server)
         took = time.monotonic() - asked
         if status == 503 and failing <= set(body["failing"]):
+            assert took < 5, (took, body)
+            for name in failing:
+                assert body["checks"][name]["error"], body
             break
         assert time.monotonic() - stopped_at < 10, body
         await asyncio.sleep(0.2)
-    assert took < 5, (took, body)
-    for name in failing:
-        assert body["checks"][name]["error"], body
     await asyncio.sleep(max(0.0, OUTAGE_SECONDS - (time.monotonic() - stopped_at)))
 
     await asyncio.to_thread(start)
@@ -193,6 +197,8 @@ def test_postgresql_restarting_under_a_live_system_loses_nothing(server_factory)
                 server, outage.stop, outage.start, {"database", "channel_layer", "queue"}
             )
         )
+        # The issue's own trigger: one backend killed makes PostgreSQL reset every connection.
+        asyncio.run(outage_under_load(server, outage.crash_one_backend, lambda: None, set()))
         assert server.process.poll() is None, "serve died"
     finally:
         server.stop(sig=signal.SIGTERM)
@@ -200,8 +206,9 @@ def test_postgresql_restarting_under_a_live_system_loses_nothing(server_factory)
         stop_postgres(pgdata)
     log = server.log()
     assert "Task exception was never retrieved" not in log
-    # The outage is logged once per connection, not per attempt.
-    assert log.count("channel layer LISTEN connection (PostgreSQL) lost") <= 2, log
+    # Each outage is logged once per connection (daphne has two: its consumers' and its
+    # publisher's), not once per attempt.
+    assert log.count("channel layer LISTEN connection (PostgreSQL) lost") <= 2 * 2, log
 
 
 @pytest.fixture

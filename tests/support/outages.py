@@ -97,17 +97,18 @@ class PostgresOutage:
         finally:
             self.start()
 
-    def terminate_backends(self, conninfo: str) -> int:
-        """pg_terminate_backend() on every other backend: one backend killed, which is what a
-        crashing backend makes PostgreSQL do to all of them."""
-        import psycopg
-
-        with psycopg.connect(conninfo, autocommit=True) as conn:
-            rows = conn.execute(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                "WHERE pid <> pg_backend_pid() AND backend_type = 'client backend'"
-            ).fetchall()
-        return len(rows)
+    def crash_one_backend(self) -> int:
+        """SIGKILL one client backend: PostgreSQL then resets every connection and recovers
+        (what a backend killed by the kernel's OOM killer does). Returns the pid killed."""
+        running = _postmaster(self.pgdata)
+        if running is None:
+            raise RuntimeError(f"no PostgreSQL running on {self.pgdata}")
+        for child in psutil.Process(running[0]).children():
+            cmdline = " ".join(child.cmdline())
+            if "[local]" in cmdline or "127.0.0.1" in cmdline:  # a client's backend
+                child.send_signal(signal.SIGKILL)
+                return child.pid
+        raise RuntimeError("no client backend to kill")
 
 
 def stop_postgres(pgdata: Path) -> None:
