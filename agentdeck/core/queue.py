@@ -101,6 +101,8 @@ class _Reconnecting:
             if not is_connection_error(exc):
                 raise
             self.outage.failed(exc)
+        else:
+            self.outage.recovered()
 
 
 class ORMBroker(_Reconnecting, orm.ORM):
