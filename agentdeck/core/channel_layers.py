@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import itertools
 import logging
 import random
 import time
@@ -73,9 +74,11 @@ def reconnected_message(since: float | None) -> dict[str, Any]:
 class _Database(DatabaseLayer):
     """channels_postgres's queries on a pool of this layer instance's own, one per event loop,
     instead of its module-global pool (bound to whichever loop came first, so the process's
-    publishing loop and daphne's loop could not share it), with connections checked before
-    use (a restart leaves every idle one dead) and reconnection not left to psycopg_pool's
-    uncapped backoff (it waits 1, 2, 4 ... 256 s between attempts during a long outage)."""
+    publishing loop and daphne's loop could not share it), surviving the dead connections a
+    restart leaves in it (:meth:`execute`), and with reconnection not left to psycopg_pool's
+    uncapped backoff (it waits 1, 2, 4 ... 256 s between attempts during a long outage).
+    Every query the layer makes goes through :meth:`execute`, except the advisory lock of a
+    named channel (agentdeck uses none) and upstream's periodic clean-ups."""
 
     DEFAULT_POOL_OPTIONS = {
         "min_size": 1,
@@ -117,7 +120,6 @@ class _Database(DatabaseLayer):
                     conninfo=psycopg.conninfo.make_conninfo(conninfo="", **db_params),
                     open=False,
                     configure=configure,
-                    check=psycopg_pool.AsyncConnectionPool.check_connection,
                     name=self.name,
                     **{**self.DEFAULT_POOL_OPTIONS, **self.psycopg_options},
                 )
@@ -134,10 +136,53 @@ class _Database(DatabaseLayer):
             await pool.close()
 
     async def execute(self, query: sql.Composable, params: Any = None) -> list[tuple]:
+        """Run one statement on a pooled connection. A connection that died while idle in the
+        pool (PostgreSQL restarted, or reset every connection) fails at once, the pool drops
+        it, and the statement is tried on the next one: after a restart the first operations
+        use up the dead connections instead of failing with them. Checking each connection
+        before use (psycopg_pool's ``check``) would cost a round trip per operation: a third of
+        a publish (benchmarked here: 0.95 against 0.6 ms per group_send)."""
         pool = await self.get_db_pool(self.db_params)
-        async with pool.connection() as conn, conn.cursor() as cursor:
-            await cursor.execute(query, params)
-            return await cursor.fetchall() if cursor.description else []
+        for attempt in itertools.count():
+            try:
+                async with pool.connection() as conn:
+                    cursor = await conn.execute(query, params)
+                    return await cursor.fetchall() if cursor.description else []
+            except psycopg.OperationalError as exc:
+                if (
+                    isinstance(exc, psycopg_pool.PoolTimeout)  # no connection to be had at all
+                    or attempt >= pool.max_size
+                    or not is_connection_error(exc)
+                ):
+                    raise
+        raise AssertionError("unreachable")
+
+    async def send_to_channel(
+        self, group_key: str, message: bytes, expire: int, channel: str | None = None
+    ) -> None:
+        # Only send() uses this (group_send uses send_to_group).
+        if channel is None:
+            await self.send_to_group(group_key, message, expire)
+            return
+        query = sql.SQL("INSERT INTO {message} (channel, message, expire) VALUES (%s, %s, %s)")
+        await self.execute(
+            query.format(message=sql.Identifier(MESSAGE_TABLE)),
+            (channel, message, _expiry(expire)),
+        )
+
+    async def add_channel_to_group(self, group_key: str, channel: str, expire: int) -> None:
+        query = sql.SQL("INSERT INTO {groups} (group_key, channel, expire) VALUES (%s, %s, %s)")
+        await self.execute(
+            query.format(groups=sql.Identifier(GROUP_CHANNEL_TABLE)),
+            (group_key, channel, _expiry(expire)),
+        )
+
+    async def delete_message_returning_message(self, message_id: int) -> tuple[bytes] | None:
+        query = sql.SQL("DELETE FROM {message} WHERE id = %s RETURNING message")
+        rows = await self.execute(
+            query.format(message=sql.Identifier(MESSAGE_TABLE)), (message_id,)
+        )
+        return rows[0] if rows else None
 
     async def send_to_group(self, group_key: str, message: bytes, expire: int) -> None:
         """One message row per member channel of the group, in one statement. Upstream read the

@@ -99,6 +99,9 @@ def test_postgres_layer_delivers_again_after_postgresql_resets_its_connections()
         # and its pooled connections die (and here a membership row goes missing too).
         killed = await asyncio.to_thread(reset_connections, django_pid, lose_membership_of=restored)
         assert killed >= 2
+        # A consumer joining right away is not refused for the pool's dead connections.
+        late = await layer.new_channel()
+        await layer.group_add("outage", late)
         # Sent at once: the pool must not hand out a dead connection, and what the LISTEN
         # connection misses while it reconnects is replayed from the message table. The layer
         # also says it was away (consumers then catch up from their log).
@@ -108,6 +111,10 @@ def test_postgres_layer_delivers_again_after_postgresql_resets_its_connections()
         got += await receive_all(layer, inbox, 1)
         while got_restored[-1].get("n") != 3:
             got_restored += await receive_all(layer, restored, 1)
+        got_late = await receive_all(layer, late, 1)
+        while got_late[-1].get("n") != 3:
+            got_late += await receive_all(layer, late, 1)
+        assert [m["n"] for m in got_late if m["type"] == "t"] == [2, 3]
         await layer.close_pools()
         return got, got_restored
 
