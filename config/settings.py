@@ -173,6 +173,10 @@ if DATABASE_POOL:
                 # Waiting longer never helps: daphne runs Django's sync code on one thread, so
                 # a wait means the database is unreachable (and /readyz must say so quickly).
                 "timeout": 2,
+                # psycopg_pool doubles the wait between reconnection attempts without a cap
+                # (1, 2, 4 ... s) until this deadline; after it, the next request starts a new
+                # attempt at once. So a restarted PostgreSQL is used again within seconds.
+                "reconnect_timeout": 5,
             },
         },
     }
@@ -385,10 +389,19 @@ Q_CLUSTER = {
     "poll": 0.2,
     "label": "Task queue",
 }
+# The brokers in agentdeck.core.queue ride out a restart of PostgreSQL or Redis (django-q2's own
+# let its pusher and monitor processes die and be restarted).
 if REDIS_URL:
     Q_CLUSTER["redis"] = REDIS_URL
+    Q_CLUSTER["broker_class"] = "agentdeck.core.queue.RedisBroker"
 else:
     Q_CLUSTER["orm"] = "default"
+    Q_CLUSTER["broker_class"] = "agentdeck.core.queue.ORMBroker"
+
+# The longest wait between two attempts of a connection that reconnects (the channel layers'
+# LISTEN and Pub/Sub connections, the realtime publisher, the queue brokers, a run's writes):
+# they are back within this long of their server (agentdeck.core.reconnect).
+RECONNECT_MAX_DELAY_SECONDS = env.float("RECONNECT_MAX_DELAY_SECONDS", default=2.0)
 
 REDIS_SOCKET_TIMEOUT_SECONDS = env.float("REDIS_SOCKET_TIMEOUT_SECONDS", default=30.0)
 CHANNEL_LAYER = env.str("CHANNEL_LAYER", default="redis" if REDIS_URL else "postgres")
@@ -406,7 +419,9 @@ if CHANNEL_LAYER == "redis":
             # does not keep (a process reconnecting to Redis misses what was published
             # meanwhile) the run log has: followers notice the gap, or read the log after
             # RUN_STREAM_RECHECK_SECONDS without news.
-            "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
+            # agentdeck.core.channel_layers: channels_redis's layer, re-subscribing everything
+            # held locally after Redis restarts and telling consumers they may have missed some.
+            "BACKEND": "agentdeck.core.channel_layers.RedisPubSubChannelLayer",
             "CONFIG": {
                 "hosts": [{"address": REDIS_URL, "socket_timeout": REDIS_SOCKET_TIMEOUT_SECONDS}],
             },
@@ -426,7 +441,12 @@ elif CHANNEL_LAYER == "postgres":
         "CONN_HEALTH_CHECKS": False,
     }
     CHANNEL_LAYERS = {
-        "default": {"BACKEND": "channels_postgres.core.PostgresChannelLayer", "CONFIG": _layer_db}
+        # agentdeck.core.channel_layers: channels_postgres's layer with a LISTEN connection that
+        # reconnects after PostgreSQL restarts (upstream's dies with its first error).
+        "default": {
+            "BACKEND": "agentdeck.core.channel_layers.PostgresChannelLayer",
+            "CONFIG": _layer_db,
+        }
     }
     # channels-postgres manages group membership through the ORM on a database alias of its own
     # name; it is the same database (a test mirror of "default", so tests create nothing extra).

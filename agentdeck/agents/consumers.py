@@ -7,6 +7,11 @@ with no gap and no duplicate across the switch (``agentdeck.agents.streams`` exp
 
 Frames: ``{"seq", "type", "run_id", "created_at", "data"}`` for events; control frames have no
 ``seq``: ``{"type": "error", "code", "detail"}`` and ``{"type": "cancel.accepted", "run_id"}``.
+
+When the channel layer reconnects after an outage (``channel_layer.reconnected``), a run's
+follower reads the log for what it missed; ``/ws/notifications/``, which has no log, sends
+``{"type": "resync", "data": {"since"}}`` so the client refetches the state it shows. A socket
+that connects while the layer or the database is away is closed with 1013 (try again later).
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -25,13 +31,16 @@ from django.utils import timezone
 
 from agentdeck.accounts.ws_auth import SUBPROTOCOL
 from agentdeck.agents.models.run import TERMINAL_STATUSES
-from agentdeck.agents.streams import RunEventCursor, parse_after
+from agentdeck.agents.streams import RunEventCursor, parse_after, until_unreachable
+from agentdeck.core.channel_layers import RECONNECTED
 from agentdeck.core.exceptions import ApplicationError
 from agentdeck.core.realtime import run_group, user_group
+from agentdeck.core.reconnect import is_connection_error
 from agentdeck.core.ws import (
     CLOSE_BAD_REQUEST,
     CLOSE_NORMAL,
     CLOSE_NOT_FOUND,
+    CLOSE_TRY_AGAIN,
     CLOSE_UNAUTHENTICATED,
 )
 
@@ -48,7 +57,9 @@ class AuthenticatedConsumer(AsyncWebsocketConsumer):
     # hundreds of sockets following live runs, each event became hundreds of queued hops
     # through that thread, the largest delay benchmarks/ws_fanout.py found. The disconnect
     # needs no database either, and when a run ends all its followers disconnect together.
-    DIRECT_MESSAGE_TYPES = frozenset({"run.event", "user.notify", "websocket.disconnect"})
+    DIRECT_MESSAGE_TYPES = frozenset(
+        {"run.event", "user.notify", "websocket.disconnect", RECONNECTED}
+    )
 
     async def dispatch(self, message: dict[str, Any]) -> None:
         if message.get("type") in self.DIRECT_MESSAGE_TYPES:
@@ -82,10 +93,32 @@ class AuthenticatedConsumer(AsyncWebsocketConsumer):
     async def send_error(self, code: str, detail: str) -> None:
         await self.send(text_data=json.dumps({"type": "error", "code": code, "detail": detail}))
 
+    async def join(self, group: str) -> bool:
+        """Join ``group``; if the layer's server is unreachable, tell the client to try again
+        later (1013) and return False."""
+        try:
+            await self.channel_layer.group_add(group, self.channel_name)
+        except Exception as exc:
+            if not is_connection_error(exc):
+                raise
+            await self.try_again_later()
+            return False
+        return True
+
+    async def try_again_later(self) -> None:
+        await self.send_error(
+            "service_unavailable", "The server is reconnecting to its database; try again."
+        )
+        await self.close(CLOSE_TRY_AGAIN)
+
+    async def channel_layer_reconnected(self, message: dict[str, Any]) -> None:
+        """The layer was disconnected for a while; messages may have been lost meanwhile."""
+
 
 class RunEventsConsumer(AuthenticatedConsumer):
     async def connect(self) -> None:
         self.group: str | None = None
+        self.cursor: RunEventCursor | None = None
         self.closed = False
         self.lock = asyncio.Lock()
         self.watcher: asyncio.Task | None = None
@@ -104,8 +137,16 @@ class RunEventsConsumer(AuthenticatedConsumer):
         # run one at a time, after connect() returns) and is de-duplicated by the cursor; a
         # caller who may not see the run leaves the group before anything is sent.
         self.group = run_group(self.run_id)
-        await self.channel_layer.group_add(self.group, self.channel_name)
-        position = await database_sync_to_async(self._run_position)()
+        if not await self.join(self.group):
+            self.group = None
+            return
+        try:
+            position = await database_sync_to_async(self._run_position)()
+        except Exception as exc:
+            if not is_connection_error(exc):
+                raise
+            await self.try_again_later()
+            return
         if position is None:
             await self.channel_layer.group_discard(self.group, self.channel_name)
             self.group = None
@@ -138,9 +179,10 @@ class RunEventsConsumer(AuthenticatedConsumer):
         )
 
     async def _deliver(self, frames) -> None:
-        """Send frames from the cursor (under the lock: the watcher reads the log too)."""
+        """Send frames from the cursor (under the lock: the watcher reads the log too). A log
+        the database cannot serve right now is read again at the next wake-up or recheck."""
         async with self.lock:
-            async for frame in frames:
+            async for frame in until_unreachable(frames):
                 if self.closed or await self.credential_expired():
                     self.closed = True
                     return
@@ -161,8 +203,13 @@ class RunEventsConsumer(AuthenticatedConsumer):
 
     async def run_event(self, message: dict[str, Any]) -> None:
         """A live event from the worker (group message type ``run.event``)."""
-        if not self.closed:
+        if not self.closed and self.cursor is not None:
             await self._deliver(self.cursor.live(message))
+
+    async def channel_layer_reconnected(self, message: dict[str, Any]) -> None:
+        """Live messages may have been lost while the layer was away: read the log now."""
+        if not self.closed and self.cursor is not None:
+            await self._deliver(self.cursor.backlog())
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         try:
@@ -200,20 +247,45 @@ class RunEventsConsumer(AuthenticatedConsumer):
 
 
 class NotificationsConsumer(AuthenticatedConsumer):
-    """``/ws/notifications/``: the caller's own stream (``run.status`` now; file processing and
-    credit balance changes as they land). Frames: ``{"type", "data"}``."""
+    """``/ws/notifications/``: the caller's own stream (``run.status``, file processing and
+    credit balance changes). Frames: ``{"type", "data"}``.
+
+    Notifications have no log to replay, so after a channel-layer outage the client is told
+    (``{"type": "resync", "data": {"since": ISO time or null}}``) that some may be missing and
+    refetches what it shows (its runs, files and balance) over REST. The server cannot tell
+    whether anything was in fact lost (a Pub/Sub subscriber misses what was published while it
+    was away; the publisher's bounded queue may have dropped), so it says so every time.
+    """
 
     async def connect(self) -> None:
         self.group = None
         if not await self.accept_authenticated():
             return
-        self.group = user_group(self.scope["user"].pk)
-        await self.channel_layer.group_add(self.group, self.channel_name)
+        group = user_group(self.scope["user"].pk)
+        if await self.join(group):
+            self.group = group
 
     async def user_notify(self, message: dict[str, Any]) -> None:
         if await self.credential_expired():
             return
         await self.send(text_data=json.dumps(message["notification"]))
+
+    async def channel_layer_reconnected(self, message: dict[str, Any]) -> None:
+        if self.group is None or await self.credential_expired():
+            return
+        since = message.get("since")
+        await self.send(
+            text_data=json.dumps(
+                {
+                    "type": "resync",
+                    "data": {
+                        "since": None
+                        if since is None
+                        else datetime.fromtimestamp(since, UTC).isoformat().replace("+00:00", "Z")
+                    },
+                }
+            )
+        )
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         await self.send_error("bad_frame", "This stream takes no client frames.")

@@ -12,11 +12,18 @@ group first and replays the log second; every live message is then checked again
 A dropped message is only noticed when a later one arrives, so a run's *last* messages could be
 lost for good; followers therefore also read the log after ``RUN_STREAM_RECHECK_SECONDS``
 without news (:meth:`RunEventCursor.backlog` is cheap: one indexed query).
+
+When the channel layer's connection comes back after an outage it tells every local channel
+(``channel_layer.reconnected``, agentdeck.core.channel_layers): followers read the log at once
+rather than at the next recheck. A log read that fails because the database is away
+(:func:`until_unreachable`) leaves the follower where it stands, to read again at its next
+wake-up or recheck.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -24,6 +31,9 @@ from channels.db import database_sync_to_async
 
 from agentdeck.agents.models import RunEvent
 from agentdeck.agents.runtime.events import TERMINAL_EVENT_TYPES
+from agentdeck.core.reconnect import is_connection_error
+
+logger = logging.getLogger(__name__)
 
 REPLAY_BATCH = 500
 
@@ -121,3 +131,15 @@ class RunEventCursor:
             return
         async for frame in self.backlog():
             yield frame
+
+
+async def until_unreachable(frames: AsyncIterator[Frame]) -> AsyncIterator[Frame]:
+    """``frames`` until reading the log fails because the database is unreachable; then stop
+    quietly (the cursor stays on the last frame yielded) instead of ending the stream."""
+    try:
+        async for frame in frames:
+            yield frame
+    except Exception as exc:
+        if not is_connection_error(exc):
+            raise
+        logger.info("run log unreadable for now (%s); the follower will read it again", exc)

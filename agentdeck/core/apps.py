@@ -22,3 +22,12 @@ class CoreConfig(AppConfig):
         post_execute_in_worker.connect(
             flush_after_task, dispatch_uid="agentdeck.realtime.flush_after_task"
         )
+
+        # A restarting PostgreSQL: one warning per pool a minute, not one per attempt.
+        import logging
+
+        from agentdeck.core.reconnect import RepeatedWarnings
+
+        pool_logger = logging.getLogger("psycopg.pool")
+        if not any(isinstance(f, RepeatedWarnings) for f in pool_logger.filters):
+            pool_logger.addFilter(RepeatedWarnings())

@@ -2,7 +2,9 @@
 
 ``/healthz`` answers 200 while the process can serve a request and touches nothing else.
 ``/readyz`` answers 200 only when the database, the task queue's broker and the channel layer
-all answer, else 503 with the failing parts named in ``failing``.
+all answer, else 503 with the failing parts named in ``failing``. Each check fails fast while
+its connection is known to be down (the layers and the publisher keep that state while they
+reconnect: agentdeck.core.reconnect), and answers again as soon as they are back.
 """
 
 from __future__ import annotations
@@ -61,21 +63,45 @@ def check_channel_layer() -> str | None:
     layer = get_channel_layer()
     if layer is None:
         raise RuntimeError("no channel layer configured")
+    # The receive side of this process's consumers (daphne's loop): read its state rather than
+    # touch its connections from this thread.
+    describe = getattr(layer, "receive_outage_description", None)
+    down = describe() if describe is not None else None
+    if down:
+        raise ConnectionError(down)
 
     async def roundtrip(layer) -> None:
         channel = await layer.new_channel("readyz.")
         token = uuid.uuid4().hex
-        # Listen before sending: channels-postgres may miss a NOTIFY sent before its LISTEN.
-        receiving = asyncio.ensure_future(layer.receive(channel))
-        await asyncio.sleep(0.05)
-        await layer.send(channel, {"type": "readyz.ping", "token": token})
-        message = await asyncio.wait_for(receiving, CHANNEL_LAYER_TIMEOUT_SECONDS)
-        if message.get("token") != token:
-            raise RuntimeError("channel layer returned a different message")
+        try:
+            # Listen before sending: a NOTIFY sent before the LISTEN would only be replayed.
+            receiving = asyncio.ensure_future(layer.receive(channel))
+            await asyncio.sleep(0.05)
+            await layer.send(channel, {"type": "readyz.ping", "token": token})
+            deadline = asyncio.get_running_loop().time() + CHANNEL_LAYER_TIMEOUT_SECONDS
+            while True:
+                async with asyncio.timeout_at(deadline):
+                    message = await receiving
+                if message.get("token") == token:
+                    return
+                if message.get("type") != "readyz.ping":  # e.g. channel_layer.reconnected
+                    receiving = asyncio.ensure_future(layer.receive(channel))
+                    continue
+                raise RuntimeError("channel layer returned a different message")
+        finally:
+            forget = getattr(layer, "forget_channel", None)  # agentdeck.core.channel_layers
+            if forget is not None:
+                await forget(channel)
 
     if isinstance(layer, InMemoryChannelLayer):
         async_to_sync(roundtrip)(layer)
     else:
+        publisher = realtime.get_publisher()
+        if publisher.outage.down:
+            raise ConnectionError(publisher.outage.describe())
+        down = getattr(publisher.layer, "receive_outage_description", lambda: None)()
+        if down:
+            raise ConnectionError(down)
         # A fresh async_to_sync loop per check broke channels-postgres from the second check on
         # (its pool stays bound to the first loop): every /readyz after the first said 503.
         realtime.on_publisher_loop(roundtrip, CHANNEL_LAYER_TIMEOUT_SECONDS + 1)

@@ -6,13 +6,20 @@ that was rolled back. Consumers (``/ws/...``) treat a message as a wake-up: the 
 is the truth, and a client that missed a message catches up from it.
 
 How a message leaves the process: every process has one publishing event loop, on a daemon
-thread, with a channel layer instance of its own (channels_redis keeps its connection pools per
-event loop; our PostgreSQL layer gets a pool of its own, see :func:`_own_postgres_pool`). Sync
-code hands a message over and returns at once; one sender task sends them in the order they
-were handed over. The previous design, ``async_to_sync(layer.group_send)`` per message, started
-a new loop and thread and opened new Redis connections every time, the largest cost of the run
-path and of a credit settlement (benchmarks/RESULTS.md). The in-memory layer (unit tests) keeps
-the direct path: its groups live in the one instance the consumers use.
+thread, with a channel layer instance of its own (the layers keep their connection pools per
+event loop: agentdeck.core.channel_layers). Sync code hands a message over and returns at once;
+one sender task sends them in the order they were handed over. The previous design,
+``async_to_sync(layer.group_send)`` per message, started a new loop and thread and opened new
+Redis connections every time, the largest cost of the run path and of a credit settlement
+(benchmarks/RESULTS.md). The in-memory layer (unit tests) keeps the direct path: its groups live
+in the one instance the consumers use.
+
+When the layer's server is away (PostgreSQL or Redis restarting), the publisher keeps what it
+was handed, up to ``QUEUE_MAX`` messages, retries the oldest with backoff and sends them all, in
+order, once the server is back. Why keep them rather than rely on the log alone: run events are
+in the log (followers catch up from it when their layer reconnects), but notifications
+(``/ws/notifications/``) have no log, and a balance or status change sent late is still the
+current state. What a full queue drops is lost to live delivery only.
 """
 
 from __future__ import annotations
@@ -36,12 +43,15 @@ from channels.layers import (
 from django.core.signals import setting_changed
 from django.db import transaction
 
+from agentdeck.core.reconnect import Backoff, Outage, is_connection_error
+
 logger = logging.getLogger(__name__)
 
 # Messages handed over but not yet sent, per process. A worker produces ~11 per run, so this is
-# minutes of a stalled layer; beyond it messages are dropped (the log has them).
+# minutes of a stalled layer; beyond it messages are dropped (the log has the run events).
 QUEUE_MAX = 10_000
-# A send that takes longer is abandoned, so one hung connection cannot hold up the queue.
+# A send that takes longer is abandoned and tried again, so one hung connection cannot hold up
+# the queue.
 SEND_TIMEOUT_SECONDS = 10.0
 # What a django-q2 task waits at its end for its messages to leave (its process may be recycled).
 TASK_FLUSH_TIMEOUT_SECONDS = 2.0
@@ -119,9 +129,10 @@ class Publisher:
 
     :meth:`submit` is thread-safe, never blocks and never raises: it is safe from sync code and
     from inside a running event loop. Messages are sent one at a time by a single task reading
-    one queue, so they leave in the order they were submitted. Each send is best effort: a
-    failure is logged and the next message goes on. The caller must not mutate a message after
-    submitting it (it is serialized when sent).
+    one queue, so they leave in the order they were submitted. A send that fails because the
+    layer's server is unreachable is retried with backoff until it goes through (the messages
+    behind it wait: order is kept); any other failure is logged and the next message goes on.
+    The caller must not mutate a message after submitting it (it is serialized when sent).
     """
 
     def __init__(self, layer: BaseChannelLayer, *, maxsize: int = QUEUE_MAX) -> None:
@@ -141,6 +152,8 @@ class Publisher:
             "realtime publish queue full (%d messages): message to %s dropped"
         )
         self._warn_failed = _RateLimitedWarning("realtime publish to %s failed")
+        self.outage = Outage("realtime publishing (channel layer)", logger)
+        self._backoff = Backoff()
         self.thread = threading.Thread(
             target=self._run, name="agentdeck-realtime-publisher", daemon=True
         )
@@ -162,15 +175,31 @@ class Publisher:
     async def _sender(self) -> None:
         while True:
             group, message = await self._queue.get()
+            await self._send(group, message)
+            with self._cond:
+                self._done += 1
+                self._cond.notify_all()
+
+    async def _send(self, group: str, message: dict[str, Any]) -> None:
+        while True:
             try:
                 await asyncio.wait_for(
                     self.layer.group_send(group, message), timeout=SEND_TIMEOUT_SECONDS
                 )
-            except Exception:
-                self._warn_failed(group, exc_info=True)
-            with self._cond:
-                self._done += 1
-                self._cond.notify_all()
+            except Exception as exc:
+                if not is_connection_error(exc) or self._closed:
+                    self._warn_failed(group, exc_info=True)
+                    return
+                # The server is away: keep the message (and everything behind it) and try again.
+                self.outage.failed(exc)
+                with self._cond:
+                    self._cond.notify_all()  # flush() stops waiting for an outage
+                await asyncio.sleep(self._backoff.next())
+                continue
+            if self.outage.recovered():
+                logger.warning("realtime publishing: %d message(s) still to send", self.pending)
+            self._backoff.reset()
+            return
 
     def submit(self, group: str, message: dict[str, Any], *, coalesce: str | None = None) -> bool:
         """Queue one message; False if it was dropped (queue full or publisher closed).
@@ -211,15 +240,18 @@ class Publisher:
 
     def flush(self, timeout: float | None = None) -> bool:
         """Wait until every message submitted before this call was sent (or failed); waiting
-        coalesced messages leave at once. Returns False on timeout. Blocks: not for code
-        running on an event loop."""
+        coalesced messages leave at once. Returns False on timeout, and at once while the layer
+        is unreachable (the messages stay queued and leave when it is back). Blocks: not for
+        code running on an event loop."""
         if threading.current_thread() is self.thread:
             return False  # would wait for ourselves
         with self._cond:
             target = self._submitted
             if self._waiting and not self._closed:
                 self.loop.call_soon_threadsafe(self._release_all)
-            return self._cond.wait_for(lambda: self._done >= target, timeout=timeout)
+            return self._cond.wait_for(
+                lambda: self._done >= target or self.outage.down, timeout=timeout
+            ) and (self._done >= target)
 
     @property
     def pending(self) -> int:
@@ -244,67 +276,17 @@ async def _close_layer(layer: BaseChannelLayer) -> None:
         # flush() would delete every queued message instead).
         await layer.flush()
         return
-    close_pools = getattr(layer, "close_pools", None)  # channels_redis's queue layer
+    # channels_redis's queue layer; agentdeck.core.channel_layers.PostgresChannelLayer.
+    close_pools = getattr(layer, "close_pools", None)
     if close_pools is not None:
         await close_pools()
-    pool = getattr(getattr(layer, "django_db", None), "_pool", None)  # _own_postgres_pool
-    if pool is not None:
-        await pool.close()
-
-
-def _own_postgres_pool(layer: BaseChannelLayer) -> None:
-    """Give a channels_postgres layer a connection pool bound to the publisher's loop.
-
-    channels_postgres keeps ONE module-global ``AsyncConnectionPool`` (``channels_postgres.db``),
-    created on the first loop that uses it. In daphne that is the main loop, where consumers
-    receive; the pool is neither thread-safe nor usable from a second loop, so the publisher's
-    layer gets its own pool instead: a small one, as the one sender uses one connection at a time.
-    """
-    try:
-        from channels_postgres.core import PostgresChannelLayer
-        from channels_postgres.db import DatabaseLayer
-    except ImportError:  # pragma: no cover - the package is a dependency
-        return
-    if not isinstance(layer, PostgresChannelLayer):
-        return
-    import psycopg
-    import psycopg_pool
-
-    class OwnPoolDatabaseLayer(DatabaseLayer):
-        _pool: psycopg_pool.AsyncConnectionPool | None = None
-
-        async def get_db_pool(self, db_params: dict[str, Any]) -> psycopg_pool.AsyncConnectionPool:
-            if self._pool is None:
-
-                async def configure(conn: psycopg.AsyncConnection) -> None:
-                    # As channels_postgres.db.DatabaseLayer configures its pool's connections.
-                    await conn.set_autocommit(True)
-                    conn.prepare_threshold = 0
-                    conn.prepared_max = None
-
-                options = {"min_size": 1, "max_size": 2, **self.psycopg_options}
-                pool = psycopg_pool.AsyncConnectionPool(
-                    conninfo=psycopg.conninfo.make_conninfo(conninfo="", **db_params),
-                    open=False,
-                    configure=configure,
-                    name="agentdeck-realtime-publisher",
-                    **options,
-                )
-                await pool.open(wait=True)
-                self._pool = pool
-            return self._pool
-
-    old = layer.django_db
-    layer.django_db = OwnPoolDatabaseLayer(
-        old.psycopg_options, old.db_params, using=old.using, logger=old.logger
-    )
 
 
 _publisher: Publisher | None = None
 _publisher_lock = threading.Lock()
 
 
-def _get_publisher() -> Publisher:
+def get_publisher() -> Publisher:
     global _publisher
     publisher = _publisher
     if publisher is not None:
@@ -314,7 +296,6 @@ def _get_publisher() -> Publisher:
             # A separate instance from get_channel_layer()'s, which daphne's consumers use on
             # the main loop: its connections would be bound to that loop.
             layer = channel_layers.make_backend(DEFAULT_CHANNEL_LAYER)
-            _own_postgres_pool(layer)
             _publisher = Publisher(layer)
         return _publisher
 
@@ -325,7 +306,7 @@ def on_publisher_loop(make_coroutine: Any, timeout: float) -> Any:
     leave by, not a throwaway loop that some layers cannot be reused from)."""
     import concurrent.futures
 
-    publisher = _get_publisher()
+    publisher = get_publisher()
     future = asyncio.run_coroutine_threadsafe(make_coroutine(publisher.layer), publisher.loop)
     try:
         return future.result(timeout)
@@ -391,7 +372,7 @@ def publish(group: str, message: dict[str, Any], *, coalesce: str | None = None)
         if isinstance(layer, InMemoryChannelLayer):
             _publish_in_memory(layer, group, message)
         else:
-            _get_publisher().submit(group, message, coalesce=coalesce)
+            get_publisher().submit(group, message, coalesce=coalesce)
     except Exception:
         logger.warning("realtime publish to %s failed", group, exc_info=True)
 
@@ -406,7 +387,7 @@ def flush(timeout: float | None = TASK_FLUSH_TIMEOUT_SECONDS) -> bool:
     if publisher is None:
         return True
     flushed = publisher.flush(timeout)
-    if not flushed:
+    if not flushed and not publisher.outage.down:  # an outage is logged once, by the sender
         logger.warning(
             "realtime publish: %d message(s) still unsent after %.1fs", publisher.pending, timeout
         )

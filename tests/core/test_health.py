@@ -53,3 +53,25 @@ def test_readyz_is_503_naming_the_channel_layer_when_redis_is_unreachable(client
     response = client.get("/readyz")
     assert response.status_code == 503
     assert response.json()["failing"] == ["channel_layer"]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_readyz_is_503_at_once_while_the_channel_layer_is_reconnecting_and_200_when_back(client):
+    from channels.layers import get_channel_layer
+
+    layer = get_channel_layer()
+    # What agentdeck.core.channel_layers reports while its LISTEN / Pub/Sub connection is down.
+    layer.receive_outage_description = lambda: (
+        "channel layer LISTEN connection (PostgreSQL): reconnecting for 3.0 s (5 attempt(s)); "
+        "last error: OperationalError: the connection is lost"
+    )
+    try:
+        response = client.get("/readyz")
+    finally:
+        del layer.receive_outage_description
+    assert response.status_code == 503
+    body = response.json()
+    assert body["failing"] == ["channel_layer"]
+    assert "reconnecting for 3.0 s" in body["checks"]["channel_layer"]["error"]
+    assert body["checks"]["channel_layer"]["ms"] < 100  # no round trip waited out
+    assert client.get("/readyz").status_code == 200

@@ -33,6 +33,8 @@ class RecordingLayer(BaseChannelLayer):
         self.fail_on = fail_on or set()
         self.gate = threading.Event()
         self.gate.set()
+        self.down = threading.Event()  # set: every send fails as if the server were away
+        self.attempts = 0
 
     async def group_send(self, group: str, message: dict[str, Any]) -> None:
         while not self.gate.is_set():
@@ -40,8 +42,11 @@ class RecordingLayer(BaseChannelLayer):
         if self.delay:
             await asyncio.sleep(self.delay)
         self.threads.add(threading.current_thread().name)
+        self.attempts += 1
+        if self.down.is_set():
+            raise ConnectionRefusedError("layer down")
         if message.get("n") in self.fail_on:
-            raise ConnectionError("layer down")
+            raise ValueError("message the layer cannot carry")
         self.sent.append((group, message))
 
 
@@ -200,7 +205,7 @@ def test_flush_without_any_publish_returns_at_once(monkeypatch):
     assert realtime.flush(timeout=0) is True
 
 
-def test_a_failed_send_is_logged_and_the_next_message_still_goes(make_publisher, caplog):
+def test_a_message_the_layer_refuses_is_logged_and_the_next_one_still_goes(make_publisher, caplog):
     layer = RecordingLayer(fail_on={2})
     publisher = make_publisher(layer)
     with caplog.at_level(logging.WARNING, logger="agentdeck.core.realtime"):
@@ -209,6 +214,35 @@ def test_a_failed_send_is_logged_and_the_next_message_still_goes(make_publisher,
         assert publisher.flush(timeout=5)
     assert [m["n"] for _, m in layer.sent] == [1, 3]
     assert "realtime publish to g failed" in caplog.text
+
+
+def test_while_the_layer_is_unreachable_messages_are_kept_and_sent_in_order_once_it_is_back(
+    make_publisher, caplog, settings
+):
+    settings.RECONNECT_MAX_DELAY_SECONDS = 0.2
+    layer = RecordingLayer()
+    layer.down.set()
+    publisher = make_publisher(layer)
+    with caplog.at_level(logging.DEBUG, logger="agentdeck.core.realtime"):
+        for n in range(5):
+            publisher.submit("g", {"n": n})
+        # A task's end-of-task flush does not wait out an outage: the messages stay queued.
+        started = time.monotonic()
+        assert publisher.flush(timeout=5) is False
+        assert time.monotonic() - started < 1
+        time.sleep(1)  # several attempts, with backoff
+        assert layer.attempts >= 3
+        assert publisher.pending == 5
+        layer.down.clear()
+        deadline = time.monotonic() + 5
+        while publisher.pending and time.monotonic() < deadline:
+            time.sleep(0.02)
+    assert [m["n"] for _, m in layer.sent] == [0, 1, 2, 3, 4]
+    warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    # Logged when the outage starts and when it ends, not once per attempt.
+    assert sum("lost" in w for w in warnings) == 1, warnings
+    assert sum("back after" in w for w in warnings) == 1, warnings
+    assert not any("realtime publish to g failed" in w for w in warnings)
 
 
 def test_a_full_queue_drops_with_a_warning_instead_of_blocking(make_publisher, caplog):
@@ -340,13 +374,14 @@ def test_publishing_to_redis_works_in_the_parent_and_in_a_forked_child():
 
 @pytest.mark.django_db(transaction=True)
 def test_postgres_layer_publishes_through_a_pool_of_its_own():
-    from channels_postgres.core import PostgresChannelLayer
+    import channels_postgres.db
     from channels_postgres.models import GroupChannel, Message
+
+    from agentdeck.core.channel_layers import PostgresChannelLayer
 
     layer = PostgresChannelLayer(
         **{**connection.settings_dict, "CONN_MAX_AGE": 0, "CONN_HEALTH_CHECKS": False}
     )
-    realtime._own_postgres_pool(layer)
     GroupChannel.objects.create(group_key="asgi:group:pgtest", channel="pgtest.inbox")
     publisher = realtime.Publisher(layer)
     try:
@@ -354,7 +389,9 @@ def test_postgres_layer_publishes_through_a_pool_of_its_own():
             publisher.submit("pgtest", {"type": "t", "n": n})
         assert publisher.flush(timeout=10)
         assert Message.objects.filter(channel="pgtest.inbox").count() == 3
-        assert layer.django_db._pool is not None  # not channels_postgres's module-global pool
+        # A pool of the layer's own on the publishing loop, not channels_postgres's global one.
+        assert list(layer.django_db._pools) == [publisher.loop]
+        assert channels_postgres.db.connection_pool is None
     finally:
         publisher.close(timeout=5)
         Message.objects.filter(channel="pgtest.inbox").delete()

@@ -8,6 +8,9 @@ Server-Sent Events, with the WebSocket's replay-then-live semantics.
 * The response is an async iterator: under daphne a waiting client costs a coroutine, not a
   thread. Any other Accept gets the JSON page from the DRF view.
 * EventSource cannot set headers, so ``?token=`` is accepted besides ``Authorization``.
+* After a channel-layer outage (``channel_layer.reconnected``) the stream reads the log for
+  what it missed. If the layer cannot be joined at all (its server is away), the stream ends at
+  once and EventSource reconnects after ``retry:`` with ``Last-Event-ID``.
 """
 
 from __future__ import annotations
@@ -26,10 +29,12 @@ from rest_framework.exceptions import AuthenticationFailed
 
 from agentdeck.accounts.authentication import bearer_token
 from agentdeck.accounts.ws_auth import authenticate_token
-from agentdeck.agents.streams import RunEventCursor, parse_after
+from agentdeck.agents.streams import RunEventCursor, parse_after, until_unreachable
+from agentdeck.core.channel_layers import RECONNECTED
 from agentdeck.core.errors import exception_to_problem, problem, problem_response
 from agentdeck.core.middleware import allow_methods
 from agentdeck.core.realtime import run_group
+from agentdeck.core.reconnect import is_connection_error
 from agentdeck.core.throttling import request_client_address
 
 
@@ -108,12 +113,17 @@ async def _stream(run_id: str, after: int) -> AsyncIterator[str]:
     channel = await layer.new_channel("sse.")
     group = run_group(run_id)
     cursor = RunEventCursor(run_id, after)
-    # Subscribe before replaying (agentdeck.agents.streams: that loses and repeats nothing).
-    await layer.group_add(group, channel)
     receiving: asyncio.Future | None = None
     try:
         yield "retry: 2000\n\n"
-        async for frame in cursor.backlog():
+        # Subscribe before replaying (agentdeck.agents.streams: that loses and repeats nothing).
+        try:
+            await layer.group_add(group, channel)
+        except Exception as exc:
+            if not is_connection_error(exc):
+                raise
+            return  # the layer's server is away: EventSource comes back after `retry`
+        async for frame in until_unreachable(cursor.backlog()):
             yield _format(frame)
         last_output = time.monotonic()
         # One receive stays pending across quiet periods: cancelling it (wait_for) makes the
@@ -129,10 +139,13 @@ async def _stream(run_id: str, after: int) -> AsyncIterator[str]:
                 frames = cursor.backlog()
             else:
                 message, receiving = receiving.result(), None
-                if message.get("type") != "run.event":
+                if message.get("type") == RECONNECTED:
+                    frames = cursor.backlog()  # live messages may have been lost meanwhile
+                elif message.get("type") == "run.event":
+                    frames = cursor.live(message)
+                else:
                     continue
-                frames = cursor.live(message)
-            async for frame in frames:
+            async for frame in until_unreachable(frames):
                 yield _format(frame)
                 last_output = time.monotonic()
             if time.monotonic() - last_output >= settings.SSE_HEARTBEAT_SECONDS:
@@ -142,3 +155,6 @@ async def _stream(run_id: str, after: int) -> AsyncIterator[str]:
         if receiving is not None:
             receiving.cancel()
         await layer.group_discard(group, channel)
+        forget = getattr(layer, "forget_channel", None)  # agentdeck.core.channel_layers
+        if forget is not None:
+            await forget(channel)

@@ -15,6 +15,11 @@ Three things run concurrently:
 A run that reaches a tool needing approval ends its stream with interruptions: the SDK's
 ``RunState`` is serialized and returned as a ``requires_action`` outcome; after the approvals,
 a worker resumes from that state (the pinned version rebuilds the same agent).
+
+A run survives a restart of PostgreSQL under it: a write that fails because the database is
+unreachable is tried again with backoff (the SDK waits meanwhile once ``MAX_QUEUED_EVENTS``
+are queued), and the heartbeat skips the beats it cannot make. Past ``RUN_STALE_AFTER_SECONDS``
+of outage the run fails as before: by then the reaper may have settled it.
 """
 
 from __future__ import annotations
@@ -38,11 +43,13 @@ from agentdeck.agents.runtime import events as ev
 from agentdeck.agents.runtime.builder import build_graph
 from agentdeck.agents.runtime.errors import RunTimedOut, classify_exception
 from agentdeck.agents.services.runs import (
+    AppendResult,
     RunOutcome,
     run_events_append,
     tool_call_finished,
     tool_call_started,
 )
+from agentdeck.core.reconnect import Backoff, Outage, drop_broken_connection, is_connection_error
 from agentdeck.core.redaction import scoped_secrets
 from agentdeck.credits.services import credit_hold_get
 from agentdeck.files.tool import take_citations
@@ -95,6 +102,46 @@ def _write_events(run_id: Any, batch: list[tuple[str, dict[str, Any], bool, Any]
     return outcome
 
 
+def _write_events_again(
+    run_id: Any, batch: list[tuple[str, dict[str, Any], bool, Any]], last_seq: int | None
+) -> Any:
+    """After a write of ``batch`` failed with the connection (it may have committed just before
+    the connection died): write it unless the log has it already.
+
+    While a run is ``running`` its worker is the only writer of its events (the reaper writes
+    only once the run has stopped heartbeating), so the run's last seq tells: ``last_seq`` plus
+    the batch's length means the batch is there; ``last_seq`` means it is not. ``last_seq`` is
+    the seq of the last batch this worker wrote, or, before its first, that of the run's latest
+    ``run.started`` / ``run.resumed`` event (the attempt's first, written by the service).
+    """
+    drop_broken_connection()
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT next_seq, status, cancel_requested_at IS NOT NULL FROM agent_runs "
+            "WHERE id = %s",
+            [run_id],
+        )
+        row = cursor.fetchone()
+        if row is None:
+            raise AgentRun.DoesNotExist(run_id)
+        if last_seq is None:
+            cursor.execute(
+                "SELECT max(seq) FROM run_events WHERE run_id = %s AND type IN (%s, %s)",
+                [run_id, ev.RUN_STARTED, ev.RUN_RESUMED],
+            )
+            last_seq = cursor.fetchone()[0] or 0
+    seq, status, cancel_requested = row
+    if seq == last_seq + len(batch):
+        return AppendResult(seq=seq, status=status, cancel_requested=cancel_requested)
+    if seq != last_seq:
+        if status == AgentRun.Status.RUNNING:
+            raise RuntimeError(f"run {run_id}: its log moved from seq {last_seq} to {seq}")
+        # The reaper settled it after our heartbeat went stale: the write loop sees the status
+        # and stops.
+        return AppendResult(seq=seq, status=status, cancel_requested=cancel_requested)
+    return _write_events(run_id, batch)
+
+
 class _EventWriter:
     """A run's events, written while the run goes on. ``append`` queues an event (with the
     write that belongs to it, if any) and returns; one task writes everything queued in one
@@ -111,6 +158,8 @@ class _EventWriter:
         self._queue: list[tuple[str, dict[str, Any], bool, Any]] = []
         self._task: asyncio.Task | None = None
         self._error: BaseException | None = None
+        self._last_seq: int | None = None
+        self.outage = Outage(f"run {run_id}: database (event log writes)", logger)
 
     async def append(
         self, event_type: str, data: dict[str, Any], first_token: bool = False, then: Any = None
@@ -127,12 +176,39 @@ class _EventWriter:
         while self._queue and self._error is None:
             batch, self._queue = self._queue, []
             try:
-                outcome = await sync_to_async(_write_events)(self._run_id, batch)
+                outcome = await self._write_batch(batch)
             except Exception as exc:
                 self._error = exc
                 self._queue.clear()
                 return
+            self._last_seq = outcome.seq
             self._on_written(outcome)
+
+    async def _write_batch(self, batch: list[tuple[str, dict[str, Any], bool, Any]]) -> Any:
+        """One batch, surviving a database restart: on a connection error, wait with backoff
+        and write it again unless it turns out to have committed (``_write_events_again``);
+        give up after ``RUN_STALE_AFTER_SECONDS``."""
+        try:
+            return await sync_to_async(_write_events)(self._run_id, batch)
+        except Exception as exc:
+            if not is_connection_error(exc):
+                raise
+            self.outage.failed(exc)
+        backoff = Backoff()
+        give_up_at = time.monotonic() + settings.RUN_STALE_AFTER_SECONDS
+        while True:
+            await asyncio.sleep(backoff.next())
+            try:
+                outcome = await sync_to_async(_write_events_again)(
+                    self._run_id, batch, self._last_seq
+                )
+            except Exception as exc:
+                if not is_connection_error(exc) or time.monotonic() > give_up_at:
+                    raise
+                self.outage.failed(exc)
+                continue
+            self.outage.recovered()
+            return outcome
 
     async def drain(self) -> None:
         # Shielded: a caller cancelled while it waits (the run's timeout) must not cancel a
@@ -299,7 +375,12 @@ async def _execute(run: AgentRun) -> RunOutcome:
         async def heartbeat() -> None:
             while True:
                 await asyncio.sleep(settings.RUN_HEARTBEAT_SECONDS)
-                row = await sync_to_async(_beat)(run.id)
+                try:
+                    row = await sync_to_async(_beat)(run.id)
+                except Exception as exc:
+                    if not is_connection_error(exc):
+                        raise
+                    continue  # the database is away; the next beat tries again
                 if row is None:
                     state.lost = True
                     state.cancel.set()
@@ -422,6 +503,7 @@ def _arguments(raw: Any) -> Any:
 def _beat(run_id: Any) -> bool | None:
     """Refresh the heartbeat. None: the run is no longer running (reaped or settled elsewhere);
     otherwise whether a cancel is pending."""
+    drop_broken_connection()
     with connection.cursor() as cursor:
         cursor.execute(
             "UPDATE agent_runs SET heartbeat_at = clock_timestamp() WHERE id = %s AND status = 'running' "

@@ -339,10 +339,41 @@ def agent_run_execute(*, run_id: Any) -> str:
     """The worker's entry point: claim, run the SDK, settle. Returns the final status, or
     ``"skipped"`` when another delivery of the task already claimed the run."""
     from agentdeck.agents.runtime.executor import execute
+    from agentdeck.core.reconnect import call_until_reachable
 
-    if not agent_run_claim(run_id=run_id):
+    # Claim, start and settle each survive a database restart (tried again while PostgreSQL is
+    # unreachable): each is a conditional write that does nothing a second time, and a task
+    # failing here would leave its run queued or running until reaped.
+    outage_limit = settings.RUN_STALE_AFTER_SECONDS
+    if not call_until_reachable(
+        lambda: agent_run_claim(run_id=run_id),
+        what=f"run {run_id}: claim",
+        give_up_after=outage_limit,
+    ):
         logger.info("run %s not claimed (already taken or no longer queued)", run_id)
         return "skipped"
+    run = call_until_reachable(
+        lambda: _start(run_id), what=f"run {run_id}: start", give_up_after=outage_limit
+    )
+    outcome = execute(run)
+    if outcome.status == Status.REQUIRES_ACTION:
+        settle = lambda: agent_run_pause(run_id=run.id, outcome=outcome)  # noqa: E731
+    else:
+        settle = lambda: agent_run_finish(run_id=run.id, outcome=outcome, run=run)  # noqa: E731
+    call_until_reachable(settle, what=f"run {run_id}: settle", give_up_after=outage_limit)
+    try:
+        from agentdeck.analytics.tracing import get_span_processor
+
+        processor = get_span_processor()
+        if processor is not None:
+            processor.flush_run(run.id)
+    except Exception:  # spans are diagnostics; losing them must not fail the run
+        logger.warning("could not store trace spans of run %s", run.id, exc_info=True)
+    return outcome.status
+
+
+def _start(run_id: Any) -> AgentRun:
+    """The claimed run with its pinned version, and its first event (run.started/resumed)."""
     run = _run_get(run_id)
     if run is None:
         raise AgentRun.DoesNotExist(run_id)
@@ -363,20 +394,7 @@ def agent_run_execute(*, run_id: Any) -> str:
                     "attempt": run.attempts,
                 },
             )
-    outcome = execute(run)
-    if outcome.status == Status.REQUIRES_ACTION:
-        agent_run_pause(run_id=run.id, outcome=outcome)
-    else:
-        agent_run_finish(run_id=run.id, outcome=outcome, run=run)
-    try:
-        from agentdeck.analytics.tracing import get_span_processor
-
-        processor = get_span_processor()
-        if processor is not None:
-            processor.flush_run(run.id)
-    except Exception:  # spans are diagnostics; losing them must not fail the run
-        logger.warning("could not store trace spans of run %s", run.id, exc_info=True)
-    return outcome.status
+    return run
 
 
 def agent_run_finish(
