@@ -76,14 +76,11 @@ def failures_counted(address: str, credential: str | None) -> Iterator[None]:
         if isinstance(failure, AuthThrottled):
             raise
         prefix = credential[:API_KEY_DISPLAY_PREFIX_LEN] if credential else ""
-        try:
-            wait = count_auth_failure(
-                address=address,
-                credential_prefix=prefix if API_KEY_PREFIX_RE.fullmatch(prefix) else None,
-            )
-        except Exception:  # the cache is down: the failure is still a 401, not a 500
-            logger.warning("could not count a failed credential from %s", address, exc_info=True)
-            wait = None
+        # A cache that is down counts nothing (count_auth_failure fails open): still a 401.
+        wait = count_auth_failure(
+            address=address,
+            credential_prefix=prefix if API_KEY_PREFIX_RE.fullmatch(prefix) else None,
+        )
         if wait is not None:
             raise AuthThrottled(wait) from None
         raise

@@ -28,8 +28,27 @@ from rest_framework import throttling
 
 from agentdeck.core.cache import rate_limit
 from agentdeck.core.per_process import PerProcess
+from agentdeck.core.reconnect import Outage, is_connection_error
 
 shared_cache = PerProcess(lambda: caches.create_connection(DEFAULT_CACHE_ALIAS), setting="CACHES")
+
+# The rate-limit cache (Redis in the production shape) going away must not take the API with
+# it: while it does not answer, limits are not enforced (fail open), logged once per outage.
+_cache_outage = Outage("rate-limit cache (limits not enforced meanwhile)")
+
+
+def counted(key: str, limit: int, period: float) -> float | None:
+    """:func:`agentdeck.core.cache.rate_limit` on the process's shared cache, failing open: None
+    (allowed) when the cache cannot be reached, so a Redis restart costs no request a 500."""
+    try:
+        wait = rate_limit(shared_cache.get(), key, limit, period)
+    except Exception as exc:
+        if not is_connection_error(exc):
+            raise
+        _cache_outage.failed(exc)
+        return None
+    _cache_outage.recovered()
+    return wait
 
 
 class _SharedCache:
@@ -51,7 +70,7 @@ class _SharedRate:
         key = self.get_cache_key(request, view)  # type: ignore[attr-defined]
         if key is None:
             return True
-        self._wait = rate_limit(shared_cache.get(), key, self.num_requests, self.duration)  # type: ignore[attr-defined]
+        self._wait = counted(key, self.num_requests, self.duration)  # type: ignore[attr-defined]
         return self._wait is None
 
     def wait(self) -> float | None:
@@ -154,14 +173,13 @@ def count_auth_failure(*, address: str, credential_prefix: str | None = None) ->
     against the same prefix; the keys' 238 bits and the JWTs' signatures make guessing hopeless
     anyway, so what this limits is the cost and noise of bad credentials, not their odds.
     """
-    cache = shared_cache.get()
     limits = [(f"authfail:addr:{address_bucket(address)}", settings.AUTH_FAILURE_RATE)]
     if credential_prefix:
         limits.append((f"authfail:key:{credential_prefix}", settings.AUTH_FAILURE_KEY_RATE))
     waits = []
     for key, rate in limits:
         limit, period = parse_rate(rate)
-        wait = rate_limit(cache, key, limit, period)
+        wait = counted(key, limit, period)
         if wait is not None:
             waits.append(wait)
     return max(waits) if waits else None
