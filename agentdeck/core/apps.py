@@ -22,3 +22,12 @@ class CoreConfig(AppConfig):
         post_execute_in_worker.connect(
             flush_after_task, dispatch_uid="agentdeck.realtime.flush_after_task"
         )
+
+        from django.conf import settings
+
+        if settings.RUNNING_QCLUSTER:
+            # Before django-q2 forks its workers, so they start with it loaded (the web
+            # process does its part from config.asgi).
+            from agentdeck.core.preload import qcluster_main
+
+            qcluster_main()
