@@ -58,7 +58,9 @@ VAR_DIR = Path(env.str("AGENTDECK_VAR_DIR", default=str(BASE_DIR / "var"))).reso
 # --- applications -----------------------------------------------------------------------------
 
 INSTALLED_APPS = [
-    "daphne",
+    # Not "daphne": as an app it only makes `runserver` serve ASGI, and it imported Twisted into
+    # every manage.py command (0.5 s of dev_token's ~1 s). `manage.py serve` (make run) runs
+    # daphne itself, which installs its reactor first.
     "django.contrib.admin",
     "django.contrib.auth",
     "django.contrib.contenttypes",
