@@ -9,7 +9,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import psutil
@@ -25,6 +24,7 @@ from agentdeck.core.embedded_postgres import (
     postmaster_pid,
     release,
 )
+from tests.support.waiting import wait_for
 
 BASE_DIR = Path(__file__).resolve().parents[2]
 
@@ -35,14 +35,6 @@ from agentdeck.core.embedded_postgres import embedded_database_url
 print(embedded_database_url(Path(sys.argv[1])), flush=True)
 time.sleep(600)
 """
-
-
-def wait_for(condition, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.1)
 
 
 @pytest.fixture

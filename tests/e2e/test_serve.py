@@ -15,6 +15,7 @@ import pytest
 
 from config.settings import DEV_JWT_SIGNING_KEY
 from tests.e2e.conftest import UP_LINE, http
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -42,14 +43,6 @@ def holders(var_dir) -> list[int]:
     """The processes registered as using the embedded server (pgserver's list)."""
     path = var_dir / "pgdata" / ".handle_pids.json"
     return json.loads(path.read_text() or "[]") if path.exists() else []
-
-
-def wait_for(condition, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.2)
 
 
 def test_serve_starts_everything_stops_on_ctrl_c_and_keeps_data(server_factory):
