@@ -4,8 +4,8 @@ run that waited seconds to start).
 
 What is slow, measured on the 2-core development machine (benchmarks need not apply):
 
-* the agents runtime (the Agents SDK, openai, the runtime modules): ~1.3 s of imports, needed by
-  every run and by the web process for provider model lists;
+* the agents runtime (the Agents SDK, openai, the runtime modules, the views and services): ~1.5 s
+  of imports, needed by every run and by the web process (provider model lists, for one);
 * the local embedding model: importing torch and sentence-transformers ~6 s, loading
   all-MiniLM-L6-v2 ~0.6 s and its first call ~0.2 s; needed by ingestion (queue workers) and by
   search queries on ``local`` indices (web). ``EMBEDDING_PRELOAD`` (on when new indices embed
@@ -17,8 +17,8 @@ Who loads what, and when:
   imported code and share its memory), the runtime and the model's libraries, imports only
   (:func:`agentdeck.files.embeddings.local_model_import` says why); each worker then loads the
   model as it starts (``post_spawn``), before taking its first task;
-* the web process (``config.asgi``, i.e. daphne): the URL configuration and the runtime before it
-  listens (~1.5 s), the model in a background thread, so ``/healthz`` answers meanwhile; a search
+* the web process (``config.asgi``, i.e. daphne): the runtime and the views before it listens
+  (~1.5 s), the model in a background thread, so ``/healthz`` answers meanwhile; a search
   arriving before the model is ready waits for that one load, not for a second one;
 * everything else (``dev_token``, ``migrate``, ``check``, the test suite) loads none of it.
 
@@ -30,8 +30,10 @@ by ``AGENTDECK_READY_FD`` once it has loaded everything, and serve says "up" onl
 from __future__ import annotations
 
 import contextlib
+import importlib
 import logging
 import os
+import pkgutil
 import threading
 import time
 from collections.abc import Callable
@@ -58,14 +60,20 @@ def _timed(who: str, what: str, load: Callable[[], object]) -> bool:
 
 
 def _import_runtime() -> None:
-    import agentdeck.agents.runtime.executor  # noqa: F401 (the Agents SDK and openai with it)
-
-
-def _import_views_and_runtime() -> None:
+    """Every module a run may import: the whole runtime package (the Agents SDK, openai and the
+    MCP client with it; most of it is imported inside functions, to keep import cycles out),
+    span storage, the channel layer's backend, and the views (the services they import)."""
     from django.urls import get_resolver
+    from django.utils.module_loading import import_string
 
+    import agentdeck.agents.runtime
+
+    package = agentdeck.agents.runtime
+    for module in pkgutil.iter_modules(package.__path__, f"{package.__name__}."):
+        importlib.import_module(module.name)
+    importlib.import_module("agentdeck.analytics.tracing")
+    import_string(settings.CHANNEL_LAYERS["default"]["BACKEND"])
     get_resolver().url_patterns  # noqa: B018 (evaluating it imports every view module)
-    _import_runtime()
 
 
 def _model_name() -> str:
@@ -100,17 +108,28 @@ def qcluster_main() -> None:
 
 
 def _worker_started(sender: object, proc_name: str = "", **kwargs: object) -> None:
+    """django-q2's ``post_spawn``, in each worker as it starts (after the fork). It must not
+    raise: a worker that dies at start is replaced, and would die again."""
+    from agentdeck.analytics.tracing import install_tracing
+
+    who = f"worker {os.getpid()}"
+    try:
+        # The SDK's trace provider, with an HTTP client and its TLS context: 0.1 s of the
+        # first run otherwise.
+        install_tracing()
+    except Exception:
+        logger.exception("%s: could not set up tracing; the first run will", who)
     if settings.EMBEDDING_PRELOAD:
         from agentdeck.files.embeddings import local_model_load
 
-        _timed(f"worker {os.getpid()}", _model_name(), local_model_load)
+        _timed(who, _model_name(), local_model_load)
     report_ready("worker")
 
 
 def web_process() -> threading.Thread | None:
-    """In the web process, before it listens: the URL configuration and the runtime; then the
-    model in a background thread (returned, or None when there is none to load)."""
-    _timed("web", "the URL configuration and the agents runtime", _import_views_and_runtime)
+    """In the web process, before it listens: the runtime and the views; then the model in a
+    background thread (returned, or None when there is none to load)."""
+    _timed("web", "the agents runtime", _import_runtime)
     if not settings.EMBEDDING_PRELOAD:
         report_ready("web")
         return None
