@@ -40,6 +40,7 @@ import signal
 import subprocess
 import sys
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -355,4 +356,6 @@ if __name__ == "__main__":
     # Ctrl-C in the terminal goes to the foreground process group, not to this session; SIGTERM
     # (release() stopping it) ends it where it stands: it holds no lock while it sleeps.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # As in settings: pgserver's runtime directory falls back to /tmp, which is fine.
+    warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
     watch(Path(sys.argv[2]).resolve())
