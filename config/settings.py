@@ -541,8 +541,11 @@ elif FILE_STORAGE != "local":
 EMBEDDER_DEFAULT = env.str("EMBEDDER_DEFAULT", default="local")
 EMBEDDING_BATCH_SIZE = env.int("EMBEDDING_BATCH_SIZE", default=64)
 # Load the local model when the web process and the queue workers start, not in the first search
-# or file (agentdeck.core.preload); on by default when new indices embed locally.
-EMBEDDING_PRELOAD = env.bool("EMBEDDING_PRELOAD", default=EMBEDDER_DEFAULT == "local")
+# or file (agentdeck.core.preload); on by default when new indices embed locally, except in test
+# processes (ENVIRONMENT=test), which load what they use.
+EMBEDDING_PRELOAD = env.bool(
+    "EMBEDDING_PRELOAD", default=EMBEDDER_DEFAULT == "local" and ENVIRONMENT != "test"
+)
 # A file whose worker has not reported for this long is retried (up to
 # FILE_PROCESSING_MAX_ATTEMPTS times in all) or failed with processing_timeout by the watchdog.
 FILE_PROCESSING_STALE_SECONDS = env.int("FILE_PROCESSING_STALE_SECONDS", default=300)
