@@ -138,11 +138,6 @@ def release_all() -> list[Released]:
     return [_release(pgdata) for pgdata in sorted(_held)]
 
 
-def held_data_dirs() -> list[Path]:
-    """The data directories of the servers this process holds."""
-    return sorted(_held)
-
-
 def postmaster_pid(pgdata: Path) -> int | None:
     """The pid of the postmaster running on ``pgdata``, from ``postmaster.pid``; None when none
     runs (no file, or a stale one left by a crash)."""
@@ -158,10 +153,12 @@ def postmaster_pid(pgdata: Path) -> int | None:
 
 def _release(pgdata: Path) -> Released:
     me = os.getpid()
+    _held.discard(pgdata)
+    if not pgdata.is_dir():
+        return Released(pgdata, stopped=False)  # never created, or removed since
     with _lock():
         others = [pid for pid in _holders_prune(pgdata) if pid != me]
         _holders_write(pgdata, others)
-        _held.discard(pgdata)
         if others:
             return Released(pgdata, stopped=False, others=others)
         stopped = _stop_postmaster(pgdata)
