@@ -2,7 +2,7 @@
 task that needs it (where it showed as a first search of ~9 s, a new file stuck at 10 %, a first
 run that waited seconds to start).
 
-What is slow, measured on the 2-core development machine (benchmarks need not apply):
+What is slow, measured on the idle 2-core development machine (three times that when busy):
 
 * the agents runtime (the Agents SDK, openai, the runtime modules, the views and services): ~1.5 s
   of imports, needed by every run and by the web process (provider model lists, for one);
