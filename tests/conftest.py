@@ -13,6 +13,9 @@ from rest_framework.test import APIClient
 from agentdeck.accounts import authentication
 from tests.factories import StaffFactory, UserFactory
 
+# Fails the session if any process a test started is still running at its end.
+pytest_plugins = ["tests.support.leftovers"]
+
 
 def _reset_token_backend(**kwargs: Any) -> None:
     authentication.token_backend.cache_clear()

@@ -31,3 +31,12 @@ class CoreConfig(AppConfig):
         pool_logger = logging.getLogger("psycopg.pool")
         if not any(isinstance(f, RepeatedWarnings) for f in pool_logger.filters):
             pool_logger.addFilter(RepeatedWarnings())
+
+        from django.conf import settings
+
+        if settings.RUNNING_QCLUSTER:
+            # Before django-q2 forks its workers, so they start with it loaded (the web
+            # process does its part from config.asgi).
+            from agentdeck.core.preload import qcluster_main
+
+            qcluster_main()

