@@ -97,9 +97,15 @@ def _scalar_bytes(value: Any) -> int:
     raise ShapeError(f"{type(value).__name__} is not a JSON value.", code="invalid")
 
 
+def _check_text(text: str, path: Path) -> None:
+    refused = jsoninput.refused_character(text)
+    if refused is not None:
+        raise ShapeError(f"Strings {refused[1]}", code="invalid", path=path)
+
+
 def check_shape(value: Any, shape: JSONShape) -> None:
     """Raise :class:`ShapeError` at the first place ``value`` breaks ``shape``; also refuse NUL
-    and lone surrogates in any string or key (:func:`agentdeck.core.jsoninput.check_strings`),
+    and lone surrogates in any string or key (:func:`agentdeck.core.jsoninput.refused_character`),
     whichever way the value arrived."""
     expected = _ROOT_TYPES.get(shape.root)
     if expected is not None and not isinstance(value, expected):
@@ -125,6 +131,7 @@ def check_shape(value: Any, shape: JSONShape) -> None:
                         code="max_key_length",
                         path=path,
                     )
+                _check_text(key, path)
                 size += _scalar_bytes(key) + 1  # the colon
                 stack.append((child, depth + 1, (*path, key)))
         elif isinstance(item, (list, tuple)):
@@ -137,17 +144,17 @@ def check_shape(value: Any, shape: JSONShape) -> None:
             size += 2 + max(len(item) - 1, 0)
             stack.extend((child, depth + 1, (*path, i)) for i, child in enumerate(item))
         else:
-            if isinstance(item, str) and len(item) > shape.max_string_length:
-                raise ShapeError(
-                    f"At most {shape.max_string_length} characters.", code="max_length", path=path
-                )
+            if isinstance(item, str):
+                if len(item) > shape.max_string_length:
+                    raise ShapeError(
+                        f"At most {shape.max_string_length} characters.",
+                        code="max_length",
+                        path=path,
+                    )
+                _check_text(item, path)
             size += _scalar_bytes(item)
         if size > shape.max_bytes:
             raise ShapeError(f"Larger than {shape.max_bytes:,} bytes.", code="max_bytes")
-    try:
-        jsoninput.check_strings(value)
-    except jsoninput.JSONInputError as exc:
-        raise ShapeError(str(exc), code="invalid") from None
 
 
 @contextmanager
