@@ -180,7 +180,8 @@ def validation_error(exc: ShapeError) -> serializers.ValidationError:
 
 class JSONShapeField(serializers.JSONField):
     """A ``JSONField`` whose value must fit ``shape``, checked before anything else reads it;
-    then ``check`` (the domain's own rules, raising :class:`ShapeError`), if given."""
+    then ``check`` (the domain's own rules, raising :class:`ShapeError`), if given. With
+    ``binary=True`` (a form field) a string is JSON text, read by :func:`jsoninput.loads`."""
 
     def __init__(
         self,
