@@ -57,10 +57,20 @@ def _utf8(data: bytes) -> str | None:
         return None
 
 
+def _clean(data: bytes) -> bool:
+    """UTF-8 without NUL (the bytes of a lone surrogate are not UTF-8)."""
+    return b"\x00" not in data and (data.isascii() or _utf8(data) is not None)
+
+
 def query_errors(data: str | bytes) -> Iterator[tuple[str, ErrorDetail]]:
     """Refusals in a query string, or a form-urlencoded body (the same format)."""
     if isinstance(data, str):
         data = data.encode("utf-8")
+    if _clean(unquote_to_bytes(data)):
+        # The common case, decoded once. Names and values split at a literal "&" or "=" are
+        # then clean too (an ASCII byte never sits inside a UTF-8 sequence); the walk below
+        # only finds which one is not.
+        return
     for pair in data.split(b"&"):
         if not pair:
             continue

@@ -35,6 +35,15 @@ def test_deep_json_is_refused_before_the_recursive_decoder_sees_it():
     jsoninput.loads(ok)
 
 
+@override_settings(JSON_MAX_DEPTH=4)
+@pytest.mark.parametrize(
+    "text",
+    ["[" + ",".join(["[]"] * 100) + "]", '["' + "[{" * 100 + '"]', '{"a": [[{}]], "b": [[{}]]}'],
+)
+def test_more_brackets_than_the_depth_allows_is_not_itself_too_deep(text):
+    jsoninput.loads(text)
+
+
 @pytest.mark.parametrize(
     "text",
     [
