@@ -56,12 +56,14 @@ REQUEST_LINE_OVERHEAD = 64
 _installed = False
 
 
+def _problem_body(status: int, code: str, detail: str, **extra: Any) -> bytes:
+    body = problem(status=status, code=code, detail=detail, extra=extra or None)
+    return json.dumps(body, separators=(",", ":")).encode()
+
+
 def problem_bytes(status: int, code: str, detail: str, **extra: Any) -> bytes:
     """A complete HTTP/1.1 response carrying a problem, closing the connection."""
-    body = json.dumps(
-        problem(status=status, code=code, detail=detail, extra=extra or None),
-        separators=(",", ":"),
-    ).encode()
+    body = _problem_body(status, code, detail, **extra)
     head = (
         f"HTTP/1.1 {status} {HTTPStatus(status).phrase}\r\n"
         f"Content-Type: {PROBLEM_CONTENT_TYPE}\r\n"
@@ -195,10 +197,7 @@ def channel_class() -> type:
 
 def basic_error(request: Any, status: int, status_text: bytes, body: str) -> None:
     """daphne's ``WebRequest.basic_error`` (its own 400s, 500s and 503s), as problem+json."""
-    content = json.dumps(
-        problem(status=status, code=STATUS_CODES.get(status, "error"), detail=str(body)),
-        separators=(",", ":"),
-    ).encode()
+    content = _problem_body(status, STATUS_CODES.get(status, "error"), str(body))
     request.handle_reply(
         {
             "type": "http.response.start",
