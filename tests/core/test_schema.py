@@ -173,3 +173,9 @@ def test_conflicts_and_upstream_failures_are_documented_where_they_happen(schema
         ("/api/v1/vector-indices/{id}/search/", "post", "502"),  # the embedding provider
     ]:
         assert status in paths[path][method]["responses"], (method, path, status)
+
+
+def test_the_idempotency_key_header_documents_the_length_it_takes(schema):
+    parameters = schema["paths"]["/api/v1/agents/{id}/runs/"]["post"]["parameters"]
+    header = next(p for p in parameters if p["name"] == "Idempotency-Key")
+    assert header["schema"] == {"type": "string", "maxLength": 200}  # longer is a 400
