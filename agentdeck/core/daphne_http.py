@@ -3,14 +3,14 @@ within configured limits.
 
 daphne parses HTTP with Twisted's ``HTTPChannel``, which answers what it will not take itself:
 
-- a request line or header line longer than 16 KiB (``LineReceiver.MAX_LENGTH``): the
-  connection was closed with no response at all (a long ``Authorization`` header, a long URL);
+- a request line or header line longer than 16 KiB (``LineReceiver.MAX_LENGTH``): it closes
+  the connection with no response at all (a long ``Authorization`` header, a long URL);
 - headers over 16 KiB in all or more than 500 of them, and any request line, header, length or
   chunked body it cannot parse: a bare ``HTTP/1.1 400 Bad Request`` with no body;
 - a ``multipart/form-data`` POST it cannot parse (no boundary): Twisted parses form bodies into
-  ``request.args``, which daphne never reads, and answered that same bare 400 when it failed;
+  ``request.args``, which daphne never reads, and answers that same bare 400 when it fails;
 - a client silent mid-request for the idle timeout (a body shorter than its Content-Length):
-  the connection was closed with no response;
+  it closes the connection with no response;
 
 and daphne's own refusals (a path or query string that is not ASCII, a header with bytes RFC
 9110 forbids) are small HTML pages.
@@ -127,7 +127,7 @@ def channel_class() -> type:
 
         def allContentReceived(self) -> None:
             # daphne hands the body to the application as bytes; Twisted's parse of form bodies
-            # into request.args is never read, and its failure was a bare 400.
+            # into request.args is never read, and its failure is a bare 400.
             self.requests[-1]._parsePOSTFormSubmission = False
             super().allContentReceived()
 

@@ -1,14 +1,13 @@
 """Bounds on the shape of client JSON that becomes SQL or is stored as jsonb.
 
 The parser (``agentdeck.core.jsoninput``) bounds how deeply any body nests; it cannot know how
-wide a value may be. A search ``filters`` object of 10,000 keys parsed fine and became 10,000
-SQL sub-plans; PostgreSQL's planner grew one backend past 20 GB. Every free-form JSON value a
-client sends is therefore declared with a :class:`JSONShape` naming what it may hold (keys per
-object, nesting, key and string lengths, items per list, total size) and checked by
-:func:`check_shape` before anything reads it. :class:`JSONShapeField` is the DRF field that does
-so and documents the bounds in the OpenAPI schema (``maxProperties``, ``maxItems``, ...); a
-service that takes the same value from another caller (the admin, a task) calls
-:func:`check_shape` itself.
+wide a value may be, and width is what a value costs further in: each search filter key is an
+SQL condition, each stored key a jsonb entry. Every free-form JSON value a client sends is
+therefore declared with a :class:`JSONShape` naming what it may hold (keys per object, nesting,
+key and string lengths, items per list, total size) and checked by :func:`check_shape` before
+anything reads it. :class:`JSONShapeField` is the DRF field that does so and documents the
+bounds in the OpenAPI schema (``maxProperties``, ``maxItems``, ...); a service that takes the
+same value from another caller (the admin, a task) calls :func:`check_shape` itself.
 
 A violation is a 400 ``validation_error`` naming the field and the path inside it
 (``filters.lang``: "At most 512 characters."). The walk is iterative, stops at the first

@@ -2,9 +2,9 @@
 issue or cannot use.
 
 DRF's ``CursorPagination`` reads ``?cursor=`` as base64 of ``o=<offset>&r=<reverse>&p=<position>``
-and puts the position into SQL as given (``created_at < p``). A forged one (``p=2024`` for a
-timestamp, ``p=%00``, text for a number) failed in the ORM or in PostgreSQL: a 500 on every list.
-Here a cursor is
+and puts the position into SQL as given (``created_at < p``), so a forged one (``p=2024`` for a
+timestamp, ``p=%00``, text for a number) fails in the ORM or in PostgreSQL: a 500. Here a
+cursor is
 
 1. signed when it is made (HMAC with ``SECRET_KEY``, salted with the list's path and ordering), so
    any other text, a truncated cursor, or one from another list, is refused before it is read;

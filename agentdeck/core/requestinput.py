@@ -6,9 +6,8 @@ bodies). Everything else a client writes is checked here, for every path and bef
 authentication, so no view, filter, selector or log line has to:
 
 - the query string and the path: every name and value must be UTF-8 once percent-decoded
-  (Django replaced ``%ff`` with U+FFFD and carried on with altered text) and hold no NUL
-  (PostgreSQL's text cannot store it: ``?search=%00`` or a NUL path parameter reached the
-  database as a 500);
+  (Django replaces ``%ff`` with U+FFFD and carries on with altered text) and hold no NUL
+  (PostgreSQL's text cannot store it: ``?search=%00`` would be a 500);
 - header values: no NUL;
 - ``Content-Length``: a whole number (the upload view reads it before DRF does);
 - a body's declared charset: UTF-8 (or its ASCII subset) only, the one encoding the parsers read.
