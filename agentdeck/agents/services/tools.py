@@ -16,6 +16,7 @@ from django.utils import timezone
 from agentdeck.accounts.models import User
 from agentdeck.agents.limits import JSON_SCHEMA_SHAPE, TOOL_CONFIG_SHAPE
 from agentdeck.agents.models import Agent, Tool
+from agentdeck.agents.services.openapi_import import InvalidOpenAPI, openapi_read
 from agentdeck.core.crypto import encrypt_secret
 from agentdeck.core.exceptions import ApplicationError, Conflict
 from agentdeck.core.httpheaders import HeaderError, check_headers
@@ -300,8 +301,6 @@ def tools_import_openapi(
     request body's properties become the arguments' JSON Schema. All or nothing: a document
     that is malformed anywhere, or an operation that makes an invalid tool, is a 400
     ``invalid_openapi`` naming the place, and no tool is created."""
-    from agentdeck.agents.services.openapi_import import InvalidOpenAPI, openapi_read
-
     base, operations = openapi_read(document, base_url=base_url)
     created = []
     for op in operations:
