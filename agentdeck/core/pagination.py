@@ -33,6 +33,7 @@ from rest_framework.exceptions import ValidationError as DRFValidationError
 from rest_framework.pagination import Cursor, CursorPagination, replace_query_param
 
 from agentdeck.core.exceptions import ApplicationError
+from agentdeck.core.jsoninput import refused_character
 
 # A signed cursor is well under 200 characters; anything much longer is not one of ours and is
 # refused before any HMAC is computed over it.
@@ -114,6 +115,6 @@ class CreatedAtCursorPagination(CursorPagination):
             value: Any = field.to_python(position)
         except (ValidationError, ValueError, TypeError):
             return False
-        if isinstance(value, str) and "\x00" in value:
+        if isinstance(value, str) and refused_character(value) is not None:
             return False
         return not (isinstance(value, datetime) and timezone.is_naive(value))
