@@ -3,14 +3,14 @@ within configured limits.
 
 daphne parses HTTP with Twisted's ``HTTPChannel``, which answers what it will not take itself:
 
-- a request line or header line longer than 16 KiB (``LineReceiver.MAX_LENGTH``): the
-  connection was closed with no response at all (a long ``Authorization`` header, a long URL);
+- a request line or header line longer than 16 KiB (``LineReceiver.MAX_LENGTH``): it closes
+  the connection with no response at all (a long ``Authorization`` header, a long URL);
 - headers over 16 KiB in all or more than 500 of them, and any request line, header, length or
   chunked body it cannot parse: a bare ``HTTP/1.1 400 Bad Request`` with no body;
 - a ``multipart/form-data`` POST it cannot parse (no boundary): Twisted parses form bodies into
-  ``request.args``, which daphne never reads, and answered that same bare 400 when it failed;
+  ``request.args``, which daphne never reads, and answers that same bare 400 when it fails;
 - a client silent mid-request for the idle timeout (a body shorter than its Content-Length):
-  the connection was closed with no response;
+  it closes the connection with no response;
 
 and daphne's own refusals (a path or query string that is not ASCII, a header with bytes RFC
 9110 forbids) are small HTML pages.
@@ -56,12 +56,14 @@ REQUEST_LINE_OVERHEAD = 64
 _installed = False
 
 
+def _problem_body(status: int, code: str, detail: str, **extra: Any) -> bytes:
+    body = problem(status=status, code=code, detail=detail, extra=extra or None)
+    return json.dumps(body, separators=(",", ":")).encode()
+
+
 def problem_bytes(status: int, code: str, detail: str, **extra: Any) -> bytes:
     """A complete HTTP/1.1 response carrying a problem, closing the connection."""
-    body = json.dumps(
-        problem(status=status, code=code, detail=detail, extra=extra or None),
-        separators=(",", ":"),
-    ).encode()
+    body = _problem_body(status, code, detail, **extra)
     head = (
         f"HTTP/1.1 {status} {HTTPStatus(status).phrase}\r\n"
         f"Content-Type: {PROBLEM_CONTENT_TYPE}\r\n"
@@ -125,7 +127,7 @@ def channel_class() -> type:
 
         def allContentReceived(self) -> None:
             # daphne hands the body to the application as bytes; Twisted's parse of form bodies
-            # into request.args is never read, and its failure was a bare 400.
+            # into request.args is never read, and its failure is a bare 400.
             self.requests[-1]._parsePOSTFormSubmission = False
             super().allContentReceived()
 
@@ -195,10 +197,7 @@ def channel_class() -> type:
 
 def basic_error(request: Any, status: int, status_text: bytes, body: str) -> None:
     """daphne's ``WebRequest.basic_error`` (its own 400s, 500s and 503s), as problem+json."""
-    content = json.dumps(
-        problem(status=status, code=STATUS_CODES.get(status, "error"), detail=str(body)),
-        separators=(",", ":"),
-    ).encode()
+    content = _problem_body(status, STATUS_CODES.get(status, "error"), str(body))
     request.handle_reply(
         {
             "type": "http.response.start",

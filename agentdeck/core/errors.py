@@ -220,8 +220,8 @@ def _request_problem(exc: Exception, instance: str | None) -> dict[str, Any]:
     """Django's refusals of a request it could not read safely: a body over
     DATA_UPLOAD_MAX_MEMORY_SIZE, more fields than DATA_UPLOAD_MAX_NUMBER_FIELDS (form or query),
     a multipart body it cannot parse, a disallowed Host. Django answers them with a 400 page of
-    its own, but raised inside a DRF view (reading request.data or query_params) they reached
-    the 500 branch below."""
+    its own, but raised inside a DRF view (reading request.data or query_params) they would
+    reach the 500 branch below."""
     if isinstance(exc, SuspiciousOperation):
         # Where Django logs them (its security loggers), not as a server error.
         logging.getLogger(f"django.security.{type(exc).__name__}").warning(str(exc))

@@ -2,10 +2,10 @@
 headers, a tool's headers and secret headers.
 
 httpx encodes header values as ASCII and h11 refuses control characters and surrounding
-whitespace, so a value outside that set is accepted by the API and then breaks every request
-made with it (a 500 on ``/providers/{id}/models/``, ``internal_error`` on every run). These
-checks run when such a value is written (API and admin) and again when a stored one is about to
-be used, so a row written before them fails with a clear code instead.
+whitespace, so a value outside that set breaks every request made with it (a 500 on
+``/providers/{id}/models/``, ``internal_error`` on every run). These checks run when such a
+value is written (API and admin) and again when a stored one is about to be used, so a row
+written by other means fails with a clear code instead.
 
 - names: RFC 9110 tokens, at most ``MAX_NAME_LENGTH`` characters, and not one of the framing
   headers the HTTP client sets itself (``Content-Length``, ``Host``, ...);

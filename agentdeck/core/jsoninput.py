@@ -109,7 +109,8 @@ def loads(text: str | bytes, *, depth: int | None = None) -> Any:
         except UnicodeDecodeError as exc:
             raise JSONInputError(f"The body is not valid UTF-8 (byte {exc.start}).") from None
     limit = max_depth() if depth is None else depth
-    if nesting_depth(text) > limit:
+    # No deeper than it has opening brackets: most bodies are measured by counting alone.
+    if text.count("[") + text.count("{") > limit and nesting_depth(text) > limit:
         raise JSONInputError(f"JSON nests deeper than {limit} levels.")
     try:
         value = json.loads(text, parse_constant=_refuse_constant, parse_float=_finite_float)

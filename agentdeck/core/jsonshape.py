@@ -1,14 +1,13 @@
 """Bounds on the shape of client JSON that becomes SQL or is stored as jsonb.
 
 The parser (``agentdeck.core.jsoninput``) bounds how deeply any body nests; it cannot know how
-wide a value may be. A search ``filters`` object of 10,000 keys parsed fine and became 10,000
-SQL sub-plans; PostgreSQL's planner grew one backend past 20 GB. Every free-form JSON value a
-client sends is therefore declared with a :class:`JSONShape` naming what it may hold (keys per
-object, nesting, key and string lengths, items per list, total size) and checked by
-:func:`check_shape` before anything reads it. :class:`JSONShapeField` is the DRF field that does
-so and documents the bounds in the OpenAPI schema (``maxProperties``, ``maxItems``, ...); a
-service that takes the same value from another caller (the admin, a task) calls
-:func:`check_shape` itself.
+wide a value may be, and width is what a value costs further in: each search filter key is an
+SQL condition, each stored key a jsonb entry. Every free-form JSON value a client sends is
+therefore declared with a :class:`JSONShape` naming what it may hold (keys per object, nesting,
+key and string lengths, items per list, total size) and checked by :func:`check_shape` before
+anything reads it. :class:`JSONShapeField` is the DRF field that does so and documents the
+bounds in the OpenAPI schema (``maxProperties``, ``maxItems``, ...); a service that takes the
+same value from another caller (the admin, a task) calls :func:`check_shape` itself.
 
 A violation is a 400 ``validation_error`` naming the field and the path inside it
 (``filters.lang``: "At most 512 characters."). The walk is iterative, stops at the first
@@ -97,9 +96,15 @@ def _scalar_bytes(value: Any) -> int:
     raise ShapeError(f"{type(value).__name__} is not a JSON value.", code="invalid")
 
 
+def _check_text(text: str, path: Path) -> None:
+    refused = jsoninput.refused_character(text)
+    if refused is not None:
+        raise ShapeError(f"Strings {refused[1]}", code="invalid", path=path)
+
+
 def check_shape(value: Any, shape: JSONShape) -> None:
     """Raise :class:`ShapeError` at the first place ``value`` breaks ``shape``; also refuse NUL
-    and lone surrogates in any string or key (:func:`agentdeck.core.jsoninput.check_strings`),
+    and lone surrogates in any string or key (:func:`agentdeck.core.jsoninput.refused_character`),
     whichever way the value arrived."""
     expected = _ROOT_TYPES.get(shape.root)
     if expected is not None and not isinstance(value, expected):
@@ -125,6 +130,7 @@ def check_shape(value: Any, shape: JSONShape) -> None:
                         code="max_key_length",
                         path=path,
                     )
+                _check_text(key, path)
                 size += _scalar_bytes(key) + 1  # the colon
                 stack.append((child, depth + 1, (*path, key)))
         elif isinstance(item, (list, tuple)):
@@ -137,17 +143,17 @@ def check_shape(value: Any, shape: JSONShape) -> None:
             size += 2 + max(len(item) - 1, 0)
             stack.extend((child, depth + 1, (*path, i)) for i, child in enumerate(item))
         else:
-            if isinstance(item, str) and len(item) > shape.max_string_length:
-                raise ShapeError(
-                    f"At most {shape.max_string_length} characters.", code="max_length", path=path
-                )
+            if isinstance(item, str):
+                if len(item) > shape.max_string_length:
+                    raise ShapeError(
+                        f"At most {shape.max_string_length} characters.",
+                        code="max_length",
+                        path=path,
+                    )
+                _check_text(item, path)
             size += _scalar_bytes(item)
         if size > shape.max_bytes:
             raise ShapeError(f"Larger than {shape.max_bytes:,} bytes.", code="max_bytes")
-    try:
-        jsoninput.check_strings(value)
-    except jsoninput.JSONInputError as exc:
-        raise ShapeError(str(exc), code="invalid") from None
 
 
 @contextmanager
@@ -173,7 +179,8 @@ def validation_error(exc: ShapeError) -> serializers.ValidationError:
 
 class JSONShapeField(serializers.JSONField):
     """A ``JSONField`` whose value must fit ``shape``, checked before anything else reads it;
-    then ``check`` (the domain's own rules, raising :class:`ShapeError`), if given."""
+    then ``check`` (the domain's own rules, raising :class:`ShapeError`), if given. With
+    ``binary=True`` (a form field) a string is JSON text, read by :func:`jsoninput.loads`."""
 
     def __init__(
         self,

@@ -105,8 +105,8 @@ def allowed_methods(view: Any) -> list[str] | None:
 class AllowedMethodsMiddleware:
     """A method the resolved view does not answer is a 405 with ``Allow``, before CSRF,
     authentication, permissions or throttling run: DRF checks the method only after them
-    (a POST to a read-only list was a 401, or a 403 for a read-only API key), and Django's CSRF
-    check refused a POST to a plain view with 403 before the view could say 405."""
+    (a POST to a read-only list would be a 401, or a 403 for a read-only API key), and Django's
+    CSRF check refuses a POST to a plain view with 403 before the view can say 405."""
 
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
         self.get_response = get_response

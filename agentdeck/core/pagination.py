@@ -2,9 +2,9 @@
 issue or cannot use.
 
 DRF's ``CursorPagination`` reads ``?cursor=`` as base64 of ``o=<offset>&r=<reverse>&p=<position>``
-and puts the position into SQL as given (``created_at < p``). A forged one (``p=2024`` for a
-timestamp, ``p=%00``, text for a number) failed in the ORM or in PostgreSQL: a 500 on every list.
-Here a cursor is
+and puts the position into SQL as given (``created_at < p``), so a forged one (``p=2024`` for a
+timestamp, ``p=%00``, text for a number) fails in the ORM or in PostgreSQL: a 500. Here a
+cursor is
 
 1. signed when it is made (HMAC with ``SECRET_KEY``, salted with the list's path and ordering), so
    any other text, a truncated cursor, or one from another list, is refused before it is read;
@@ -33,6 +33,7 @@ from rest_framework.exceptions import ValidationError as DRFValidationError
 from rest_framework.pagination import Cursor, CursorPagination, replace_query_param
 
 from agentdeck.core.exceptions import ApplicationError
+from agentdeck.core.jsoninput import refused_character
 
 # A signed cursor is well under 200 characters; anything much longer is not one of ours and is
 # refused before any HMAC is computed over it.
@@ -114,6 +115,6 @@ class CreatedAtCursorPagination(CursorPagination):
             value: Any = field.to_python(position)
         except (ValidationError, ValueError, TypeError):
             return False
-        if isinstance(value, str) and "\x00" in value:
+        if isinstance(value, str) and refused_character(value) is not None:
             return False
         return not (isinstance(value, datetime) and timezone.is_naive(value))

@@ -6,9 +6,10 @@ parser), so hostile JSON (too deep, NUL, lone surrogates, non-finite numbers) is
 
 Form and multipart bodies are read by DRF's parsers, which views name themselves (the upload
 view: ``MultiPartParser, FormParser``). :class:`StrictContentNegotiation` (DRF's
-``DEFAULT_CONTENT_NEGOTIATION_CLASS``) wraps whichever parser it selects, so every field name,
-value and file name is refused with a 400 ``validation_error`` naming the field when it holds
-NUL (or, form-urlencoded, percent-escapes that are not UTF-8), whatever parser a view lists.
+``DEFAULT_CONTENT_NEGOTIATION_CLASS``) checks whatever parser it selects, so whatever parser a
+view lists, JSON is read by :class:`StrictJSONParser`, and every form field name, value and file
+name is refused with a 400 ``validation_error`` naming the field when it holds NUL (or,
+form-urlencoded, percent-escapes that are not UTF-8).
 """
 
 from __future__ import annotations
@@ -48,8 +49,8 @@ def form_errors(data: MultiValueDict) -> Iterator[tuple[str, ErrorDetail]]:
 
 class _Checked:
     """Mixed in before the selected parser's class (see :func:`checked`): its input or result,
-    checked. A subclass rather than a wrapper, so DRF still sees a JSONParser or FormParser (it
-    gives those the body as bytes, keeping ``request.body`` readable)."""
+    checked. A subclass rather than a wrapper, so DRF still sees a FormParser (it gives one the
+    body as bytes, keeping ``request.body`` readable)."""
 
     def parse(self, stream, media_type=None, parser_context=None) -> Any:
         if isinstance(self, FormParser):
@@ -62,16 +63,13 @@ class _Checked:
         result = super().parse(stream, media_type, parser_context)  # type: ignore[misc]
         if isinstance(result, DataAndFiles):
             errors = by_field(chain(form_errors(result.data), form_errors(result.files)))
-        elif isinstance(self, StrictJSONParser):
-            return result  # jsoninput.loads has refused them already
-        else:
-            try:
-                jsoninput.check_strings(result)
-            except jsoninput.JSONInputError as exc:
-                raise ParseError(f"Parse error: {exc}") from None
+            if errors:
+                raise ValidationError(errors)
             return result
-        if errors:
-            raise ValidationError(errors)
+        try:
+            jsoninput.check_strings(result)
+        except jsoninput.JSONInputError as exc:
+            raise ParseError(f"Parse error: {exc}") from None
         return result
 
 
@@ -83,5 +81,11 @@ def checked(parser_class: type[BaseParser]) -> type[BaseParser]:
 class StrictContentNegotiation(DefaultContentNegotiation):
     def select_parser(self, request, parsers) -> BaseParser | None:
         parser = super().select_parser(request, parsers)
+        if parser is None or isinstance(parser, StrictJSONParser):
+            return parser
+        if isinstance(parser, JSONParser):
+            # JSON is read by the one loader whatever a view lists: a plain JSONParser
+            # recursed on deep JSON (RecursionError, a 500).
+            return StrictJSONParser()
         # DRF makes parsers with no arguments and keeps no state in them.
-        return None if parser is None else checked(type(parser))()
+        return checked(type(parser))()

@@ -6,9 +6,8 @@ bodies). Everything else a client writes is checked here, for every path and bef
 authentication, so no view, filter, selector or log line has to:
 
 - the query string and the path: every name and value must be UTF-8 once percent-decoded
-  (Django replaced ``%ff`` with U+FFFD and carried on with altered text) and hold no NUL
-  (PostgreSQL's text cannot store it: ``?search=%00`` or a NUL path parameter reached the
-  database as a 500);
+  (Django replaces ``%ff`` with U+FFFD and carries on with altered text) and hold no NUL
+  (PostgreSQL's text cannot store it: ``?search=%00`` would be a 500);
 - header values: no NUL;
 - ``Content-Length``: a whole number (the upload view reads it before DRF does);
 - a body's declared charset: UTF-8 (or its ASCII subset) only, the one encoding the parsers read.
@@ -57,10 +56,20 @@ def _utf8(data: bytes) -> str | None:
         return None
 
 
+def _clean(data: bytes) -> bool:
+    """UTF-8 without NUL (the bytes of a lone surrogate are not UTF-8)."""
+    return b"\x00" not in data and (data.isascii() or _utf8(data) is not None)
+
+
 def query_errors(data: str | bytes) -> Iterator[tuple[str, ErrorDetail]]:
     """Refusals in a query string, or a form-urlencoded body (the same format)."""
     if isinstance(data, str):
         data = data.encode("utf-8")
+    if _clean(unquote_to_bytes(data)):
+        # The common case, decoded once. Names and values split at a literal "&" or "=" are
+        # then clean too (an ASCII byte never sits inside a UTF-8 sequence); the walk below
+        # only finds which one is not.
+        return
     for pair in data.split(b"&"):
         if not pair:
             continue

@@ -48,8 +48,8 @@ _DESCRIPTIONS = {
     "429": "Too many requests; `Retry-After` says when to come back.",
     "500": "A bug on our side; it has been logged.",
 }
-# A list's cursor is opaque: one the server cannot read is answered like a missing page.
-_CURSOR_404 = "Not found, or not yours; or a `cursor` this list did not hand out."
+# agentdeck.core.pagination refuses a cursor it did not issue with 400 invalid_cursor.
+_CURSOR_400 = _DESCRIPTIONS["400"] + " Also `invalid_cursor`: a `cursor` this list did not issue."
 
 # Headers that always come with a status, whichever view answered (DRF sets them from the
 # exception: NotAuthenticated's authenticate_header, Throttled's wait).
@@ -99,8 +99,7 @@ def add_problem_responses(result: dict[str, Any], generator, request, public) ->
             for status in statuses:
                 responses.setdefault(status, _problem_response(status))
             if any(p.get("in") == "query" and p.get("name") == "cursor" for p in parameters):
-                responses.setdefault("404", _problem_response("404"))
-                responses["404"]["description"] = _CURSOR_404
+                responses["400"]["description"] = _CURSOR_400
             for status, response in responses.items():
                 if status[0] in "45" and not response.get("content"):
                     response["content"] = _problem_content()

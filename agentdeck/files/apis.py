@@ -20,7 +20,6 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from agentdeck.agents.selectors import providers_visible_to
-from agentdeck.core import jsoninput
 from agentdeck.core.exceptions import NotFound
 from agentdeck.core.jsonshape import JSONShapeField
 from agentdeck.core.parsers import StrictJSONParser
@@ -96,20 +95,16 @@ class FileUploadSerializer(serializers.Serializer):
         max_length=MAX_VECTOR_INDEX_IDS,
         help_text="Attach to these indices of yours as soon as it is processed.",
     )
-    attributes = _attributes_field()
+    # Multipart sends an object as JSON text (binary: the field reads it with jsoninput).
+    attributes = _attributes_field(binary=True)
 
     def to_internal_value(self, data):
-        # Multipart sends lists as repeated fields and objects as JSON text.
+        # Multipart sends lists as repeated fields.
         if hasattr(data, "getlist"):
             flat = {k: data.get(k) for k in data}
             flat["vector_index_ids"] = [
                 v for item in data.getlist("vector_index_ids") for v in str(item).split(",") if v
             ]
-            if isinstance(flat.get("attributes"), str):
-                try:
-                    flat["attributes"] = jsoninput.loads(flat["attributes"])
-                except jsoninput.JSONInputError as exc:
-                    raise serializers.ValidationError({"attributes": [str(exc)]}) from None
             data = flat
         return super().to_internal_value(data)
 

@@ -76,9 +76,9 @@ def _filters_sql(
 
     All attribute conditions sit in one EXISTS on the chunk's attachment: the exact values as one
     jsonb containment (``@>``), each "any of" list as one ``= ANY``. The plan is one semi-join
-    whatever the number of keys, and its cost grows with the conditions' total size. (One
-    EXISTS per key made a join per key: 1,000 keys took 9 s and 480 MB to plan, 10,000 keys
-    grew a backend past 20 GB. ``check_filters`` bounds the keys anyway.)
+    whatever the number of keys, and its cost grows with the conditions' total size (one
+    EXISTS per key would be a join per key, whose planning grows far faster than the keys;
+    ``check_filters`` bounds the keys anyway).
     """
     sql, params = "", []
     if file_ids:

@@ -34,6 +34,7 @@ class Operation:
     method: str
     template: str  # /api/v1/runs/{id}/events/
     query: tuple[str, ...]  # documented query parameters
+    json_body: bool = False  # takes an application/json request body
 
     def __str__(self) -> str:
         return f"{self.method} {self.template}"
@@ -51,7 +52,8 @@ def operations(method: str | None = None) -> list[Operation]:
             if method and verb.upper() != method:
                 continue
             query = tuple(p["name"] for p in operation.get("parameters", []) if p["in"] == "query")
-            out.append(Operation(verb.upper(), template, query))
+            json_body = "application/json" in operation.get("requestBody", {}).get("content", {})
+            out.append(Operation(verb.upper(), template, query, json_body))
     return out
 
 

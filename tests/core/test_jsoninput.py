@@ -35,6 +35,15 @@ def test_deep_json_is_refused_before_the_recursive_decoder_sees_it():
     jsoninput.loads(ok)
 
 
+@override_settings(JSON_MAX_DEPTH=4)
+@pytest.mark.parametrize(
+    "text",
+    ["[" + ",".join(["[]"] * 100) + "]", '["' + "[{" * 100 + '"]', '{"a": [[{}]], "b": [[{}]]}'],
+)
+def test_more_brackets_than_the_depth_allows_is_not_itself_too_deep(text):
+    jsoninput.loads(text)
+
+
 @pytest.mark.parametrize(
     "text",
     [
@@ -70,3 +79,20 @@ def test_undecodable_or_invalid_bytes_are_refused(raw):
 def test_ordinary_json_round_trips():
     value = {"a": [1, 2.5, True, None, "é", {"b": "c"}], "n": -3}
     assert jsoninput.loads(json.dumps(value).encode()) == value
+
+
+@pytest.mark.parametrize("body", ["[" * 1000 + "]" * 1000, '{"a\\u0000": 1}', "[NaN]"])
+def test_a_view_listing_a_plain_json_parser_still_reads_with_the_loader(body):
+    """The content negotiation gives any JSON body to StrictJSONParser, whatever parser class
+    a view names: DRF's own JSONParser recursed on deep JSON (a 500)."""
+    from rest_framework.exceptions import ParseError
+    from rest_framework.parsers import JSONParser
+    from rest_framework.request import Request
+    from rest_framework.test import APIRequestFactory
+
+    from agentdeck.core.parsers import StrictContentNegotiation
+
+    raw = APIRequestFactory().post("/", body, content_type="application/json")
+    request = Request(raw, parsers=[JSONParser()], negotiator=StrictContentNegotiation())
+    with pytest.raises(ParseError):
+        request.data  # noqa: B018 (parsed on first access)

@@ -103,3 +103,54 @@ def test_path_parameters_that_are_not_ids(user_client, objects):
                 response = user_client.generic(operation.method, path)
                 assert_handled(response, (operation.method, path))
                 assert response.status_code in (400, 404), (operation.method, path)
+
+
+# JSON bodies the stdlib decoder accepts (or recurses on) but nothing after it can use.
+HOSTILE_JSON = {
+    "nested past JSON_MAX_DEPTH": '{"name": ' + "[" * 1000 + "]" * 1000 + "}",
+    "NUL in a value": '{"name": "a\\u0000b"}',
+    "NUL in a key": '{"na\\u0000me": "a"}',
+    "a lone surrogate": '{"name": "\\ud800"}',
+    "NaN": '{"name": NaN}',
+    "a number out of range": '{"name": 1e999}',
+}
+
+
+def test_hostile_json_bodies_are_a_400_parse_error_on_every_operation(
+    user_client, client_for, objects, staff_user
+):
+    """The default parser reads every JSON body with agentdeck.core.jsoninput: the body is
+    refused before a view, serializer or query sees it."""
+    from rest_framework.test import APIClient
+
+    from agentdeck.accounts.services import api_key_create
+
+    # Operations only staff may call: the body must get past their permission checks.
+    granting = APIClient()
+    _, secret = api_key_create(owner=staff_user, name="granting", scopes=["credits:grant"])
+    granting.credentials(HTTP_AUTHORIZATION=f"Bearer {secret}")
+    staff_only = {
+        "/api/v1/credits/grants/": granting,
+        "/api/v1/model-prices/": client_for(staff_user),
+    }
+    json_operations = [op for op in operations() if op.json_body]
+    assert len(json_operations) >= 18, json_operations
+    for operation in json_operations:
+        path = objects.path(operation.template)
+        client = staff_only.get(operation.template, user_client)
+        for why, body in HOSTILE_JSON.items():
+            response = client.generic(operation.method, path, body, content_type="application/json")
+            assert response.status_code == 400, (operation, why, response.content[:300])
+            assert response.json()["code"] == "parse_error", (operation, why)
+
+
+def test_hostile_json_in_a_multipart_field_is_a_400(user_client, objects):
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    for why, body in HOSTILE_JSON.items():
+        upload = SimpleUploadedFile("a.txt", b"hello", "text/plain")
+        response = user_client.post(
+            "/api/v1/files/", {"file": upload, "attributes": body.replace('"name"', '"a"')}
+        )
+        assert response.status_code == 400, (why, response.content[:300])
+        assert [e["field"] for e in response.json()["errors"]] == ["attributes"], why

@@ -119,8 +119,10 @@ def test_errors_documented_by_code_carry_the_problem_body_and_headers(schema):
     me = schema["paths"]["/api/v1/me"]["get"]["responses"]
     assert "WWW-Authenticate" in me["401"]["headers"]
     assert "Retry-After" in me["429"]["headers"]
-    # An unreadable cursor is answered like a missing page.
-    assert "cursor" in schema["paths"]["/api/v1/agents/"]["get"]["responses"]["404"]["description"]
+    # A cursor the list did not issue is a 400 (agentdeck.core.pagination), not a 404.
+    agents = schema["paths"]["/api/v1/agents/"]["get"]["responses"]
+    assert "invalid_cursor" in agents["400"]["description"]
+    assert "404" not in agents
 
 
 def test_lists_that_are_not_paginated_are_documented_as_plain_arrays(schema):
@@ -171,3 +173,9 @@ def test_conflicts_and_upstream_failures_are_documented_where_they_happen(schema
         ("/api/v1/vector-indices/{id}/search/", "post", "502"),  # the embedding provider
     ]:
         assert status in paths[path][method]["responses"], (method, path, status)
+
+
+def test_the_idempotency_key_header_documents_the_length_it_takes(schema):
+    parameters = schema["paths"]["/api/v1/agents/{id}/runs/"]["post"]["parameters"]
+    header = next(p for p in parameters if p["name"] == "Idempotency-Key")
+    assert header["schema"] == {"type": "string", "maxLength": 200}  # longer is a 400

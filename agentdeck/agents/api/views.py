@@ -37,9 +37,10 @@ from agentdeck.core.pagination import CreatedAtCursorPagination
 from agentdeck.core.permissions import scope_to_owner
 from agentdeck.files.models import VectorIndex
 
+IDEMPOTENCY_KEY_MAX_LENGTH = AgentRun._meta.get_field("idempotency_key").max_length
 IDEMPOTENCY_HEADER = OpenApiParameter(
     "Idempotency-Key",
-    str,
+    {"type": "string", "maxLength": IDEMPOTENCY_KEY_MAX_LENGTH},
     OpenApiParameter.HEADER,
     required=False,
     description="Retry-safe creation: the same key with the same body returns the same run; "
@@ -50,11 +51,9 @@ IDEMPOTENCY_HEADER = OpenApiParameter(
 def _idempotency_key(request: Request) -> str | None:
     """The Idempotency-Key header, refused (400 naming it) when longer than its column."""
     key = request.headers.get("Idempotency-Key") or None
-    limit = AgentRun._meta.get_field("idempotency_key").max_length
-    if key is not None and len(key) > limit:
-        raise ValidationError(
-            {"Idempotency-Key": [ErrorDetail(f"At most {limit} characters.", code="max_length")]}
-        )
+    if key is not None and len(key) > IDEMPOTENCY_KEY_MAX_LENGTH:
+        message = f"At most {IDEMPOTENCY_KEY_MAX_LENGTH} characters."
+        raise ValidationError({"Idempotency-Key": [ErrorDetail(message, code="max_length")]})
     return key
 
 

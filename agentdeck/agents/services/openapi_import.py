@@ -81,7 +81,7 @@ class _Reader:
             raise _fail(path, f"$ref {ref[:100]!r} is not in this document; only '#/...' works.")
         node: Any = self.document
         for raw in ref[2:].split("/"):
-            part = raw.replace("~1", "/").replace("~0", "~")
+            part = _unescape(raw)
             if isinstance(node, dict) and part in node:
                 node = node[part]
             elif isinstance(node, list) and part.isdigit() and int(part) < len(node):

@@ -16,6 +16,7 @@ from django.utils import timezone
 from agentdeck.accounts.models import User
 from agentdeck.agents.limits import JSON_SCHEMA_SHAPE, TOOL_CONFIG_SHAPE
 from agentdeck.agents.models import Agent, Tool
+from agentdeck.agents.services.openapi_import import InvalidOpenAPI, openapi_read
 from agentdeck.core.crypto import encrypt_secret
 from agentdeck.core.exceptions import ApplicationError, Conflict
 from agentdeck.core.httpheaders import HeaderError, check_headers
@@ -82,12 +83,11 @@ def _number(config: dict[str, Any], key: str, default: float, kind: type) -> Any
         raise InvalidTool(f"config.{key} must be a number.") from None
 
 
-def _headers(config: dict[str, Any]) -> dict[str, str]:
-    headers = config.get("headers") or {}
+def _checked_headers(headers: Any, field: str) -> dict[str, str]:
     try:
         check_headers(headers)
     except HeaderError as e:
-        raise InvalidTool(f"config.headers: {e}") from None
+        raise InvalidTool(f"{field}: {e}") from None
     return headers
 
 
@@ -160,7 +160,7 @@ def validate_tool(
         out = {
             "method": method,
             "url_template": template,
-            "headers": _headers(config),
+            "headers": _checked_headers(config.get("headers") or {}, "config.headers"),
             "timeout_seconds": _number(config, "timeout_seconds", 15, float),
             "max_response_bytes": _number(config, "max_response_bytes", 200_000, int),
         }
@@ -184,7 +184,7 @@ def validate_tool(
             "url": url,
             "transport": transport,
             "allowed_tools": allowed,
-            "headers": _headers(config),
+            "headers": _checked_headers(config.get("headers") or {}, "config.headers"),
         }, None
     if kind == Tool.Kind.AGENT:
         agent_id = config.get("agent_id")
@@ -200,18 +200,13 @@ def validate_tool(
 
 
 def _is_uuid(value: Any) -> bool:
+    if not isinstance(value, str):
+        return False
     try:
-        uuid.UUID(str(value))
+        uuid.UUID(value)
     except ValueError:
         return False
-    return isinstance(value, str)
-
-
-def _check_secret_headers(secret_headers: Any) -> None:
-    try:
-        check_headers(secret_headers)
-    except HeaderError as e:
-        raise InvalidTool(f"secret_headers: {e}") from None
+    return True
 
 
 @transaction.atomic
@@ -230,7 +225,7 @@ def tool_create(
         owner=owner, kind=kind, name=name, config=config or {}, parameters_schema=parameters_schema
     )
     if secret_headers:
-        _check_secret_headers(secret_headers)
+        _checked_headers(secret_headers, "secret_headers")
     try:
         with transaction.atomic():
             return Tool.objects.create(
@@ -265,7 +260,7 @@ def tool_update(
         parameters_schema=tool.parameters_schema,
     )
     if secret_headers is not _UNSET and secret_headers is not None:
-        _check_secret_headers(secret_headers)
+        _checked_headers(secret_headers, "secret_headers")
         tool.secret_headers_encrypted = (
             encrypt_secret(json.dumps(secret_headers)) if secret_headers else ""
         )
@@ -306,8 +301,6 @@ def tools_import_openapi(
     request body's properties become the arguments' JSON Schema. All or nothing: a document
     that is malformed anywhere, or an operation that makes an invalid tool, is a 400
     ``invalid_openapi`` naming the place, and no tool is created."""
-    from agentdeck.agents.services.openapi_import import InvalidOpenAPI, openapi_read
-
     base, operations = openapi_read(document, base_url=base_url)
     created = []
     for op in operations:
