@@ -51,17 +51,10 @@ def counted(key: str, limit: int, period: float) -> float | None:
     return wait
 
 
-class _SharedCache:
-    """Stands where DRF reads ``self.cache``: every call goes to the process's client."""
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(shared_cache.get(), name)
-
-
 class _SharedRate:
-    """A ``SimpleRateThrottle`` counting on the process's shared cache."""
+    """A ``SimpleRateThrottle`` counting with :func:`counted` (DRF's ``self.cache``, read only by
+    the ``allow_request`` and ``wait`` replaced here, is never used)."""
 
-    cache = _SharedCache()
     _wait: float | None = None
 
     def allow_request(self, request: Any, view: Any) -> bool:
