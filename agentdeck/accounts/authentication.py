@@ -38,6 +38,7 @@ from agentdeck.accounts.services import (
     user_get_or_create_from_claims,
 )
 from agentdeck.core.exceptions import ApplicationError
+from agentdeck.core.jsoninput import refused_character
 from agentdeck.core.throttling import count_auth_failure, request_client_address
 
 logger = logging.getLogger(__name__)
@@ -232,18 +233,10 @@ def check_user_claims(claims: dict[str, Any]) -> None:
             raise AuthFailed(
                 f"Token '{claim}' is longer than {max_length} characters.", "token_invalid"
             )
-        if "\x00" in value or not _encodable(value):
+        if refused_character(value) is not None:
             raise AuthFailed(
                 f"Token '{claim}' contains characters that cannot be stored.", "token_invalid"
             )
-
-
-def _encodable(value: str) -> bool:
-    try:
-        value.encode("utf-8")  # a lone surrogate ("\ud800") cannot be
-    except UnicodeEncodeError:
-        return False
-    return True
 
 
 def user_from_claims(claims: dict[str, Any]) -> User:
