@@ -8,7 +8,6 @@ the variable's name.
 from __future__ import annotations
 
 import logging
-import re
 import sys
 import warnings
 from datetime import timedelta
@@ -17,6 +16,8 @@ from urllib.parse import unquote
 
 import environ
 from django.core.exceptions import ImproperlyConfigured
+
+from agentdeck.core.rates import parse_rate
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -213,10 +214,14 @@ API_KEY_LAST_USED_RESOLUTION_SECONDS = env.int("API_KEY_LAST_USED_RESOLUTION_SEC
 
 
 def _rate(name: str, default: str) -> str:
-    # DRF's rate syntax ("20/min"), plus a count of units ("5/15min"): agentdeck.core.throttling.
+    # DRF's rate syntax ("20/min"), plus a count of units ("5/15min"): agentdeck.core.rates.
     value = env.str(name, default=default)
-    if not re.fullmatch(r"\s*[1-9]\d*\s*/\s*\d*\s*[smhd][a-z]*\s*", value):
-        raise ImproperlyConfigured(f"{name} must be a rate such as 20/min, not {value!r}")
+    try:
+        parse_rate(value)
+    except ValueError:
+        raise ImproperlyConfigured(
+            f"{name} must be a rate such as 20/min or 5/15min, not {value!r}"
+        ) from None
     return value
 
 
