@@ -60,6 +60,10 @@ _CREDENTIAL_PATTERNS = [
     ),
 ]
 
+# No pattern above matches fewer characters ("token=abcd"): shorter text, most of what a span
+# holds ("type", "model", "usage"), needs no scan (tests/core/test_redaction.py checks it).
+SHORTEST_CREDENTIAL_CHARS = 10
+
 # The secrets of what the current run talks to. A mutable set per scope: tasks the run starts
 # copy the context, so they see (and add to) the same set.
 _scope: contextvars.ContextVar[set[str] | None] = contextvars.ContextVar(
@@ -94,6 +98,9 @@ def redact(text: str, secrets: Iterable[str | None] = ()) -> str:
 
 
 def redact_patterns(text: str) -> str:
+    """Only what is shaped like a credential (``_CREDENTIAL_PATTERNS``)."""
+    if len(text) < SHORTEST_CREDENTIAL_CHARS:
+        return text
     for pattern in _CREDENTIAL_PATTERNS:
         text = pattern.sub(
             lambda m: (m.group(1) if m.re.groups else "") + REDACTED,
