@@ -1,6 +1,6 @@
 """Loading what is slow to load once, when a process starts, instead of in the first request or
-task that needs it (where it showed as a first search of ~9 s, a new file stuck at 10 %, a first
-run that waited seconds to start).
+task that needs it (a first search would take ~9 s, a new file sit at 10 %, a first run wait
+seconds to start).
 
 What is slow, measured on the idle 2-core development machine (three times that when busy):
 

@@ -1,8 +1,8 @@
 """Keep credentials out of text that came from somewhere else: one helper for the whole project.
 
 Upstream services (model providers, embedding endpoints, MCP servers) answer errors with text of
-their own, and some echo what they were sent, API key included (issue #14: a provider that
-put the key in a 401 body leaked it to everyone running a public agent). The rule:
+their own, and some echo what they were sent, API key included (in a 401 body, say, which a
+run's error would show everyone running a public agent). The rule:
 
 * what users see (a run's error, its events, problem+json, a file's error) never carries
   upstream text: it gets a stable code and a message written here;

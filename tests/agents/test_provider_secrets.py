@@ -1,7 +1,7 @@
 """A provider that echoes the credentials it was sent (tests/support/openai_server.py with
 ``echo_credentials``) must not get them to anyone: not into a run's error or events, its spans,
 the model listing's problem+json, nor a file's embedding error. The log keeps the provider's
-words with the secrets redacted (issue #14, item 3)."""
+words with the secrets redacted."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """Map whatever stopped a run to a stable error code (documented in the README).
 
-Upstream text never reaches users: a provider's error body can echo the credential it was sent
-(issue #14), and the run's error and events are visible to everyone running a public agent.
+Upstream text never reaches users: a provider's error body can echo the credential it was
+sent, and the run's error and events are visible to everyone running a public agent.
 A provider failure gets a stable code and the message written here for that code (with the
 HTTP status, which is ours to interpret); its raw text goes to the server log, redacted
 (agentdeck.core.redaction). :func:`provider_failure` is that mapping for every provider call
