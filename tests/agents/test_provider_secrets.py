@@ -191,3 +191,17 @@ def test_an_embedding_failure_keeps_the_key_out_of_the_files_error(
     assert search.status_code == 502, search.content
     assert_no_secret(search.content.decode(), "the search problem+json")
     assert_logged_redacted(caplog, "embedding failed")
+
+
+def test_a_failure_that_is_not_the_providers_answer_is_logged_without_its_secrets(provider, caplog):
+    from agentdeck.agents.runtime.errors import provider_call_failure
+
+    error = OSError(f"could not send X-Tenant-Key: {HEADER_VALUE} with {API_KEY}")
+    with caplog.at_level(logging.WARNING):
+        code, message = provider_call_failure(
+            error, provider=provider, context="listing models", codes=["provider_auth_failed"]
+        )
+
+    assert code == "provider_error"
+    assert_no_secret(message, "the message")
+    assert_logged_redacted(caplog, "could not send X-Tenant-Key")
