@@ -150,13 +150,13 @@ def _worker_started(sender: object, proc_name: str = "", **kwargs: object) -> No
     report_ready("worker")
 
 
-def web_process() -> threading.Thread | None:
+def web_process() -> None:
     """In the web process, before it listens: the runtime and the views; then the model in a
-    background thread (returned, or None when there is none to load)."""
+    background thread, so ``/healthz`` answers meanwhile."""
     _timed("web", "the agents runtime", _import_runtime)
     if not settings.EMBEDDING_PRELOAD:
         report_ready("web")
-        return None
+        return
 
     def load_model() -> None:
         from agentdeck.files.embeddings import local_model_load
@@ -164,6 +164,4 @@ def web_process() -> threading.Thread | None:
         _timed("web", _model_name(), local_model_load)
         report_ready("web")
 
-    thread = threading.Thread(target=load_model, name="preload-embedding-model", daemon=True)
-    thread.start()
-    return thread
+    threading.Thread(target=load_model, name="preload-embedding-model", daemon=True).start()
