@@ -8,7 +8,6 @@ the variable's name.
 from __future__ import annotations
 
 import logging
-import re
 import sys
 import warnings
 from datetime import timedelta
@@ -17,6 +16,8 @@ from urllib.parse import unquote
 
 import environ
 from django.core.exceptions import ImproperlyConfigured
+
+from agentdeck.core.rates import parse_rate
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -211,12 +212,36 @@ JWT_ISSUER = env.str("JWT_ISSUER", default="") or None
 JWT_LEEWAY_SECONDS = env.int("JWT_LEEWAY_SECONDS", default=30)
 API_KEY_LAST_USED_RESOLUTION_SECONDS = env.int("API_KEY_LAST_USED_RESOLUTION_SECONDS", default=60)
 
+SIMPLE_JWT = {
+    # Tokens come from the Next.js server, not from simplejwt: no token_type or jti claims.
+    "TOKEN_TYPE_CLAIM": None,
+    "JTI_CLAIM": None,
+    "USER_ID_CLAIM": "sub",
+    "USER_ID_FIELD": "id",
+    "ALGORITHM": JWT_ALGORITHMS[0],
+    "SIGNING_KEY": JWT_SIGNING_KEY or None,
+    "VERIFYING_KEY": None,
+    "AUDIENCE": JWT_AUDIENCE,
+    "ISSUER": JWT_ISSUER,
+    "JWK_URL": JWT_JWKS_URL or None,
+    "LEEWAY": JWT_LEEWAY_SECONDS,
+    "AUTH_HEADER_TYPES": ("Bearer",),
+    "ACCESS_TOKEN_LIFETIME": timedelta(minutes=5),
+    "UPDATE_LAST_LOGIN": False,
+}
+
+# --- failed credentials: rate limits, client address, admin lockout ---------------------------
+
 
 def _rate(name: str, default: str) -> str:
-    # DRF's rate syntax ("20/min"), plus a count of units ("5/15min"): agentdeck.core.throttling.
+    # DRF's rate syntax ("20/min"), plus a count of units ("5/15min"): agentdeck.core.rates.
     value = env.str(name, default=default)
-    if not re.fullmatch(r"\s*[1-9]\d*\s*/\s*\d*\s*[smhd][a-z]*\s*", value):
-        raise ImproperlyConfigured(f"{name} must be a rate such as 20/min, not {value!r}")
+    try:
+        parse_rate(value)
+    except ValueError:
+        raise ImproperlyConfigured(
+            f"{name} must be a rate such as 20/min or 5/15min, not {value!r}"
+        ) from None
     return value
 
 
@@ -266,24 +291,6 @@ AXES_VERBOSE = False
 AXES_USERNAME_FORM_FIELD = "username"
 AXES_CLIENT_IP_CALLABLE = "agentdeck.core.throttling.request_client_ip"
 AXES_LOCKOUT_CALLABLE = "agentdeck.accounts.admin_lockout.lockout_response"
-
-SIMPLE_JWT = {
-    # Tokens come from the Next.js server, not from simplejwt: no token_type or jti claims.
-    "TOKEN_TYPE_CLAIM": None,
-    "JTI_CLAIM": None,
-    "USER_ID_CLAIM": "sub",
-    "USER_ID_FIELD": "id",
-    "ALGORITHM": JWT_ALGORITHMS[0],
-    "SIGNING_KEY": JWT_SIGNING_KEY or None,
-    "VERIFYING_KEY": None,
-    "AUDIENCE": JWT_AUDIENCE,
-    "ISSUER": JWT_ISSUER,
-    "JWK_URL": JWT_JWKS_URL or None,
-    "LEEWAY": JWT_LEEWAY_SECONDS,
-    "AUTH_HEADER_TYPES": ("Bearer",),
-    "ACCESS_TOKEN_LIFETIME": timedelta(minutes=5),
-    "UPDATE_LAST_LOGIN": False,
-}
 
 # --- REST API ---------------------------------------------------------------------------------
 
@@ -499,6 +506,8 @@ SECURE_PROXY_SSL_HEADER = (
     if env.bool("TRUST_X_FORWARDED_PROTO", default=False)
     else None
 )
+
+# --- logging ----------------------------------------------------------------------------------
 
 LOG_LEVEL = env.str("LOG_LEVEL", default="INFO").upper()
 if LOG_LEVEL not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:

@@ -11,7 +11,6 @@
 
 from __future__ import annotations
 
-import logging
 import math
 import re
 from collections.abc import Iterator
@@ -40,8 +39,6 @@ from agentdeck.accounts.services import (
 from agentdeck.core.exceptions import ApplicationError
 from agentdeck.core.jsoninput import refused_character
 from agentdeck.core.throttling import count_auth_failure, request_client_address
-
-logger = logging.getLogger(__name__)
 
 
 class AuthFailed(exceptions.AuthenticationFailed):
@@ -91,11 +88,12 @@ class ApiKeyAuthentication(BaseAuthentication):
     keyword = "Bearer"
 
     def authenticate(self, request) -> tuple[User, ApiKey] | None:
-        with failures_counted(request_client_address(request), None):
+        address = request_client_address(request)
+        with failures_counted(address, None):
             secret = bearer_token(request)
         if secret is None or not secret.startswith(API_KEY_PREFIX):
             return None  # not ours: let the JWT authentication look at it
-        with failures_counted(request_client_address(request), secret):
+        with failures_counted(address, secret):
             return authenticate_api_key(secret)
 
     def authenticate_header(self, request) -> str:

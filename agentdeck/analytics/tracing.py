@@ -349,6 +349,15 @@ def _record_span(span: Span[Any]) -> _SpanRecord:
     )
     model = _span_model(span_data)
     response_id = exported_data.get("response_id") if isinstance(exported_data, dict) else None
+    # A failed model call's span holds the provider's error text, which can quote the API key
+    # it was sent: the run's secrets (its redaction scope, this hook runs inside the run) and
+    # anything credential-shaped are replaced before the span is kept. Only the span's data and
+    # error come from outside the SDK; the rest of the export (ids, timestamps) is not scanned:
+    # redaction is most of what recording a span costs, on the run's event loop.
+    data = _json_safe(exported)
+    for key in ("span_data", "error"):
+        if data.get(key):
+            data[key] = redact_data(data[key])
     return _SpanRecord(
         trace_id=span.trace_id,
         span_id=span.span_id,
@@ -363,11 +372,8 @@ def _record_span(span: Span[Any]) -> _SpanRecord:
         output_tokens=tokens[1],
         cached_input_tokens=tokens[2],
         reasoning_tokens=tokens[3],
-        # A failed model call's span holds the provider's error text, which can quote the API
-        # key it was sent: the run's secrets (its redaction scope, this hook runs inside the
-        # run) and anything credential-shaped are replaced before the span is kept.
         error=redact_data(_json_safe(span.error)) if span.error else None,
-        data=_bounded(redact_data(_json_safe(exported))),
+        data=_bounded(data),
     )
 
 

@@ -12,10 +12,10 @@ session, an extra ``manage.py qcluster`` or ``shell`` beside them), and must sto
 of them is gone, so the next ``make run`` finds its data again and nothing is left behind.
 
 pgserver keeps the holders' pids in ``pgdata/.handle_pids.json`` and lets the last one to run
-its exit hook stop the server. A holder killed without running it (``kill -9``, the OOM killer)
-stayed in that list for good, so from then on no exit was ever the last one: the server outlived
-every Ctrl-C. This module does the bookkeeping itself, on pgserver's list and under pgserver's
-inter-process lock (which pgserver also holds while it starts a server and adds a holder):
+its exit hook stop the server; a holder killed without running it (``kill -9``, the OOM killer)
+would stay in that list for good, and no exit would ever be the last one again. So this module
+does the bookkeeping itself, on pgserver's list and under pgserver's inter-process lock (which
+pgserver also holds while it starts a server and adds a holder):
 
 1. a holder counts while its process is alive (a zombie is not) and is the one that registered:
    its start time is recorded next to the pid, so a reused pid does not count;
@@ -120,10 +120,6 @@ def embedded_database_url(var_dir: Path, *, dbname: str = DEFAULT_DB_NAME) -> st
     return f"postgres://postgres@{host}:{port}/{dbname}"
 
 
-def default_var_dir(base_dir: Path) -> Path:
-    return Path(os.environ.get("AGENTDECK_VAR_DIR", base_dir / "var")).resolve()
-
-
 def release(var_dir: Path) -> Released:
     """Stop holding the server under ``var_dir/pgdata``; stop it if no live holder remains.
 
@@ -157,7 +153,7 @@ def _release(pgdata: Path) -> Released:
     if not pgdata.is_dir():
         return Released(pgdata, stopped=False)  # never created, or removed since
     with _lock():
-        others = [pid for pid in _holders_prune(pgdata) if pid != me]
+        others = [pid for pid in _live_holders(pgdata) if pid != me]
         _holders_write(pgdata, others)
         if others:
             return Released(pgdata, stopped=False, others=others)

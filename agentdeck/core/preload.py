@@ -1,6 +1,6 @@
 """Loading what is slow to load once, when a process starts, instead of in the first request or
-task that needs it (where it showed as a first search of ~9 s, a new file stuck at 10 %, a first
-run that waited seconds to start).
+task that needs it (a first search would take ~9 s, a new file sit at 10 %, a first run wait
+seconds to start).
 
 What is slow, measured on the idle 2-core development machine (three times that when busy):
 
@@ -14,7 +14,8 @@ What is slow, measured on the idle 2-core development machine (three times that 
 Who loads what, and when:
 
 * a ``qcluster``: in its main process, before django-q2 forks the workers (they inherit the
-  imported code and share its memory), the runtime and the model's libraries, imports only
+  imported code and share its memory), the runtime (with the validators of the model answers'
+  types, ~0.3 s) and the model's libraries, imports only
   (:func:`agentdeck.files.embeddings.local_model_import` says why); each worker then loads the
   model as it starts (``post_spawn``), before taking its first task;
 * the web process (``config.asgi``, i.e. daphne): the runtime and the views before it listens
@@ -76,6 +77,29 @@ def _import_runtime() -> None:
     get_resolver().url_patterns  # noqa: B018 (evaluating it imports every view module)
 
 
+def _prepare_runs() -> None:
+    """:func:`_import_runtime`, then the validators of the openai types a model's streamed answer
+    becomes (the Responses API's events; chat completions chunks, which the SDK turns into the
+    same events). openai leaves them to be built on first use, which took ~0.5 s of each queue
+    worker's first run; built before django-q2 forks, every worker inherits them."""
+    import typing
+
+    from openai.types.chat import ChatCompletionChunk
+    from openai.types.responses import (
+        Response,
+        ResponseOutputMessage,
+        ResponseOutputText,
+        ResponseStreamEvent,
+        ResponseUsage,
+    )
+
+    _import_runtime()
+    events = typing.get_args(typing.get_args(ResponseStreamEvent)[0])  # Annotated[Union[...]]
+    for model in (Response, ResponseOutputMessage, ResponseOutputText, ResponseUsage, *events):
+        model.model_rebuild()
+    ChatCompletionChunk.model_rebuild()
+
+
 def _model_name() -> str:
     from agentdeck.files.embeddings import LOCAL_MODEL
 
@@ -99,7 +123,7 @@ def qcluster_main() -> None:
     the model when it starts."""
     from django_q.signals import post_spawn
 
-    _timed("worker", "the agents runtime", _import_runtime)
+    _timed("worker", "the agents runtime", _prepare_runs)
     if settings.EMBEDDING_PRELOAD:
         from agentdeck.files.embeddings import local_model_import
 
@@ -126,13 +150,13 @@ def _worker_started(sender: object, proc_name: str = "", **kwargs: object) -> No
     report_ready("worker")
 
 
-def web_process() -> threading.Thread | None:
+def web_process() -> None:
     """In the web process, before it listens: the runtime and the views; then the model in a
-    background thread (returned, or None when there is none to load)."""
+    background thread, so ``/healthz`` answers meanwhile."""
     _timed("web", "the agents runtime", _import_runtime)
     if not settings.EMBEDDING_PRELOAD:
         report_ready("web")
-        return None
+        return
 
     def load_model() -> None:
         from agentdeck.files.embeddings import local_model_load
@@ -140,6 +164,4 @@ def web_process() -> threading.Thread | None:
         _timed("web", _model_name(), local_model_load)
         report_ready("web")
 
-    thread = threading.Thread(target=load_model, name="preload-embedding-model", daemon=True)
-    thread.start()
-    return thread
+    threading.Thread(target=load_model, name="preload-embedding-model", daemon=True).start()

@@ -1,8 +1,8 @@
 """Keep credentials out of text that came from somewhere else: one helper for the whole project.
 
 Upstream services (model providers, embedding endpoints, MCP servers) answer errors with text of
-their own, and some echo what they were sent, API key included (issue #14: a provider that
-put the key in a 401 body leaked it to everyone running a public agent). The rule:
+their own, and some echo what they were sent, API key included (in a 401 body, say, which a
+run's error would show everyone running a public agent). The rule:
 
 * what users see (a run's error, its events, problem+json, a file's error) never carries
   upstream text: it gets a stable code and a message written here;
@@ -60,6 +60,10 @@ _CREDENTIAL_PATTERNS = [
     ),
 ]
 
+# No pattern above matches fewer characters ("token=abcd"): shorter text, most of what a span
+# holds ("type", "model", "usage"), needs no scan (tests/core/test_redaction.py checks it).
+SHORTEST_CREDENTIAL_CHARS = 10
+
 # The secrets of what the current run talks to. A mutable set per scope: tasks the run starts
 # copy the context, so they see (and add to) the same set.
 _scope: contextvars.ContextVar[set[str] | None] = contextvars.ContextVar(
@@ -94,6 +98,9 @@ def redact(text: str, secrets: Iterable[str | None] = ()) -> str:
 
 
 def redact_patterns(text: str) -> str:
+    """Only what is shaped like a credential (``_CREDENTIAL_PATTERNS``)."""
+    if len(text) < SHORTEST_CREDENTIAL_CHARS:
+        return text
     for pattern in _CREDENTIAL_PATTERNS:
         text = pattern.sub(
             lambda m: (m.group(1) if m.re.groups else "") + REDACTED,

@@ -18,7 +18,6 @@ failed credentials (:func:`count_auth_failure`).
 from __future__ import annotations
 
 import ipaddress
-import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -28,6 +27,7 @@ from rest_framework import throttling
 
 from agentdeck.core.cache import rate_limit
 from agentdeck.core.per_process import PerProcess
+from agentdeck.core.rates import parse_rate
 from agentdeck.core.reconnect import Outage, is_connection_error
 
 shared_cache = PerProcess(lambda: caches.create_connection(DEFAULT_CACHE_ALIAS), setting="CACHES")
@@ -51,17 +51,10 @@ def counted(key: str, limit: int, period: float) -> float | None:
     return wait
 
 
-class _SharedCache:
-    """Stands where DRF reads ``self.cache``: every call goes to the process's client."""
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(shared_cache.get(), name)
-
-
 class _SharedRate:
-    """A ``SimpleRateThrottle`` counting on the process's shared cache."""
+    """A ``SimpleRateThrottle`` counting with :func:`counted` (DRF's ``self.cache``, read only by
+    the ``allow_request`` and ``wait`` replaced here, is never used)."""
 
-    cache = _SharedCache()
     _wait: float | None = None
 
     def allow_request(self, request: Any, view: Any) -> bool:
@@ -149,17 +142,6 @@ def address_bucket(address: str) -> str:
 
 
 # --- failed credentials ------------------------------------------------------------------------
-
-_RATE = re.compile(r"^\s*(\d+)\s*/\s*(\d*)\s*([smhd])[a-z]*\s*$")
-_PERIODS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-
-
-def parse_rate(rate: str) -> tuple[int, float]:
-    """``"20/min"`` -> (20, 60.0); DRF's syntax, plus a count of units (``"5/15min"``)."""
-    match = _RATE.match(rate)
-    if match is None or int(match[1]) < 1:
-        raise ValueError(f"not a rate: {rate!r} (e.g. 20/min, 100/hour, 5/15min)")
-    return int(match[1]), float(int(match[2] or 1) * _PERIODS[match[3]])
 
 
 def count_auth_failure(*, address: str, credential_prefix: str | None = None) -> float | None:

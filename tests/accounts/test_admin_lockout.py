@@ -1,6 +1,6 @@
-"""Admin sign-in locks out after repeated failures (django-axes; issue #14, item 5: 100 wrong
-admin passwords in seconds all got 200). Attempts are counted in PostgreSQL, so the same holds
-whichever cache the deployment has; staff lift a lock in the admin or with axes' commands."""
+"""Admin sign-in locks out after repeated failures (django-axes), so passwords cannot be tried
+at a script's speed. Attempts are counted in PostgreSQL, so the same holds whichever cache the
+deployment has; staff lift a lock in the admin or with axes' commands."""
 
 from __future__ import annotations
 

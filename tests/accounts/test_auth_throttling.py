@@ -1,5 +1,5 @@
-"""Failed credentials are throttled per client address and per API key prefix (issue #14, item 5:
-300 bad keys and 300 forged JWTs in seconds all got 401, none 429).
+"""Failed credentials (bad API keys, forged JWTs) are throttled per client address and per API
+key prefix: past the limit, 429 instead of 401.
 
 Decision tested here: the counting throttles failures, not successes. A valid credential from a
 throttled address (or for a throttled prefix) still works: the address may be a NAT or proxy

@@ -1,5 +1,5 @@
-"""Scopes: what /me shows is what the caller can use, and a missing scope always reads the same
-(issue #14, item 6)."""
+"""Scopes: what /me shows is what the caller can use, and a missing scope always reads the
+same."""
 
 from __future__ import annotations
 

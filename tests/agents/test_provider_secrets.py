@@ -1,7 +1,7 @@
 """A provider that echoes the credentials it was sent (tests/support/openai_server.py with
 ``echo_credentials``) must not get them to anyone: not into a run's error or events, its spans,
 the model listing's problem+json, nor a file's embedding error. The log keeps the provider's
-words with the secrets redacted (issue #14, item 3)."""
+words with the secrets redacted."""
 
 from __future__ import annotations
 
@@ -191,3 +191,17 @@ def test_an_embedding_failure_keeps_the_key_out_of_the_files_error(
     assert search.status_code == 502, search.content
     assert_no_secret(search.content.decode(), "the search problem+json")
     assert_logged_redacted(caplog, "embedding failed")
+
+
+def test_a_failure_that_is_not_the_providers_answer_is_logged_without_its_secrets(provider, caplog):
+    from agentdeck.agents.runtime.errors import provider_call_failure
+
+    error = OSError(f"could not send X-Tenant-Key: {HEADER_VALUE} with {API_KEY}")
+    with caplog.at_level(logging.WARNING):
+        code, message = provider_call_failure(
+            error, provider=provider, context="listing models", codes=["provider_auth_failed"]
+        )
+
+    assert code == "provider_error"
+    assert_no_secret(message, "the message")
+    assert_logged_redacted(caplog, "could not send X-Tenant-Key")

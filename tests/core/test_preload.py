@@ -70,3 +70,28 @@ def test_a_process_reports_ready_on_the_pipe_serve_gave_it(monkeypatch):
         preload.report_ready("worker")
     finally:
         os.close(write)
+
+
+def test_a_queue_worker_inherits_the_validators_of_a_models_streamed_answer():
+    # Built on first use otherwise: ~0.5 s of each worker's first run (openai defers them).
+    code = (
+        "import django, os\n"
+        "os.environ.setdefault('DJANGO_SETTINGS_MODULE', 'config.settings')\n"
+        "django.setup()\n"
+        "from agentdeck.core import preload\n"
+        "preload.qcluster_main()\n"
+        "from openai.types.chat import ChatCompletionChunk\n"
+        "from openai.types.responses import Response, ResponseTextDeltaEvent\n"
+        "print('BUILT', *(m.__pydantic_complete__ for m in "
+        "(Response, ResponseTextDeltaEvent, ChatCompletionChunk)))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=BASE_DIR,
+        env={**os.environ, "EMBEDDING_PRELOAD": "false"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    assert "BUILT True True True" in done.stdout, done.stderr

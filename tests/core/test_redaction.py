@@ -10,7 +10,9 @@ import logging
 import httpx
 
 from agentdeck.core.redaction import (
+    _CREDENTIAL_PATTERNS,
     REDACTED,
+    SHORTEST_CREDENTIAL_CHARS,
     add_secrets,
     exception_secrets,
     log_exception,
@@ -109,3 +111,12 @@ def test_log_exception_redacts_the_traceback(caplog):
     assert "RuntimeError" in logged
     assert "Traceback" in logged
     assert "k-SECRET-99" not in logged
+
+
+def test_no_credential_pattern_matches_text_shorter_than_the_scan_threshold():
+    # redact_patterns skips text under SHORTEST_CREDENTIAL_CHARS: no pattern may match less.
+    from re import _parser  # the minimum width of a pattern, as the regex engine computes it
+
+    widths = [_parser.parse(p.pattern, p.flags).getwidth()[0] for p in _CREDENTIAL_PATTERNS]
+    assert min(widths) == SHORTEST_CREDENTIAL_CHARS
+    assert redact("token=abcd") == f"token={REDACTED}"

@@ -140,6 +140,22 @@ def test_a_killed_serve_leaves_nothing_running(server_factory):
     assert alive == [], f"still running after serve was killed: {alive}"
 
 
+def test_a_child_killed_after_start_up_is_named_and_stops_everything(server_factory):
+    server = server_factory().start("--no-worker")
+    [daphne] = [
+        child
+        for child in psutil.Process(server.process.pid).children()
+        if "daphne" in child.cmdline()
+    ]
+
+    daphne.send_signal(signal.SIGKILL)
+
+    # The shell's status for a child killed by SIGKILL, not sys.exit(-9)'s 247.
+    assert server.process.wait(timeout=60) == 128 + signal.SIGKILL, server.log()
+    assert "web (daphne) was killed by SIGKILL; stopping" in server.log()
+    assert running_postmaster(server.var_dir) is None, "embedded PostgreSQL left running"
+
+
 def test_serve_says_stopped_only_when_it_stopped_postgres_and_names_who_keeps_it(server_factory):
     server = server_factory().start("--no-worker")
     shell = server.manage("shell", "-c", "import time; time.sleep(600)", background=True)

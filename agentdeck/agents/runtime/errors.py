@@ -1,7 +1,7 @@
 """Map whatever stopped a run to a stable error code (documented in the README).
 
-Upstream text never reaches users: a provider's error body can echo the credential it was sent
-(issue #14), and the run's error and events are visible to everyone running a public agent.
+Upstream text never reaches users: a provider's error body can echo the credential it was
+sent, and the run's error and events are visible to everyone running a public agent.
 A provider failure gets a stable code and the message written here for that code (with the
 HTTP status, which is ours to interpret); its raw text goes to the server log, redacted
 (agentdeck.core.redaction). :func:`provider_failure` is that mapping for every provider call
@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from typing import Any
 
 from agentdeck.core.redaction import exception_secrets, log_exception, redact
@@ -82,17 +82,17 @@ def provider_failure(
 
 
 def provider_call_failure(
-    exc: BaseException, *, provider: Any, context: str, codes: Iterable[str]
+    exc: BaseException, *, provider: Any, context: str, codes: Collection[str]
 ) -> tuple[str, str]:
     """:func:`provider_failure` for a call made outside a run (listing models, embedding), whose
     API promises fewer codes: any code not in ``codes`` becomes ``provider_error``."""
     from agentdeck.agents.runtime.builder import provider_secrets
 
-    failure = provider_failure(exc, secrets=provider_secrets(provider), context=context)
-    if failure is None:
-        log_exception(logger, logging.WARNING, "%s failed", context, exc=exc)
-        failure = ("provider_error", "")
-    if failure[0] not in set(codes):
+    secrets = provider_secrets(provider)
+    failure = provider_failure(exc, secrets=secrets, context=context)
+    if failure is None:  # not the provider's answer (a socket error, say): logged here
+        log_exception(logger, logging.WARNING, "%s failed", context, exc=exc, secrets=secrets)
+    if failure is None or failure[0] not in codes:
         return "provider_error", provider_message("provider_error", exc)
     return failure
 

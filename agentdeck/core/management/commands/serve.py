@@ -71,6 +71,19 @@ def _probe_host(host: str) -> str:
     return f"[{host}]" if ":" in host else host
 
 
+def _ended(returncode: int, when: str = "") -> str:
+    """How a child ended, in words (Popen's returncode is -N for a child killed by signal N)."""
+    if returncode < 0:
+        return f"was killed by {signal.Signals(-returncode).name}{when}"
+    return f"exited{when} with status {returncode}"
+
+
+def _exit_status(returncode: int) -> int:
+    """serve's own exit status for a child that ended: never 0, and 128 + N for a child killed
+    by signal N, as a shell reports it (sys.exit(-9) would exit with 247)."""
+    return 128 - returncode if returncode < 0 else returncode or 1
+
+
 # Straight to the port: an http_proxy in the environment must not stand in for daphne.
 _DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
@@ -141,10 +154,8 @@ class Command(BaseCommand):
             while not stopping and exit_code is None:
                 for name, child in children.items():
                     if child.poll() is not None:
-                        self.stderr.write(
-                            f"{LABELS[name]} exited with status {child.returncode}; stopping"
-                        )
-                        exit_code = child.returncode or 1
+                        self.stderr.write(f"{LABELS[name]} {_ended(child.returncode)}; stopping")
+                        exit_code = _exit_status(child.returncode)
                         break
                 time.sleep(0.2)
 
@@ -181,7 +192,7 @@ class Command(BaseCommand):
         children: dict[str, subprocess.Popen] = {}
         for name, argv in commands.items():
             # A session of their own: the terminal's Ctrl-C reaches only us, and we stop them
-            # in order instead of racing their own signal handlers.
+            # ourselves (see _stop) instead of racing their own signal handlers.
             children[name] = subprocess.Popen(  # noqa: S603 (argv is ours, not user input)
                 argv,
                 env=env,
@@ -214,11 +225,11 @@ class Command(BaseCommand):
                 if child.poll() is not None:
                     self.stderr.write(
                         self.style.ERROR(
-                            f"{LABELS[name]} exited during start-up with status "
-                            f"{child.returncode}; stopping (its output is above)"
+                            f"{LABELS[name]} {_ended(child.returncode, ' during start-up')}; "
+                            "stopping (its output is above)"
                         )
                     )
-                    return child.returncode or 1
+                    return _exit_status(child.returncode)
             answered = answered or _healthy(healthz)
             readable, _, _ = select.select([ready_fd], [], [], 0.2)
             chunk = os.read(ready_fd, 4096) if readable else b""
