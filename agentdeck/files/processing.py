@@ -20,6 +20,7 @@ from django.db import transaction
 from django.db.models import F, Q, Sum
 from django.utils import timezone
 
+from agentdeck.core.redaction import log_exception
 from agentdeck.files.chunking import chunk_text
 from agentdeck.files.embeddings import EmbeddingError, embedder_for, tokenize
 from agentdeck.files.models import Chunk, FileMetadata, VectorIndex, VectorIndexFile
@@ -121,9 +122,10 @@ def file_process(*, file_id: Any) -> str:
                 return "ready"
     except ClaimLost:
         return "claim lost"
-    except Exception:
-        # A bug or an unexpected library error: the file fails with a code, the worker lives.
-        logger.exception("processing file %s failed", file_id)
+    except Exception as exc:
+        # A bug or an unexpected library error: the file fails with a code, the worker lives;
+        # the traceback goes to the log with credential-shaped text redacted.
+        log_exception(logger, logging.ERROR, "processing file %s failed", file_id, exc=exc)
         with contextlib.suppress(ClaimLost):
             # Not the exception's text: it can carry paths, SQL or a provider's words.
             _fail(claim, "processing_error", "Processing failed unexpectedly; it has been logged.")

@@ -113,7 +113,9 @@ def test_an_unexpected_failure_shows_its_owner_a_code_not_the_exception_text(
     assert file.error_code == "processing_error"
     assert "hunter2" not in file.error_message
     assert "RuntimeError" not in file.error_message
-    assert "hunter2" in caplog.text  # the operator still has it, in the server log
+    # The operator has the failure in the server log, its credential-shaped text redacted.
+    assert "RuntimeError: connection to /srv/internal/db" in caplog.text
+    assert "hunter2" not in caplog.text
 
 
 def test_html_keeps_text_and_drops_scripts(user, index):
