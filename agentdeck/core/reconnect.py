@@ -168,23 +168,27 @@ def drop_broken_connection(alias: str = "default") -> None:
 def call_until_reachable(
     operation: Callable[[], T],
     *,
-    what: str,
+    outage: Outage,
     give_up_after: float,
-    log: logging.Logger | None = None,
+    again: Callable[[], T] | None = None,
 ) -> T:
     """``operation()``, tried again with backoff while it fails because the database (or
-    Redis) is unreachable, for up to ``give_up_after`` seconds; then its error is raised.
-    Only for operations that are safe to repeat after a failure whose outcome is unknown (the
-    connection may die after the commit): a conditional UPDATE that a second time changes
-    nothing, say. Not inside a transaction: a retry cannot resume one."""
+    Redis) is unreachable, for up to ``give_up_after`` seconds; then its error is raised. Each
+    failure and the recovery are reported to ``outage``.
+
+    A connection that dies may have done so after the commit: the outcome of a failed attempt is
+    unknown. Later attempts call ``again()`` when given (it must find out whether the first one
+    took effect: see agentdeck.agents.services.runs), else ``operation()`` once more, which must
+    then be safe to repeat (a conditional UPDATE that changes nothing a second time). Not
+    inside a transaction: a retry cannot resume one."""
     from django.db import connection
 
-    outage = Outage(what, log)
     backoff = Backoff()
     deadline = time.monotonic() + give_up_after
+    attempt = operation
     while True:
         try:
-            result = operation()
+            result = attempt()
         except Exception as exc:
             if (
                 not is_connection_error(exc)
@@ -195,6 +199,7 @@ def call_until_reachable(
             outage.failed(exc)
             time.sleep(backoff.next())
             drop_broken_connection()
+            attempt = again or operation
             continue
         outage.recovered()
         return result

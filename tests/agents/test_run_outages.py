@@ -14,6 +14,7 @@ from django.db import connection
 from agentdeck.agents.models import AgentRun, RunEvent
 from agentdeck.agents.runtime import events as ev
 from agentdeck.agents.runtime.executor import _write_events, _write_events_again
+from agentdeck.agents.services import runs
 from agentdeck.agents.services.runs import agent_run_claim, agent_run_start, run_event_append
 from agentdeck.agents.tasks import execute_run
 
@@ -100,3 +101,31 @@ def test_a_batch_whose_commit_was_not_confirmed_is_not_written_twice(user, mock_
         ev.AGENT_UPDATED,
         ev.MESSAGE_DELTA,
     ]
+
+
+@pytest.mark.parametrize("step", ["agent_run_claim", "_start"])
+def test_a_claim_or_start_whose_commit_was_not_confirmed_is_not_done_twice(
+    step, user, mock_agent, monkeypatch, settings
+):
+    settings.RECONNECT_MAX_DELAY_SECONDS = 0.05
+    run, _ = agent_run_start(user=user, agent=mock_agent, input="hello")
+    real = getattr(runs, step)
+    failures = [
+        psycopg.OperationalError(
+            "consuming input failed: server closed the connection unexpectedly"
+        )
+    ]
+
+    def committed_then_lost(*args, **kwargs):
+        result = real(*args, **kwargs)
+        if failures:  # the first call: committed, but the worker never heard back
+            raise failures.pop()
+        return result
+
+    monkeypatch.setattr(runs, step, committed_then_lost)
+    # Not "skipped" (the run would stay running with nobody on it until reaped).
+    assert execute_run(str(run.id)) == "succeeded"
+    assert not failures
+    types = list(RunEvent.objects.filter(run=run).order_by("seq").values_list("type", flat=True))
+    assert types.count(ev.RUN_STARTED) == 1, types
+    assert types[-1] == ev.RUN_SUCCEEDED
