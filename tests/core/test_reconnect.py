@@ -1,8 +1,10 @@
 """The pieces every long-lived connection shares (agentdeck.core.reconnect): which errors mean
-"the server is gone", and the retry of an operation whose outcome a dead connection left
-unknown."""
+"the server is gone", the retry of an operation whose outcome a dead connection left unknown, and
+the warnings that would otherwise repeat on every attempt."""
 
 from __future__ import annotations
+
+import logging
 
 import psycopg
 import pytest
@@ -11,6 +13,7 @@ from django.db import OperationalError as DjangoOperationalError
 
 from agentdeck.core.reconnect import (
     Outage,
+    RepeatedWarnings,
     call_until_reachable,
     is_connection_error,
 )
@@ -116,3 +119,42 @@ def test_an_outage_longer_than_the_limit_raises_its_error(quick_backoff):
     with pytest.raises(psycopg.OperationalError):
         call_until_reachable(operation, outage=outage, give_up_after=0.05)
     assert outage.down
+
+
+def test_a_repeated_warning_is_let_through_once_per_interval_with_a_count(caplog):
+    log = logging.getLogger("tests.reconnect")
+    warnings = RepeatedWarnings(interval=60)
+    with caplog.at_level(logging.WARNING, logger="tests.reconnect"):
+        for group in ("a", "b", "c"):
+            warnings.warning(log, "publish to %s failed", group)
+        warnings.warning(log, "another message")
+        warnings.interval = 0  # the interval has passed
+        warnings.warning(log, "publish to %s failed", "d")
+    assert [r.getMessage() for r in caplog.records] == [
+        "publish to a failed",
+        "another message",
+        "publish to d failed (and 2 more like it since the last one)",
+    ]
+
+
+def test_as_a_logging_filter_it_keys_on_the_message_and_its_first_argument(caplog):
+    log = logging.getLogger("tests.reconnect.pool")
+    repeated = RepeatedWarnings(interval=60)
+    log.addFilter(repeated)
+    try:
+        with caplog.at_level(logging.DEBUG, logger="tests.reconnect.pool"):
+            for pool in ("pool-1", "pool-1", "pool-2", "pool-1"):
+                log.warning("error connecting in %r: %s", pool, "refused")
+            log.info("below warnings: %s", "never held back")
+            log.info("below warnings: %s", "never held back")
+            repeated.interval = 0
+            log.warning("error connecting in %r: %s", "pool-1", "refused")
+    finally:
+        log.removeFilter(repeated)
+    assert [r.getMessage() for r in caplog.records] == [
+        "error connecting in 'pool-1': refused",
+        "error connecting in 'pool-2': refused",
+        "below warnings: never held back",
+        "below warnings: never held back",
+        "error connecting in 'pool-1': refused (and 2 more like it since the last one)",
+    ]
