@@ -532,14 +532,6 @@ class _PubSub(PubSub):
         self.connections += 1
 
 
-_REDIS_CONNECTION_ERRORS = (
-    aioredis.ConnectionError,
-    aioredis.TimeoutError,
-    OSError,
-    asyncio.TimeoutError,
-)
-
-
 class _Shard(RedisSingleShardConnection):
     """One Redis server's Pub/Sub connection: subscriptions asked for while Redis is away are
     remembered and made when it is back; every reconnection is announced to local channels."""
@@ -548,6 +540,9 @@ class _Shard(RedisSingleShardConnection):
         super().__init__(host, channel_layer)
         self.outage = Outage("channel layer Pub/Sub connection (Redis)", logger)
         self._seen_connections = 0
+        # Names whose SUBSCRIBE failed (Redis was away): the receive loop subscribes those still
+        # held once it is back. redis-py re-subscribes only what it did subscribe.
+        self._unsubscribed: set[str] = set()
 
     def _ensure_redis(self) -> None:
         if self._redis is None:
@@ -562,12 +557,6 @@ class _Shard(RedisSingleShardConnection):
             self._redis = aioredis.Redis(connection_pool=pool)
             self._pubsub = _PubSub(pool)
 
-    def _held_here(self) -> set[str]:
-        """Channel and group names the process holds that this shard serves."""
-        layer = self.channel_layer
-        names = set(layer.channels) | set(layer.groups)
-        return {name for name in names if layer._get_shard(name) is self}
-
     async def subscribe(self, channel: str) -> None:
         async with self._lock:
             if channel in self._subscribed_to:
@@ -576,8 +565,11 @@ class _Shard(RedisSingleShardConnection):
             self._ensure_receiver()
             try:
                 await self._pubsub.subscribe(channel)
-            except _REDIS_CONNECTION_ERRORS as exc:
+            except Exception as exc:
+                if not is_connection_error(exc):
+                    raise
                 # Redis is away: the receive loop subscribes once it is back.
+                self._unsubscribed.add(channel)
                 self.outage.failed(exc)
                 return
             self._subscribed_to.add(channel)
@@ -589,7 +581,9 @@ class _Shard(RedisSingleShardConnection):
             self._subscribed_to.discard(channel)
             try:
                 await self._pubsub.unsubscribe(channel)
-            except _REDIS_CONNECTION_ERRORS:
+            except Exception as exc:
+                if not is_connection_error(exc):
+                    raise
                 # Redis is away (and with it the subscription); do not restore it on reconnect.
                 self._pubsub.channels.pop(channel.encode(), None)
                 self._pubsub.channels.pop(channel, None)
@@ -617,7 +611,7 @@ class _Shard(RedisSingleShardConnection):
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                if not isinstance(exc, _REDIS_CONNECTION_ERRORS):
+                if not is_connection_error(exc):
                     logger.exception("channel layer Pub/Sub receive loop failed")
                 self.outage.failed(exc)
                 await asyncio.sleep(backoff.next())
@@ -635,16 +629,23 @@ class _Shard(RedisSingleShardConnection):
                 await pubsub.connect()
 
     async def _restore(self) -> None:
-        """Subscribe what is held here but not subscribed (asked for while Redis was away)."""
-        missing = self._held_here() - self._subscribed_to
-        if not missing:
+        """Subscribe what failed to subscribe while Redis was away and is still held. Called
+        for every message received: costs nothing unless something failed."""
+        if not self._unsubscribed:
             return
         async with self._lock:
-            missing = self._held_here() - self._subscribed_to
+            layer = self.channel_layer
+            missing = {
+                name
+                for name in self._unsubscribed
+                if (name in layer.channels or name in layer.groups)
+                and name not in self._subscribed_to
+            }
             if missing:
                 self._ensure_redis()
                 await self._pubsub.subscribe(*sorted(missing))
                 self._subscribed_to |= missing
+            self._unsubscribed.clear()
 
     def _notice_reconnection(self) -> None:
         """Called after a successful read: announce a reconnection redis-py made, or the end
