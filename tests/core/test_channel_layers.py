@@ -8,12 +8,11 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-import psycopg
 import pytest
 from django.db import connection
 from django.utils.module_loading import import_string
 
-from tests.support.outages import RedisServer
+from tests.support.outages import database_connection, terminate_backends
 
 # The backends under test, as config.settings names them.
 POSTGRES_LAYER = "agentdeck.core.channel_layers.PostgresChannelLayer"
@@ -26,39 +25,22 @@ def make_layer(backend: str, **config: Any):
 
 
 def postgres_layer():
+    # As config.settings configures it: Django's settings of the database (complete, as Django
+    # fills them in), without persistent connections.
     return make_layer(
         POSTGRES_LAYER,
-        **{
-            "ATOMIC_REQUESTS": False,
-            "AUTOCOMMIT": True,
-            "TIME_ZONE": None,
-            "TEST": {},
-            **connection.settings_dict,
-            "CONN_MAX_AGE": 0,
-            "CONN_HEALTH_CHECKS": False,
-        },
+        **{**connection.settings_dict, "CONN_MAX_AGE": 0, "CONN_HEALTH_CHECKS": False},
     )
 
 
-def reset_connections(spare_pid: int, *, lose_membership_of: str | None = None) -> int:
-    """pg_terminate_backend() on every backend of the test database but ``spare_pid`` (Django's
-    own) and this one; first, if asked, lose a channel's group membership row."""
-    params = connection.get_connection_params()
-    params.pop("cursor_factory", None)
-    params.pop("context", None)
-    with psycopg.connect(**params, autocommit=True) as conn:
-        if lose_membership_of:
-            conn.execute(
-                "DELETE FROM channels_postgres_groupchannel WHERE channel = %s",
-                [lose_membership_of],
-            )
-        rows = conn.execute(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-            "WHERE datname = current_database() AND backend_type = 'client backend' "
-            "AND pid NOT IN (pg_backend_pid(), %s)",
-            [spare_pid],
-        ).fetchall()
-    return len(rows)
+def reset_connections(spare_pid: int, *, lose_membership_of: str) -> int:
+    """Lose a channel's group membership row, then terminate every backend but Django's
+    (``spare_pid``)."""
+    with database_connection() as conn:
+        conn.execute(
+            "DELETE FROM channels_postgres_groupchannel WHERE channel = %s", [lose_membership_of]
+        )
+    return terminate_backends(spare_pid)
 
 
 def run(coroutine: Any, timeout: float = 60) -> Any:
@@ -149,13 +131,6 @@ def test_postgres_layer_forgets_the_channels_of_consumers_that_left():
     held, channel = run(main())
     assert held == [[]]
     assert channel not in layer._channel_advisory_locks
-
-
-@pytest.fixture
-def redis_server():
-    server = RedisServer().start()
-    yield server
-    server.stop()
 
 
 def test_redis_layer_resubscribes_everything_held_and_says_it_was_away(redis_server, settings):
