@@ -6,10 +6,10 @@ new connection pool and a new connection per enqueued task (``get_broker`` cost 
 here, benchmarks/RESULTS.md), on the path of every ``POST .../runs/``. redis-py's pool and the
 ORM broker's querysets are safe to share between threads.
 
-When PostgreSQL (ORM broker) or Redis restarts, django-q2's cluster used to lose its parts one
-by one: the pusher logged a traceback, slept 10 s and died (its sentinel started another),
-the monitor died on the acknowledgement of the task it was saving, and the sentinel logged an
-error every half second for the stats it could not save. ``ORMBroker`` and ``RedisBroker``
+When PostgreSQL (ORM broker) or Redis restarts, django-q2's own brokers let the cluster lose
+its parts one by one: the pusher logs a traceback, sleeps 10 s and dies (its sentinel starts
+another), the monitor dies on the acknowledgement of the task it was saving, and the sentinel
+logs an error every half second for the stats it cannot save. ``ORMBroker`` and ``RedisBroker``
 (``Q_CLUSTER["broker_class"]``) keep them alive instead: an unreachable broker makes
 ``dequeue`` wait with backoff and return nothing, acknowledgements are retried, and the outage
 is logged once when it starts and once when it ends. A task that cannot be enqueued because the

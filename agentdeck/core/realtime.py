@@ -8,11 +8,10 @@ is the truth, and a client that missed a message catches up from it.
 How a message leaves the process: every process has one publishing event loop, on a daemon
 thread, with a channel layer instance of its own (the layers keep their connection pools per
 event loop: agentdeck.core.channel_layers). Sync code hands a message over and returns at once;
-one sender task sends them in the order they were handed over. The previous design,
-``async_to_sync(layer.group_send)`` per message, started a new loop and thread and opened new
-Redis connections every time, the largest cost of the run path and of a credit settlement
-(benchmarks/RESULTS.md). The in-memory layer (unit tests) keeps the direct path: its groups live
-in the one instance the consumers use.
+one sender task sends them in the order they were handed over (``async_to_sync(group_send)``
+per message would start a loop and a thread and open connections every time: the largest cost
+of the run path, benchmarks/RESULTS.md). The in-memory layer (unit tests) keeps the direct path:
+its groups live in the one instance the consumers use.
 
 When the layer's server is away (PostgreSQL or Redis restarting), the publisher keeps what it
 was handed, up to ``QUEUE_MAX`` messages, retries the oldest with backoff and sends them all, in
