@@ -485,11 +485,13 @@ class PostgresChannelLayer(_UpstreamPostgresLayer):
             await conn.execute(
                 sql.SQL(
                     "INSERT INTO {groups} (group_key, channel, expire) "
-                    "SELECT t.k, t.c, now() FROM unnest(%s::text[], %s::text[]) AS t(k, c) "
+                    "SELECT t.k, t.c, now() + make_interval(secs => %s) "
+                    "FROM unnest(%s::text[], %s::text[]) AS t(k, c) "
                     "WHERE NOT EXISTS (SELECT 1 FROM {groups} g "
                     "                  WHERE g.group_key = t.k AND g.channel = t.c)"
                 ).format(groups=groups),
-                ([k for k, _ in held], [c for _, c in held]),
+                # The expiry group_add gives a membership (upstream: now + group_expiry).
+                (self.group_expiry, [k for k, _ in held], [c for _, c in held]),
             )
 
     def _schedule_cleanup(self) -> None:

@@ -24,12 +24,13 @@ def make_layer(backend: str, **config: Any):
     return import_string(backend)(**config)
 
 
-def postgres_layer():
+def postgres_layer(**config: Any):
     # As config.settings configures it: Django's settings of the database (complete, as Django
     # fills them in), without persistent connections.
     return make_layer(
         POSTGRES_LAYER,
         **{**connection.settings_dict, "CONN_MAX_AGE": 0, "CONN_HEALTH_CHECKS": False},
+        **config,
     )
 
 
@@ -110,6 +111,38 @@ def test_postgres_layer_delivers_again_after_postgresql_resets_its_connections()
     assert [m["type"] for m in got_restored].count(RECONNECTED) == 1
     assert got_restored[0]["n"] == 1
     assert got_restored[-1]["n"] == 3
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_membership_restored_after_an_outage_expires_as_group_add_would_have_it():
+    layer = postgres_layer(group_expiry=3600)
+    connection.ensure_connection()
+    django_pid = connection.connection.info.backend_pid
+
+    async def main():
+        channel = await layer.new_channel()
+        await layer.group_add("kept", channel)
+        receiving = asyncio.ensure_future(layer.receive(channel))
+        await asyncio.sleep(0.2)  # the LISTEN connection is up
+        await asyncio.to_thread(reset_connections, django_pid, lose_membership_of=channel)
+        # The listener reconnects and puts the membership back.
+        while not (restored := await asyncio.to_thread(expiry_in_hours, channel)):
+            await asyncio.sleep(0.05)
+        receiving.cancel()
+        await layer.close_pools()
+        return restored
+
+    assert run(main(), timeout=30) == [1]
+
+
+def expiry_in_hours(channel: str) -> list[int]:
+    with database_connection() as conn:
+        rows = conn.execute(
+            "SELECT round(extract(epoch FROM expire - now()) / 3600)::int "
+            "FROM channels_postgres_groupchannel WHERE channel = %s",
+            [channel],
+        ).fetchall()
+    return [hours for (hours,) in rows]
 
 
 @pytest.mark.django_db(transaction=True)
