@@ -249,9 +249,7 @@ class _Listener:
                     async for notify in conn.notifies():
                         self.deliver(notify.payload)
                 raise ConnectionError("the LISTEN connection ended")
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
+            except Exception as exc:  # not CancelledError: that ends the loop
                 if not is_connection_error(exc):
                     logger.exception("channel layer listener failed; starting over")
                 self.outage.failed(exc)
@@ -606,9 +604,7 @@ class _Shard(RedisSingleShardConnection):
                     continue
                 self._notice_reconnection()
                 backoff.reset()
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
+            except Exception as exc:  # not CancelledError: that ends the loop
                 if not is_connection_error(exc):
                     logger.exception("channel layer Pub/Sub receive loop failed")
                 self.outage.failed(exc)
