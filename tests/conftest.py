@@ -98,3 +98,14 @@ def client_for(make_jwt) -> Callable[[Any], APIClient]:
 @pytest.fixture
 def user_client(user, client_for) -> APIClient:
     return client_for(user)
+
+
+@pytest.fixture
+def redis_server():
+    """A private ``redis-server`` on a free port, for tests that stop and start it; killed at
+    the end (tests/support/outages.py)."""
+    from tests.support.outages import RedisServer
+
+    server = RedisServer().start()
+    yield server
+    server.stop()

@@ -274,18 +274,9 @@ class NotificationsConsumer(AuthenticatedConsumer):
         if self.group is None or await self.credential_expired():
             return
         since = message.get("since")
-        await self.send(
-            text_data=json.dumps(
-                {
-                    "type": "resync",
-                    "data": {
-                        "since": None
-                        if since is None
-                        else datetime.fromtimestamp(since, UTC).isoformat().replace("+00:00", "Z")
-                    },
-                }
-            )
-        )
+        if since is not None:  # time.time() when the connection was found lost
+            since = datetime.fromtimestamp(since, UTC).isoformat().replace("+00:00", "Z")
+        await self.send(text_data=json.dumps({"type": "resync", "data": {"since": since}}))
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         await self.send_error("bad_frame", "This stream takes no client frames.")

@@ -31,11 +31,11 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import itertools
 import logging
 import random
 import time
 import weakref
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import psycopg
@@ -143,19 +143,20 @@ class _Database(DatabaseLayer):
         before use (psycopg_pool's ``check``) would cost a round trip per operation: a third of
         a publish (benchmarked here: 0.95 against 0.6 ms per group_send)."""
         pool = await self.get_db_pool(self.db_params)
-        for attempt in itertools.count():
+        failures = 0
+        while True:
             try:
                 async with pool.connection() as conn:
                     cursor = await conn.execute(query, params)
                     return await cursor.fetchall() if cursor.description else []
             except psycopg.OperationalError as exc:
+                failures += 1
                 if (
                     isinstance(exc, psycopg_pool.PoolTimeout)  # no connection to be had at all
-                    or attempt >= pool.max_size
+                    or failures > pool.max_size
                     or not is_connection_error(exc)
                 ):
                     raise
-        raise AssertionError("unreachable")
 
     async def send_to_channel(
         self, group_key: str, message: bytes, expire: int, channel: str | None = None
@@ -203,9 +204,7 @@ class _Database(DatabaseLayer):
         await self.execute(query, (group_key, channel))
 
 
-def _expiry(seconds: int) -> Any:
-    from datetime import UTC, datetime, timedelta
-
+def _expiry(seconds: int) -> datetime:
     return datetime.now(UTC) + timedelta(seconds=seconds)
 
 
@@ -222,14 +221,14 @@ class _Listener:
         self.layer = layer
         self.loop = loop
         self.queues: dict[str, asyncio.Queue[str]] = {}
-        self.listening = asyncio.Event()
+        # Set once the first LISTEN is in place (receive() waits for it); never cleared.
+        self.connected = asyncio.Event()
         self.outage = Outage("channel layer LISTEN connection (PostgreSQL)", logger)
         # Ids of the messages delivered, with their expiry (epoch seconds), for de-duplication:
         # a replay covers what its NOTIFY may have brought already. Expired ids are forgotten
         # (a replay reads only unexpired rows).
         self.delivered: dict[int, float] = {}
         self._purged_at = time.monotonic()
-        self.connected_once = False
         self.task = loop.create_task(self._run(), name="agentdeck-channel-layer-listen")
 
     async def _run(self) -> None:
@@ -242,19 +241,15 @@ class _Listener:
                     await conn.execute("LISTEN channels_postgres_messages")
                     await self.layer._restore_groups(conn)
                     await self._replay(conn)
-                    if self.connected_once:
+                    if self.connected.is_set():
                         self._announce(self.outage.since_wall)
-                    self.connected_once = True
+                    self.connected.set()
                     self.outage.recovered()
                     backoff.reset()
-                    self.listening.set()
                     async for notify in conn.notifies():
                         self.deliver(notify.payload)
                 raise ConnectionError("the LISTEN connection ended")
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                self.listening.clear()
+            except Exception as exc:  # not CancelledError: that ends the loop
                 if not is_connection_error(exc):
                     logger.exception("channel layer listener failed; starting over")
                 self.outage.failed(exc)
@@ -396,8 +391,7 @@ class PostgresChannelLayer(_UpstreamPostgresLayer):
         queue = listener.queues.setdefault(channel, asyncio.Queue())
         # The first LISTEN must be in place before anything is awaited from it (later outages
         # do not hold a waiting receive up: it simply gets nothing until the connection is back).
-        if not listener.connected_once:
-            await listener.listening.wait()
+        await listener.connected.wait()
         try:
             return await self._get_message_from_channel(channel, queue)
         except asyncio.CancelledError:
@@ -489,11 +483,13 @@ class PostgresChannelLayer(_UpstreamPostgresLayer):
             await conn.execute(
                 sql.SQL(
                     "INSERT INTO {groups} (group_key, channel, expire) "
-                    "SELECT t.k, t.c, now() FROM unnest(%s::text[], %s::text[]) AS t(k, c) "
+                    "SELECT t.k, t.c, now() + make_interval(secs => %s) "
+                    "FROM unnest(%s::text[], %s::text[]) AS t(k, c) "
                     "WHERE NOT EXISTS (SELECT 1 FROM {groups} g "
                     "                  WHERE g.group_key = t.k AND g.channel = t.c)"
                 ).format(groups=groups),
-                ([k for k, _ in held], [c for _, c in held]),
+                # The expiry group_add gives a membership (upstream: now + group_expiry).
+                (self.group_expiry, [k for k, _ in held], [c for _, c in held]),
             )
 
     def _schedule_cleanup(self) -> None:
@@ -532,14 +528,6 @@ class _PubSub(PubSub):
         self.connections += 1
 
 
-_REDIS_CONNECTION_ERRORS = (
-    aioredis.ConnectionError,
-    aioredis.TimeoutError,
-    OSError,
-    asyncio.TimeoutError,
-)
-
-
 class _Shard(RedisSingleShardConnection):
     """One Redis server's Pub/Sub connection: subscriptions asked for while Redis is away are
     remembered and made when it is back; every reconnection is announced to local channels."""
@@ -548,6 +536,9 @@ class _Shard(RedisSingleShardConnection):
         super().__init__(host, channel_layer)
         self.outage = Outage("channel layer Pub/Sub connection (Redis)", logger)
         self._seen_connections = 0
+        # Names whose SUBSCRIBE failed (Redis was away): the receive loop subscribes those still
+        # held once it is back. redis-py re-subscribes only what it did subscribe.
+        self._unsubscribed: set[str] = set()
 
     def _ensure_redis(self) -> None:
         if self._redis is None:
@@ -562,12 +553,6 @@ class _Shard(RedisSingleShardConnection):
             self._redis = aioredis.Redis(connection_pool=pool)
             self._pubsub = _PubSub(pool)
 
-    def _held_here(self) -> set[str]:
-        """Channel and group names the process holds that this shard serves."""
-        layer = self.channel_layer
-        names = set(layer.channels) | set(layer.groups)
-        return {name for name in names if layer._get_shard(name) is self}
-
     async def subscribe(self, channel: str) -> None:
         async with self._lock:
             if channel in self._subscribed_to:
@@ -576,8 +561,11 @@ class _Shard(RedisSingleShardConnection):
             self._ensure_receiver()
             try:
                 await self._pubsub.subscribe(channel)
-            except _REDIS_CONNECTION_ERRORS as exc:
+            except Exception as exc:
+                if not is_connection_error(exc):
+                    raise
                 # Redis is away: the receive loop subscribes once it is back.
+                self._unsubscribed.add(channel)
                 self.outage.failed(exc)
                 return
             self._subscribed_to.add(channel)
@@ -589,7 +577,9 @@ class _Shard(RedisSingleShardConnection):
             self._subscribed_to.discard(channel)
             try:
                 await self._pubsub.unsubscribe(channel)
-            except _REDIS_CONNECTION_ERRORS:
+            except Exception as exc:
+                if not is_connection_error(exc):
+                    raise
                 # Redis is away (and with it the subscription); do not restore it on reconnect.
                 self._pubsub.channels.pop(channel.encode(), None)
                 self._pubsub.channels.pop(channel, None)
@@ -614,10 +604,8 @@ class _Shard(RedisSingleShardConnection):
                     continue
                 self._notice_reconnection()
                 backoff.reset()
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                if not isinstance(exc, _REDIS_CONNECTION_ERRORS):
+            except Exception as exc:  # not CancelledError: that ends the loop
+                if not is_connection_error(exc):
                     logger.exception("channel layer Pub/Sub receive loop failed")
                 self.outage.failed(exc)
                 await asyncio.sleep(backoff.next())
@@ -635,16 +623,23 @@ class _Shard(RedisSingleShardConnection):
                 await pubsub.connect()
 
     async def _restore(self) -> None:
-        """Subscribe what is held here but not subscribed (asked for while Redis was away)."""
-        missing = self._held_here() - self._subscribed_to
-        if not missing:
+        """Subscribe what failed to subscribe while Redis was away and is still held. Called
+        for every message received: costs nothing unless something failed."""
+        if not self._unsubscribed:
             return
         async with self._lock:
-            missing = self._held_here() - self._subscribed_to
+            layer = self.channel_layer
+            missing = {
+                name
+                for name in self._unsubscribed
+                if (name in layer.channels or name in layer.groups)
+                and name not in self._subscribed_to
+            }
             if missing:
                 self._ensure_redis()
                 await self._pubsub.subscribe(*sorted(missing))
                 self._subscribed_to |= missing
+            self._unsubscribed.clear()
 
     def _notice_reconnection(self) -> None:
         """Called after a successful read: announce a reconnection redis-py made, or the end

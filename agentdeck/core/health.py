@@ -46,13 +46,24 @@ def check_database() -> str | None:
 
 
 def check_queue() -> str | None:
-    from django_q.brokers import get_broker
+    from agentdeck.core.queue import broker as process_broker
 
-    broker = get_broker()
+    # The process's own broker, as enqueue() uses it: django_q's get_broker() would build one
+    # (with Redis, a connection pool) per check.
+    broker = process_broker.get()
     broker.ping()
     # ORM's ping() is a constant True; queue_size() makes either broker really answer.
     size = broker.queue_size()
     return f"{broker.info()}, {size} queued"
+
+
+def _raise_if_receiving_is_down(layer) -> None:
+    """What agentdeck.core.channel_layers knows of the layer's receive side (its LISTEN or
+    Pub/Sub connection), read rather than touched: it may live on another thread's loop."""
+    describe = getattr(layer, "receive_outage_description", None)
+    down = describe() if describe is not None else None
+    if down:
+        raise ConnectionError(down)
 
 
 def check_channel_layer() -> str | None:
@@ -63,12 +74,7 @@ def check_channel_layer() -> str | None:
     layer = get_channel_layer()
     if layer is None:
         raise RuntimeError("no channel layer configured")
-    # The receive side of this process's consumers (daphne's loop): read its state rather than
-    # touch its connections from this thread.
-    describe = getattr(layer, "receive_outage_description", None)
-    down = describe() if describe is not None else None
-    if down:
-        raise ConnectionError(down)
+    _raise_if_receiving_is_down(layer)  # this process's consumers' (daphne's loop)
 
     async def roundtrip(layer) -> None:
         channel = await layer.new_channel("readyz.")
@@ -99,9 +105,7 @@ def check_channel_layer() -> str | None:
         publisher = realtime.get_publisher()
         if publisher.outage.down:
             raise ConnectionError(publisher.outage.describe())
-        down = getattr(publisher.layer, "receive_outage_description", lambda: None)()
-        if down:
-            raise ConnectionError(down)
+        _raise_if_receiving_is_down(publisher.layer)
         # A fresh async_to_sync loop per check broke channels-postgres from the second check on
         # (its pool stays bound to the first loop): every /readyz after the first said 503.
         realtime.on_publisher_loop(roundtrip, CHANNEL_LAYER_TIMEOUT_SECONDS + 1)

@@ -6,10 +6,10 @@ new connection pool and a new connection per enqueued task (``get_broker`` cost 
 here, benchmarks/RESULTS.md), on the path of every ``POST .../runs/``. redis-py's pool and the
 ORM broker's querysets are safe to share between threads.
 
-When PostgreSQL (ORM broker) or Redis restarts, django-q2's cluster used to lose its parts one
-by one: the pusher logged a traceback, slept 10 s and died (its sentinel started another),
-the monitor died on the acknowledgement of the task it was saving, and the sentinel logged an
-error every half second for the stats it could not save. ``ORMBroker`` and ``RedisBroker``
+When PostgreSQL (ORM broker) or Redis restarts, django-q2's own brokers let the cluster lose
+its parts one by one: the pusher logs a traceback, sleeps 10 s and dies (its sentinel starts
+another), the monitor dies on the acknowledgement of the task it was saving, and the sentinel
+logs an error every half second for the stats it cannot save. ``ORMBroker`` and ``RedisBroker``
 (``Q_CLUSTER["broker_class"]``) keep them alive instead: an unreachable broker makes
 ``dequeue`` wait with backoff and return nothing, acknowledgements are retried, and the outage
 is logged once when it starts and once when it ends. A task that cannot be enqueued because the
@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import atexit
 import collections
+import functools
 import logging
 import os
 import threading
@@ -29,7 +30,7 @@ from typing import Any
 from django_q.brokers import orm, redis_broker
 
 from agentdeck.core.per_process import PerProcess
-from agentdeck.core.reconnect import Backoff, Outage, is_connection_error
+from agentdeck.core.reconnect import Backoff, Outage, call_until_reachable, is_connection_error
 
 logger = logging.getLogger(__name__)
 
@@ -75,24 +76,6 @@ class _Reconnecting:
         backoff.reset()
         return tasks
 
-    def _until_done(self, operation: Any, *args: Any) -> Any:
-        """``operation(*args)``, retried with backoff while the broker is unreachable, for up
-        to ``ACK_RETRY_SECONDS``."""
-        outage = self.outage
-        backoff = Backoff()
-        deadline = time.monotonic() + ACK_RETRY_SECONDS
-        while True:
-            try:
-                result = operation(*args)
-            except Exception as exc:
-                if not is_connection_error(exc) or time.monotonic() > deadline:
-                    raise
-                outage.failed(exc)
-                time.sleep(backoff.next())
-                continue
-            outage.recovered()
-            return result
-
     def set_stat(self, key: str, value: str, timeout: int) -> None:
         # The sentinel saves its stats every guard cycle (0.5 s) and logs each failure itself.
         try:
@@ -110,7 +93,11 @@ class ORMBroker(_Reconnecting, orm.ORM):
     the next use after a failure: ``get_connection`` runs ``close_old_connections`` first."""
 
     def delete(self, task_id: Any) -> Any:  # acknowledge() and fail() delete
-        return self._until_done(super().delete, task_id)
+        return call_until_reachable(
+            functools.partial(super().delete, task_id),
+            outage=self.outage,
+            give_up_after=ACK_RETRY_SECONDS,
+        )
 
 
 class RedisBroker(_Reconnecting, redis_broker.Redis):

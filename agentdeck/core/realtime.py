@@ -8,11 +8,10 @@ is the truth, and a client that missed a message catches up from it.
 How a message leaves the process: every process has one publishing event loop, on a daemon
 thread, with a channel layer instance of its own (the layers keep their connection pools per
 event loop: agentdeck.core.channel_layers). Sync code hands a message over and returns at once;
-one sender task sends them in the order they were handed over. The previous design,
-``async_to_sync(layer.group_send)`` per message, started a new loop and thread and opened new
-Redis connections every time, the largest cost of the run path and of a credit settlement
-(benchmarks/RESULTS.md). The in-memory layer (unit tests) keeps the direct path: its groups live
-in the one instance the consumers use.
+one sender task sends them in the order they were handed over (``async_to_sync(group_send)``
+per message would start a loop and a thread and open connections every time: the largest cost
+of the run path, benchmarks/RESULTS.md). The in-memory layer (unit tests) keeps the direct path:
+its groups live in the one instance the consumers use.
 
 When the layer's server is away (PostgreSQL or Redis restarting), the publisher keeps what it
 was handed, up to ``QUEUE_MAX`` messages, retries the oldest with backoff and sends them all, in
@@ -29,7 +28,6 @@ import atexit
 import logging
 import os
 import threading
-import time
 from typing import Any, Literal, TypedDict
 
 from asgiref.sync import async_to_sync
@@ -43,7 +41,7 @@ from channels.layers import (
 from django.core.signals import setting_changed
 from django.db import transaction
 
-from agentdeck.core.reconnect import Backoff, Outage, is_connection_error
+from agentdeck.core.reconnect import Backoff, Outage, RepeatedWarnings, is_connection_error
 
 logger = logging.getLogger(__name__)
 
@@ -105,25 +103,6 @@ def user_group(user_id: Any) -> str:
     return f"user.{safe}"
 
 
-class _RateLimitedWarning:
-    """One warning per interval with how many times it happened, not one per message."""
-
-    def __init__(self, text: str) -> None:
-        self.text = text
-        self.count = 0
-        self.last: float | None = None
-
-    def __call__(self, *args: Any, exc_info: bool = False) -> None:
-        self.count += 1
-        now = time.monotonic()
-        if self.last is None or now - self.last >= _WARN_INTERVAL_SECONDS:
-            logger.warning(
-                self.text + " (%d since the last warning)", *args, self.count, exc_info=exc_info
-            )
-            self.count = 0
-            self.last = now
-
-
 class Publisher:
     """A daemon thread running an event loop that sends channel-layer messages in order.
 
@@ -148,10 +127,7 @@ class Publisher:
         self._submitted = 0
         self._done = 0
         self._closed = False
-        self._warn_dropped = _RateLimitedWarning(
-            "realtime publish queue full (%d messages): message to %s dropped"
-        )
-        self._warn_failed = _RateLimitedWarning("realtime publish to %s failed")
+        self._warnings = RepeatedWarnings(_WARN_INTERVAL_SECONDS)
         self.outage = Outage("realtime publishing (channel layer)", logger)
         self._backoff = Backoff()
         self.thread = threading.Thread(
@@ -188,7 +164,9 @@ class Publisher:
                 )
             except Exception as exc:
                 if not is_connection_error(exc) or self._closed:
-                    self._warn_failed(group, exc_info=True)
+                    self._warnings.warning(
+                        logger, "realtime publish to %s failed", group, exc_info=True
+                    )
                     return
                 # The server is away: keep the message (and everything behind it) and try again.
                 self.outage.failed(exc)
@@ -212,7 +190,12 @@ class Publisher:
                 self._waiting[key] = message  # counted once, when the first one came
                 return True
             if self._submitted - self._done >= self.maxsize:
-                self._warn_dropped(self.maxsize, group)
+                self._warnings.warning(
+                    logger,
+                    "realtime publish queue full (%d messages): message to %s dropped",
+                    self.maxsize,
+                    group,
+                )
                 return False
             if key is not None:
                 self._waiting[key] = message

@@ -168,23 +168,27 @@ def drop_broken_connection(alias: str = "default") -> None:
 def call_until_reachable(
     operation: Callable[[], T],
     *,
-    what: str,
+    outage: Outage,
     give_up_after: float,
-    log: logging.Logger | None = None,
+    again: Callable[[], T] | None = None,
 ) -> T:
     """``operation()``, tried again with backoff while it fails because the database (or
-    Redis) is unreachable, for up to ``give_up_after`` seconds; then its error is raised.
-    Only for operations that are safe to repeat after a failure whose outcome is unknown (the
-    connection may die after the commit): a conditional UPDATE that a second time changes
-    nothing, say. Not inside a transaction: a retry cannot resume one."""
+    Redis) is unreachable, for up to ``give_up_after`` seconds; then its error is raised. Each
+    failure and the recovery are reported to ``outage``.
+
+    A connection that dies may have done so after the commit: the outcome of a failed attempt is
+    unknown. Later attempts call ``again()`` when given (it must find out whether the first one
+    took effect: see agentdeck.agents.services.runs), else ``operation()`` once more, which must
+    then be safe to repeat (a conditional UPDATE that changes nothing a second time). Not
+    inside a transaction: a retry cannot resume one."""
     from django.db import connection
 
-    outage = Outage(what, log)
     backoff = Backoff()
     deadline = time.monotonic() + give_up_after
+    attempt = operation
     while True:
         try:
-            result = operation()
+            result = attempt()
         except Exception as exc:
             if (
                 not is_connection_error(exc)
@@ -195,35 +199,54 @@ def call_until_reachable(
             outage.failed(exc)
             time.sleep(backoff.next())
             drop_broken_connection()
+            attempt = again or operation
             continue
         outage.recovered()
         return result
 
 
 class RepeatedWarnings(logging.Filter):
-    """Lets a library's per-attempt warning through once per ``interval`` per (message, first
-    argument), with the count of those held back. psycopg_pool warns on every failed
-    reconnection attempt of every pool ("error connecting in 'pool-1': ..."); installed on its
-    logger by ``CoreConfig.ready``."""
+    """Lets a warning through once per ``interval`` per key, with how many like it were held
+    back since. Installed as a logging filter on a library's logger (``CoreConfig.ready`` does
+    so for psycopg_pool, which warns on every failed reconnection attempt of every pool: "error
+    connecting in 'pool-1': ..."), its key is the message and its first argument; called
+    through :meth:`warning`, the message alone (agentdeck.core.realtime's per-message warnings)."""
 
     def __init__(self, interval: float = 60.0) -> None:
         super().__init__()
         self.interval = interval
         self._lock = threading.Lock()
-        self._seen: dict[tuple[str, str], tuple[float, int]] = {}
+        self._seen: dict[object, tuple[float, int]] = {}
 
-    def filter(self, record: logging.LogRecord) -> bool:
-        if record.levelno < logging.WARNING:
-            return True
-        args = record.args if isinstance(record.args, tuple) else ()
-        key = (str(record.msg), str(args[0]) if args else "")
+    def _admit(self, key: object) -> int | None:
+        """None: hold this one back; else how many were held back since the last one."""
         now = time.monotonic()
         with self._lock:
             last, held = self._seen.get(key, (None, 0))
             if last is not None and now - last < self.interval:
                 self._seen[key] = (last, held + 1)
-                return False
+                return None
             self._seen[key] = (now, 0)
+        return held
+
+    @staticmethod
+    def _with_count(msg: str, held: int) -> str:
+        return f"{msg} (and {held} more like it since the last one)" if held else msg
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno < logging.WARNING:
+            return True
+        args = record.args if isinstance(record.args, tuple) else ()
+        held = self._admit((str(record.msg), str(args[0]) if args else ""))
+        if held is None:
+            return False
         if held:
-            record.msg = f"{record.msg} (and {held} more like it in the last {self.interval:g} s)"
+            record.msg = self._with_count(str(record.msg), held)
         return True
+
+    def warning(self, log: logging.Logger, msg: str, *args: object, exc_info: bool = False) -> None:
+        """``log.warning(msg, *args)``, unless ``msg`` was let through less than ``interval``
+        ago."""
+        held = self._admit(msg)
+        if held is not None:
+            log.warning(self._with_count(msg, held), *args, exc_info=exc_info)

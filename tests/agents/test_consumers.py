@@ -15,7 +15,7 @@ from agentdeck.agents.models import AgentRun
 from agentdeck.agents.services.runs import agent_run_start, run_event_append
 from agentdeck.agents.tasks import execute_run
 from config.asgi import application
-from tests.support.redis import redis_url
+from tests.support.redis import redis_available, redis_url
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -456,28 +456,26 @@ def test_sse_keeps_its_redis_subscription_through_quiet_periods(
 ):
     """On Redis Pub/Sub a cancelled receive() drops the channel's queue and unsubscribes it;
     the stream keeps one receive pending across its quiet-period log reads instead."""
-    import redis
-    from channels_redis.pubsub import RedisSingleShardConnection
+    from agentdeck.core.channel_layers import _Shard
 
-    try:
-        redis.Redis.from_url(redis_url(14)).ping()
-    except redis.RedisError:
+    if not redis_available(14):
         pytest.skip(f"no Redis at {redis_url(14)}")
     settings.CHANNEL_LAYERS = {
         "default": {
-            "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
+            # The layer config.settings uses with REDIS_URL.
+            "BACKEND": "agentdeck.core.channel_layers.RedisPubSubChannelLayer",
             "CONFIG": {"hosts": [redis_url(14)]},
         }
     }
     settings.RUN_STREAM_RECHECK_SECONDS = 0.1
     unsubscribed = []
-    real_unsubscribe = RedisSingleShardConnection.unsubscribe
+    real_unsubscribe = _Shard.unsubscribe
 
     async def recording(self, channel):
         unsubscribed.append(channel)
         await real_unsubscribe(self, channel)
 
-    monkeypatch.setattr(RedisSingleShardConnection, "unsubscribe", recording)
+    monkeypatch.setattr(_Shard, "unsubscribe", recording)
     run, _ = agent_run_start(user=user, agent=mock_agent, input="live over redis")
 
     async def main():

@@ -14,28 +14,14 @@ from django.db import connection
 from agentdeck.agents.models import AgentRun, RunEvent
 from agentdeck.agents.runtime import events as ev
 from agentdeck.agents.runtime.executor import _write_events, _write_events_again
+from agentdeck.agents.services import runs
 from agentdeck.agents.services.runs import agent_run_claim, agent_run_start, run_event_append
 from agentdeck.agents.tasks import execute_run
+from tests.support.outages import terminate_backends
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 WORDS = " ".join(f"word{i}" for i in range(40))
-
-
-def reset_connections(spare_pid: int) -> int:
-    """pg_terminate_backend() on every backend of the test database but ``spare_pid``."""
-    params = connection.get_connection_params()
-    params.pop("cursor_factory", None)
-    params.pop("context", None)
-    with psycopg.connect(**params, autocommit=True) as conn:
-        return len(
-            conn.execute(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                "WHERE datname = current_database() AND backend_type = 'client backend' "
-                "AND pid NOT IN (pg_backend_pid(), %s)",
-                [spare_pid],
-            ).fetchall()
-        )
 
 
 def test_a_run_goes_on_after_its_database_connection_is_reset_mid_stream(
@@ -64,7 +50,7 @@ def test_a_run_goes_on_after_its_database_connection_is_reset_mid_stream(
         while not RunEvent.objects.filter(run=run, type=ev.MESSAGE_DELTA).exists():
             assert time.monotonic() < deadline, "the run never started streaming"
             time.sleep(0.01)
-        assert reset_connections(spare) >= 1  # the worker's connection, mid-run
+        assert terminate_backends(spare) >= 1  # the worker's connection, mid-run
     finally:
         worker.join(timeout=60)
     assert outcome == ["succeeded"]
@@ -100,3 +86,31 @@ def test_a_batch_whose_commit_was_not_confirmed_is_not_written_twice(user, mock_
         ev.AGENT_UPDATED,
         ev.MESSAGE_DELTA,
     ]
+
+
+@pytest.mark.parametrize("step", ["agent_run_claim", "_start"])
+def test_a_claim_or_start_whose_commit_was_not_confirmed_is_not_done_twice(
+    step, user, mock_agent, monkeypatch, settings
+):
+    settings.RECONNECT_MAX_DELAY_SECONDS = 0.05
+    run, _ = agent_run_start(user=user, agent=mock_agent, input="hello")
+    real = getattr(runs, step)
+    failures = [
+        psycopg.OperationalError(
+            "consuming input failed: server closed the connection unexpectedly"
+        )
+    ]
+
+    def committed_then_lost(*args, **kwargs):
+        result = real(*args, **kwargs)
+        if failures:  # the first call: committed, but the worker never heard back
+            raise failures.pop()
+        return result
+
+    monkeypatch.setattr(runs, step, committed_then_lost)
+    # Not "skipped" (the run would stay running with nobody on it until reaped).
+    assert execute_run(str(run.id)) == "succeeded"
+    assert not failures
+    types = list(RunEvent.objects.filter(run=run).order_by("seq").values_list("type", flat=True))
+    assert types.count(ev.RUN_STARTED) == 1, types
+    assert types[-1] == ev.RUN_SUCCEEDED

@@ -4,9 +4,13 @@ OpenAI-compatible server, HTTP tools call a local test server, the worker entry 
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import threading
 from datetime import timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import pytest
 from django.utils import timezone
@@ -550,3 +554,23 @@ def test_an_http_tool_with_unsendable_stored_headers_fails_the_call_not_the_run(
     output = ToolCall.objects.get(run=r).output
     assert "headers cannot be sent" in output
     assert "ключ" not in output
+
+
+def test_the_builtin_tools_import_without_django_settings():
+    # benchmarks/run_overhead.py builds its raw-SDK baseline agent (the mock model and the
+    # calculator) without Django: an import that needs settings breaks the benchmark.
+    env = {k: v for k, v in os.environ.items() if k != "DJANGO_SETTINGS_MODULE"}
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "from agentdeck.agents.runtime.tools import calculator; "
+            "from agentdeck.agents.runtime.mock_model import MockModel",
+        ],
+        cwd=Path(__file__).resolve().parents[2],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr

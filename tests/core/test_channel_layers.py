@@ -8,12 +8,11 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-import psycopg
 import pytest
 from django.db import connection
 from django.utils.module_loading import import_string
 
-from tests.support.outages import RedisServer
+from tests.support.outages import database_connection, terminate_backends
 
 # The backends under test, as config.settings names them.
 POSTGRES_LAYER = "agentdeck.core.channel_layers.PostgresChannelLayer"
@@ -25,40 +24,24 @@ def make_layer(backend: str, **config: Any):
     return import_string(backend)(**config)
 
 
-def postgres_layer():
+def postgres_layer(**config: Any):
+    # As config.settings configures it: Django's settings of the database (complete, as Django
+    # fills them in), without persistent connections.
     return make_layer(
         POSTGRES_LAYER,
-        **{
-            "ATOMIC_REQUESTS": False,
-            "AUTOCOMMIT": True,
-            "TIME_ZONE": None,
-            "TEST": {},
-            **connection.settings_dict,
-            "CONN_MAX_AGE": 0,
-            "CONN_HEALTH_CHECKS": False,
-        },
+        **{**connection.settings_dict, "CONN_MAX_AGE": 0, "CONN_HEALTH_CHECKS": False},
+        **config,
     )
 
 
-def reset_connections(spare_pid: int, *, lose_membership_of: str | None = None) -> int:
-    """pg_terminate_backend() on every backend of the test database but ``spare_pid`` (Django's
-    own) and this one; first, if asked, lose a channel's group membership row."""
-    params = connection.get_connection_params()
-    params.pop("cursor_factory", None)
-    params.pop("context", None)
-    with psycopg.connect(**params, autocommit=True) as conn:
-        if lose_membership_of:
-            conn.execute(
-                "DELETE FROM channels_postgres_groupchannel WHERE channel = %s",
-                [lose_membership_of],
-            )
-        rows = conn.execute(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-            "WHERE datname = current_database() AND backend_type = 'client backend' "
-            "AND pid NOT IN (pg_backend_pid(), %s)",
-            [spare_pid],
-        ).fetchall()
-    return len(rows)
+def reset_connections(spare_pid: int, *, lose_membership_of: str) -> int:
+    """Lose a channel's group membership row, then terminate every backend but Django's
+    (``spare_pid``)."""
+    with database_connection() as conn:
+        conn.execute(
+            "DELETE FROM channels_postgres_groupchannel WHERE channel = %s", [lose_membership_of]
+        )
+    return terminate_backends(spare_pid)
 
 
 def run(coroutine: Any, timeout: float = 60) -> Any:
@@ -131,6 +114,38 @@ def test_postgres_layer_delivers_again_after_postgresql_resets_its_connections()
 
 
 @pytest.mark.django_db(transaction=True)
+def test_a_membership_restored_after_an_outage_expires_as_group_add_would_have_it():
+    layer = postgres_layer(group_expiry=3600)
+    connection.ensure_connection()
+    django_pid = connection.connection.info.backend_pid
+
+    async def main():
+        channel = await layer.new_channel()
+        await layer.group_add("kept", channel)
+        receiving = asyncio.ensure_future(layer.receive(channel))
+        await asyncio.sleep(0.2)  # the LISTEN connection is up
+        await asyncio.to_thread(reset_connections, django_pid, lose_membership_of=channel)
+        # The listener reconnects and puts the membership back.
+        while not (restored := await asyncio.to_thread(expiry_in_hours, channel)):
+            await asyncio.sleep(0.05)
+        receiving.cancel()
+        await layer.close_pools()
+        return restored
+
+    assert run(main(), timeout=30) == [1]
+
+
+def expiry_in_hours(channel: str) -> list[int]:
+    with database_connection() as conn:
+        rows = conn.execute(
+            "SELECT round(extract(epoch FROM expire - now()) / 3600)::int "
+            "FROM channels_postgres_groupchannel WHERE channel = %s",
+            [channel],
+        ).fetchall()
+    return [hours for (hours,) in rows]
+
+
+@pytest.mark.django_db(transaction=True)
 def test_postgres_layer_forgets_the_channels_of_consumers_that_left():
     layer = postgres_layer()
 
@@ -149,13 +164,6 @@ def test_postgres_layer_forgets_the_channels_of_consumers_that_left():
     held, channel = run(main())
     assert held == [[]]
     assert channel not in layer._channel_advisory_locks
-
-
-@pytest.fixture
-def redis_server():
-    server = RedisServer().start()
-    yield server
-    server.stop()
 
 
 def test_redis_layer_resubscribes_everything_held_and_says_it_was_away(redis_server, settings):

@@ -12,18 +12,10 @@ from django.utils.module_loading import import_string
 from django_q.conf import Conf
 
 from agentdeck.core import queue
-from tests.support.outages import RedisServer
 
 # The brokers under test, as config.settings names them in Q_CLUSTER["broker_class"].
 REDIS_BROKER = "agentdeck.core.queue.RedisBroker"
 ORM_BROKER = "agentdeck.core.queue.ORMBroker"
-
-
-@pytest.fixture
-def redis_server():
-    server = RedisServer().start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture

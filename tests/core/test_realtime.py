@@ -17,7 +17,7 @@ from django.db import connection
 from django.test import override_settings
 
 from agentdeck.core import realtime
-from tests.support.redis import redis_url
+from tests.support.redis import redis_available, redis_url
 
 REDIS_URL = redis_url(14)
 
@@ -73,16 +73,7 @@ def process_publisher(monkeypatch, make_publisher):
     return layer
 
 
-def redis_available() -> bool:
-    import redis
-
-    try:
-        return bool(redis.Redis.from_url(REDIS_URL, socket_connect_timeout=0.5).ping())
-    except Exception:
-        return False
-
-
-needs_redis = pytest.mark.skipif(not redis_available(), reason=f"no Redis at {REDIS_URL}")
+needs_redis = pytest.mark.skipif(not redis_available(14), reason=f"no Redis at {REDIS_URL}")
 
 
 def test_messages_leave_in_the_order_they_were_published_from_many_threads(make_publisher):

@@ -27,7 +27,7 @@ from tests.e2e.test_realtime import (
     ws_url,
 )
 from tests.e2e.test_run_engine import Api
-from tests.support.outages import PostgresOutage, RedisServer, stop_postgres
+from tests.support.outages import PostgresOutage, stop_postgres
 
 pytestmark = pytest.mark.e2e
 
@@ -209,13 +209,6 @@ def test_postgresql_restarting_under_a_live_system_loses_nothing(server_factory)
     # Each outage is logged once per connection (daphne has two: its consumers' and its
     # publisher's), not once per attempt.
     assert log.count("channel layer LISTEN connection (PostgreSQL) lost") <= 2 * 2, log
-
-
-@pytest.fixture
-def redis_server():
-    server = RedisServer().start()
-    yield server
-    server.stop()
 
 
 def test_redis_restarting_under_a_live_system_loses_nothing(server_factory, redis_server):

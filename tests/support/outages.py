@@ -1,5 +1,6 @@
-"""Taking a live system's PostgreSQL or Redis down and bringing it back, for the tests of how
-the long-lived connections recover (tests/e2e/test_realtime_outages.py).
+"""Taking a live system's PostgreSQL or Redis down and bringing it back, or resetting every
+connection to PostgreSQL (:func:`terminate_backends`), for the tests of how the long-lived
+connections recover (tests/e2e/test_realtime_outages.py, tests/core/test_channel_layers.py, ...).
 
 Only what the servers themselves offer is used: ``postmaster.pid`` and ``postmaster.opts`` of
 a data directory and its own ``pg_ctl`` (so this works on the embedded PostgreSQL whatever
@@ -121,6 +122,34 @@ def stop_postgres(pgdata: Path) -> None:
         _pg_ctl(Path(pgdata), argv[0], "stop", "-w", "-m", "fast")
     except subprocess.SubprocessError:
         os.kill(pid, signal.SIGQUIT)
+
+
+@contextmanager
+def database_connection():
+    """A psycopg connection of its own (autocommit) to the database Django's default
+    connection uses: outside the test's transaction and spared by nothing."""
+    import psycopg
+    from django.db import connection
+
+    params = connection.get_connection_params()
+    params.pop("cursor_factory", None)
+    params.pop("context", None)
+    with psycopg.connect(**params, autocommit=True) as conn:
+        yield conn
+
+
+def terminate_backends(spare_pid: int) -> int:
+    """pg_terminate_backend() on every client backend of the test database but ``spare_pid``
+    (Django's own connection, which the test goes on using) and the one doing it: what
+    PostgreSQL does to every connection when one backend crashes. Returns how many."""
+    with database_connection() as conn:
+        rows = conn.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND backend_type = 'client backend' "
+            "AND pid NOT IN (pg_backend_pid(), %s)",
+            [spare_pid],
+        ).fetchall()
+    return len(rows)
 
 
 def free_port() -> int:

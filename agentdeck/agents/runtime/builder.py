@@ -33,9 +33,13 @@ def provider_credentials(provider: Provider) -> tuple[str | None, dict[str, str]
     The API refuses other values when they are written, but a row written before it did (or by
     other means) would otherwise fail inside the HTTP client on every call, as a 500 on
     ``/models/`` and ``internal_error`` on every run: ``ProviderUnavailable`` says what to fix.
-    The message names the header, never a value."""
+    The message names the header, never a value.
+
+    Both are added to the current redaction scope (a run's: :func:`provider_secrets`), since
+    whoever sends them needs what comes back redacted with them."""
     key = decrypt_secret(provider.api_key_encrypted) if provider.api_key_encrypted else None
     headers = provider.extra_headers or {}
+    add_secrets(_secret_values(key, headers))
     try:
         if key is not None:
             check_api_key(key)
@@ -56,11 +60,14 @@ def provider_secrets(provider: Provider) -> list[str]:
     """The values a provider's requests carry that must never be shown: its API key and the
     values of its extra headers (where some providers put a key of their own). Each is added
     to the current redaction scope (a run's), so what the run records is redacted with them."""
-    secrets = [str(v) for v in (provider.extra_headers or {}).values()]
-    if provider.api_key_encrypted:
-        secrets.append(decrypt_secret(provider.api_key_encrypted))
+    key = decrypt_secret(provider.api_key_encrypted) if provider.api_key_encrypted else None
+    secrets = _secret_values(key, provider.extra_headers or {})
     add_secrets(secrets)
     return secrets
+
+
+def _secret_values(key: str | None, headers: dict[str, Any]) -> list[str]:
+    return [str(v) for v in headers.values()] + ([key] if key else [])
 
 
 def openai_client(
@@ -71,7 +78,6 @@ def openai_client(
     ``PROVIDER_MAX_RETRIES`` times before the run fails."""
     from openai import AsyncOpenAI
 
-    provider_secrets(provider)
     key, headers = provider_credentials(provider)
     return AsyncOpenAI(
         base_url=provider.base_url or None,
@@ -104,7 +110,6 @@ def build_model(provider: Provider, model_name: str) -> Model:
             from agents.extensions.models.litellm_model import LitellmModel
         except ImportError as e:  # the optional extra: pip install 'agentdeck[litellm]'
             raise ProviderUnavailable("LiteLLM is not installed on this server.") from e
-        provider_secrets(provider)
         key, _ = provider_credentials(provider)
         return LitellmModel(model=model_name, base_url=provider.base_url or None, api_key=key)
     raise ProviderUnavailable(f"Unknown provider kind {kind!r}.")

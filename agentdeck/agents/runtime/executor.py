@@ -19,7 +19,7 @@ a worker resumes from that state (the pinned version rebuilds the same agent).
 A run survives a restart of PostgreSQL under it: a write that fails because the database is
 unreachable is tried again with backoff (the SDK waits meanwhile once ``MAX_QUEUED_EVENTS``
 are queued), and the heartbeat skips the beats it cannot make. Past ``RUN_STALE_AFTER_SECONDS``
-of outage the run fails as before: by then the reaper may have settled it.
+of outage the run fails: by then the reaper may have settled it.
 """
 
 from __future__ import annotations

@@ -52,7 +52,7 @@ import logging
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from importlib.metadata import version
 from typing import TYPE_CHECKING, Any
 
@@ -170,9 +170,7 @@ def _cache_key(
 # --- SDK server classes --------------------------------------------------------------------------
 
 
-def _describe(
-    error: BaseException, server: str, doing: str, secrets: list[str] | None = None
-) -> str:
+def _describe(error: BaseException, server: str, doing: str, secrets: Iterable[str] = ()) -> str:
     """What users see of a failure: what was being done and the HTTP status or kind of error,
     never the server's own words (an MCP server's error may quote the headers it was sent, and
     a run's error is visible to everyone running a public agent). Those go to the log,
@@ -186,7 +184,7 @@ def _describe(
         doing,
         server,
         type(error).__name__,
-        redact(str(error), secrets or ()),
+        redact(str(error), secrets),
     )
     reason = type(error).__name__
     cause: BaseException | None = error
@@ -243,7 +241,7 @@ class _CachedToolsMixin:
             await super().connect()  # type: ignore[misc]
         except Exception as e:
             raise MCPServerUnavailable(
-                _describe(e, self.name, "connect to", self._agentdeck_secrets())
+                _describe(e, self.name, "connect to", self.agentdeck_secrets)
             ) from e
 
     async def list_tools(self, run_context: Any = None, agent: Any = None) -> list[Any]:
@@ -259,7 +257,7 @@ class _CachedToolsMixin:
             tools = await super().list_tools(run_context, agent)  # type: ignore[misc]
         except Exception as e:
             raise MCPServerUnavailable(
-                _describe(e, self.name, "list the tools of", self._agentdeck_secrets())
+                _describe(e, self.name, "list the tools of", self.agentdeck_secrets)
             ) from e
         if key is not None:
             tools_list_cache.put(key, tools)
@@ -274,7 +272,7 @@ class _CachedToolsMixin:
         from agentdeck.core.redaction import redact_data, redact_known
 
         result = await super().call_tool(tool_name, arguments, meta)  # type: ignore[misc]
-        secrets = self._agentdeck_secrets()
+        secrets = self.agentdeck_secrets
         content = []
         for item in getattr(result, "content", None) or []:
             text = getattr(item, "text", None)
@@ -286,9 +284,6 @@ class _CachedToolsMixin:
         if structured is not None:
             update["structuredContent"] = redact_data(structured, secrets, patterns=False)
         return result.model_copy(update=update)
-
-    def _agentdeck_secrets(self) -> list[str]:
-        return list(self.agentdeck_secrets)
 
     def invalidate_tools_cache(self) -> None:
         super().invalidate_tools_cache()  # type: ignore[misc]

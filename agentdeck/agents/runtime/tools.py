@@ -22,8 +22,6 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from agents import FunctionTool, RunContextWrapper, function_tool
 from django.conf import settings
 
-from agentdeck.core.httpheaders import HeaderError, check_headers
-
 _BINARY = {
     ast.Add: operator.add,
     ast.Sub: operator.sub,
@@ -235,6 +233,9 @@ def http_tool(spec: dict[str, Any]) -> FunctionTool:
     async def invoke(ctx: RunContextWrapper[Any], raw_arguments: str) -> str:
         from asgiref.sync import sync_to_async
 
+        # Here, not at the top: httpheaders imports DRF, which needs configured settings, and
+        # this module (the calculator) is imported without them by benchmarks/run_overhead.py.
+        from agentdeck.core.httpheaders import HeaderError, check_headers
         from agentdeck.core.outbound import OutboundRefused, fetch
         from agentdeck.core.redaction import add_secrets, redact_known
 

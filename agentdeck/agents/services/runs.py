@@ -31,6 +31,7 @@ from agentdeck.agents.models import (
     AgentRun,
     AgentVersion,
     Conversation,
+    RunEvent,
     ToolCall,
 )
 from agentdeck.agents.models.run import ACTIVE_STATUSES, TERMINAL_STATUSES
@@ -314,6 +315,11 @@ _FINISH_SQL = """
 """
 
 
+def _worker() -> str:
+    """What a claim writes in ``AgentRun.worker``: this process."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
 def agent_run_claim(*, run_id: Any) -> bool:
     """queued -> running, for exactly one worker: a task delivered twice runs once."""
     with connection.cursor() as cursor:
@@ -322,7 +328,7 @@ def agent_run_claim(*, run_id: Any) -> bool:
             {
                 "running": Status.RUNNING,
                 "now": timezone.now(),
-                "worker": f"{socket.gethostname()}:{os.getpid()}",
+                "worker": _worker(),
                 "run_id": run_id,
                 "queued": Status.QUEUED,
             },
@@ -339,28 +345,36 @@ def agent_run_execute(*, run_id: Any) -> str:
     """The worker's entry point: claim, run the SDK, settle. Returns the final status, or
     ``"skipped"`` when another delivery of the task already claimed the run."""
     from agentdeck.agents.runtime.executor import execute
-    from agentdeck.core.reconnect import call_until_reachable
+    from agentdeck.core.reconnect import Outage, call_until_reachable
 
-    # Claim, start and settle each survive a database restart (tried again while PostgreSQL is
-    # unreachable): each is a conditional write that does nothing a second time, and a task
-    # failing here would leave its run queued or running until reaped.
-    outage_limit = settings.RUN_STALE_AFTER_SECONDS
-    if not call_until_reachable(
+    # Claim, start and settle each survive a database restart: tried again while PostgreSQL is
+    # unreachable, since a task failing here would leave its run queued or running until reaped.
+    # A failed attempt may have committed just before its connection died, so each later
+    # attempt must not do it twice: the claim and the start check what the first one did; the
+    # settling writes are conditional on the run's status and change nothing a second time.
+    outage = Outage(f"run {run_id}: database", logger)
+    limit = settings.RUN_STALE_AFTER_SECONDS
+    claimed = call_until_reachable(
         lambda: agent_run_claim(run_id=run_id),
-        what=f"run {run_id}: claim",
-        give_up_after=outage_limit,
-    ):
+        again=lambda: agent_run_claim(run_id=run_id) or _claimed_here(run_id),
+        outage=outage,
+        give_up_after=limit,
+    )
+    if not claimed:
         logger.info("run %s not claimed (already taken or no longer queued)", run_id)
         return "skipped"
     run = call_until_reachable(
-        lambda: _start(run_id), what=f"run {run_id}: start", give_up_after=outage_limit
+        lambda: _start(run_id),
+        again=lambda: _start(run_id, again=True),
+        outage=outage,
+        give_up_after=limit,
     )
     outcome = execute(run)
     if outcome.status == Status.REQUIRES_ACTION:
         settle = lambda: agent_run_pause(run_id=run.id, outcome=outcome)  # noqa: E731
     else:
         settle = lambda: agent_run_finish(run_id=run.id, outcome=outcome, run=run)  # noqa: E731
-    call_until_reachable(settle, what=f"run {run_id}: settle", give_up_after=outage_limit)
+    call_until_reachable(settle, outage=outage, give_up_after=limit)
     try:
         from agentdeck.analytics.tracing import get_span_processor
 
@@ -372,21 +386,34 @@ def agent_run_execute(*, run_id: Any) -> str:
     return outcome.status
 
 
-def _start(run_id: Any) -> AgentRun:
-    """The claimed run with its pinned version, and its first event (run.started/resumed)."""
+def _claimed_here(run_id: Any) -> bool:
+    """Whether this process holds the run: a claim whose commit was not confirmed took effect."""
+    return AgentRun.objects.filter(pk=run_id, status=Status.RUNNING, worker=_worker()).exists()
+
+
+def _start(run_id: Any, *, again: bool = False) -> AgentRun:
+    """The claimed run with its pinned version, and its first event (run.started/resumed).
+    ``again``: an earlier call failed with its connection, perhaps after its commit; the event
+    is written only if this attempt of the run has none yet."""
     run = _run_get(run_id)
     if run is None:
         raise AgentRun.DoesNotExist(run_id)
     # The version pinned at the run's start: all the executor reads besides the run itself.
     run.agent_version = _version_get(run.agent_version_id)
+    first = ev.RUN_RESUMED if run.resume_state else ev.RUN_STARTED
+    if (
+        again
+        and RunEvent.objects.filter(run_id=run.id, type=first, data__attempt=run.attempts).exists()
+    ):
+        return run
     with transaction.atomic():
         _publish_status(run, Status.RUNNING)
         if run.resume_state:
-            run_event_append(run_id=run.id, type=ev.RUN_RESUMED, data={"attempt": run.attempts})
+            run_event_append(run_id=run.id, type=first, data={"attempt": run.attempts})
         else:
             run_event_append(
                 run_id=run.id,
-                type=ev.RUN_STARTED,
+                type=first,
                 data={
                     "agent": run.agent_version.snapshot.get("name", ""),
                     "model": run.agent_version.snapshot.get("model", ""),
