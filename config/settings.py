@@ -438,7 +438,6 @@ if CHANNEL_LAYER == "redis":
         }
     }
 elif CHANNEL_LAYER == "postgres":
-    # channels-postgres wants a complete Django database settings dict.
     # channels-postgres builds a Django DatabaseWrapper from CONFIG, so it needs the complete
     # settings dict Django would normally fill in (TIME_ZONE, AUTOCOMMIT, ...).
     _layer_db = {

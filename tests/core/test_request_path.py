@@ -16,7 +16,7 @@ from rest_framework.throttling import SimpleRateThrottle
 
 from agentdeck.core import throttling
 from config.asgi import application
-from tests.support.redis import redis_url
+from tests.support.redis import redis_available, redis_url
 
 REDIS_CACHE = {
     "default": {
@@ -26,16 +26,9 @@ REDIS_CACHE = {
 }
 
 
-def redis_available() -> bool:
-    try:
-        return bool(redis.Redis.from_url(REDIS_CACHE["default"]["LOCATION"]).ping())
-    except redis.RedisError:
-        return False
-
-
 pytestmark = [
     pytest.mark.django_db(transaction=True),
-    pytest.mark.skipif(not redis_available(), reason=f"no Redis at {redis_url(14)}"),
+    pytest.mark.skipif(not redis_available(14), reason=f"no Redis at {redis_url(14)}"),
 ]
 
 
