@@ -127,6 +127,7 @@ class ApiKey(TimestampedModel):
 
     class Meta:
         db_table = "api_keys"
+        verbose_name = "API key"
         indexes = [
             # GET /api/v1/api-keys/: one owner's keys, newest first (cursor pagination).
             models.Index(fields=["owner", "-created_at"], name="api_keys_owner_created"),

@@ -80,5 +80,6 @@ def test_model_names_read_right_in_the_admin(staff_client):
         if model.__module__.startswith("agentdeck.")
     }
     assert {k: v for k, v in plurals.items() if v.endswith(("datas", "indexs"))} == {}
-    for wrong in (b"metadatas", b"indexs"):
+    for wrong in (b"metadatas", b"indexs", b"Api keys"):
         assert wrong not in index.content
+    assert b"API keys" in index.content
