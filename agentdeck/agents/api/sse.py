@@ -25,17 +25,25 @@ from asgiref.sync import sync_to_async
 from channels.layers import get_channel_layer
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
-from rest_framework.exceptions import AuthenticationFailed
+from rest_framework.exceptions import (
+    APIException,
+    AuthenticationFailed,
+    ErrorDetail,
+    ValidationError,
+)
 
 from agentdeck.accounts.authentication import bearer_token
 from agentdeck.accounts.ws_auth import authenticate_token
 from agentdeck.agents.streams import RunEventCursor, parse_after, until_unreachable
 from agentdeck.core.channel_layers import RECONNECTED
-from agentdeck.core.errors import exception_to_problem, problem, problem_response
+from agentdeck.core.errors import exception_to_problem, problem_response
+from agentdeck.core.exceptions import ApplicationError, NotFound
 from agentdeck.core.middleware import allow_methods
 from agentdeck.core.realtime import run_group
 from agentdeck.core.reconnect import is_connection_error
 from agentdeck.core.throttling import request_client_address
+
+AFTER_INVALID = "after / Last-Event-ID must be a non-negative integer."
 
 
 def wants_event_stream(request: HttpRequest) -> bool:
@@ -73,35 +81,21 @@ def _format(frame: dict[str, Any]) -> str:
 
 
 async def run_events_stream(request: HttpRequest, run_id: str) -> HttpResponse:
-    instance = request.get_full_path()
     try:
         user = await sync_to_async(_authenticate)(request)
-    except AuthenticationFailed as e:
-        body, headers = exception_to_problem(e, instance)
-        headers.setdefault("WWW-Authenticate", 'Bearer realm="api"')
+        if not await sync_to_async(_visible)(user, run_id):
+            raise NotFound("No such run.")
+        after = parse_after(request.headers.get("Last-Event-ID") or request.GET.get("after"))
+        if after is None:
+            raise ValidationError(
+                {"after": [ErrorDetail(AFTER_INVALID, code="invalid")]}, code="invalid"
+            )
+    except (APIException, ApplicationError) as e:
+        # Rendered as the DRF views' errors are: this view streams, so it is not one of them.
+        body, headers = exception_to_problem(e, request.get_full_path())
+        if isinstance(e, AuthenticationFailed):
+            headers.setdefault("WWW-Authenticate", 'Bearer realm="api"')
         return problem_response(request, body, headers)
-    if not await sync_to_async(_visible)(user, run_id):
-        return problem_response(
-            request, problem(status=404, code="not_found", detail="No such run.", instance=instance)
-        )
-    after = parse_after(request.headers.get("Last-Event-ID") or request.GET.get("after"))
-    if after is None:
-        return problem_response(
-            request,
-            problem(
-                status=400,
-                code="validation_error",
-                detail="The request has invalid fields; see `errors`.",
-                instance=instance,
-                errors=[
-                    {
-                        "field": "after",
-                        "code": "invalid",
-                        "detail": "after / Last-Event-ID must be a non-negative integer.",
-                    }
-                ],
-            ),
-        )
     response = StreamingHttpResponse(_stream(run_id, after), content_type="text/event-stream")
     response["Cache-Control"] = "no-cache"
     response["X-Accel-Buffering"] = "no"  # nginx: do not buffer the stream
