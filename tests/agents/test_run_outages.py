@@ -13,8 +13,8 @@ from django.db import connection
 
 from agentdeck.agents.models import AgentRun, RunEvent
 from agentdeck.agents.runtime import events as ev
-from agentdeck.agents.runtime.executor import _write_events, _write_events_again
 from agentdeck.agents.services import runs
+from agentdeck.agents.services.run_sink import run_sink
 from agentdeck.agents.services.runs import agent_run_claim, agent_run_start, run_event_append
 from agentdeck.agents.tasks import execute_run
 from tests.support.outages import terminate_backends
@@ -73,12 +73,12 @@ def test_a_batch_whose_commit_was_not_confirmed_is_not_written_twice(user, mock_
     batch = [(ev.AGENT_UPDATED, {"agent": "Echo"}, False, None)]
 
     # Committed, but the worker never heard back (the connection died after the commit).
-    assert _write_events(run.id, batch).seq == 2
-    assert _write_events_again(run.id, batch, None).seq == 2  # before the worker's 1st batch
-    assert _write_events_again(run.id, batch, 1).seq == 2
+    assert run_sink.append(run.id, batch).seq == 2
+    assert run_sink.append_again(run.id, batch, None).seq == 2  # before the worker's 1st batch
+    assert run_sink.append_again(run.id, batch, 1).seq == 2
     # Not committed: written now.
     more = [(ev.MESSAGE_DELTA, {"agent": "Echo", "delta": "hi"}, True, None)]
-    assert _write_events_again(run.id, more, 2).seq == 3
+    assert run_sink.append_again(run.id, more, 2).seq == 3
     assert list(
         RunEvent.objects.filter(run=run).order_by("seq").values_list("type", flat=True)
     ) == [

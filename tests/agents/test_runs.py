@@ -585,19 +585,21 @@ def test_the_event_writer_writes_a_burst_together_and_stops_at_a_failed_write(
 
     from agentdeck.agents.models import RunEvent
     from agentdeck.agents.runtime import executor
+    from agentdeck.agents.services.run_sink import ServiceRunSink
 
     run, _ = agent_run_start(user=user, agent=mock_agent, input="x")
     writes, seen = [], []
-    real = executor._write_events
+    sink = ServiceRunSink()
+    real = sink.append
 
     def counting(run_id, batch):
         writes.append([event_type for event_type, *_ in batch])
         return real(run_id, batch)
 
-    monkeypatch.setattr(executor, "_write_events", counting)
+    monkeypatch.setattr(sink, "append", counting)
 
     async def burst():
-        writer = executor._EventWriter(run.id, seen.append)
+        writer = executor._EventWriter(run.id, sink, seen.append)
         await writer.append("e0", {"i": 0})  # returns at once: nothing awaits the write
         await asyncio.sleep(0)  # the write of e0 starts
         for i in range(1, 6):
@@ -614,10 +616,10 @@ def test_the_event_writer_writes_a_burst_together_and_stops_at_a_failed_write(
     def failing(run_id, batch):
         raise RuntimeError("database gone")
 
-    monkeypatch.setattr(executor, "_write_events", failing)
+    monkeypatch.setattr(sink, "append", failing)
 
     async def broken():
-        writer = executor._EventWriter(run.id, seen.append)
+        writer = executor._EventWriter(run.id, sink, seen.append)
         await writer.append("lost", {})
         with pytest.raises(RuntimeError, match="database gone"):
             await writer.drain()

@@ -1,16 +1,20 @@
-"""Execute one claimed run with ``Runner.run_streamed`` inside the worker's own event loop.
+"""Execute one claimed run with ``Runner.run_streamed`` on an event loop.
 
-The django-q2 worker calls tasks synchronously, so :func:`execute` starts an event loop of its
-own with ``async_to_sync`` (never ``Runner.run_sync`` inside a running loop). The ORM is
-synchronous: every database call goes through ``sync_to_async``, which under ``async_to_sync``
-runs it back on the calling thread, on the worker's own connection and transaction state.
-Three things run concurrently:
+Two callers: the run worker (``agentdeck.agents.worker``) awaits :func:`execute_async` for
+hundreds of runs on its one loop; a django-q2 task or a test calls :func:`execute`, which
+starts a loop of its own with ``async_to_sync`` (never ``Runner.run_sync`` inside a running
+loop). The ORM is synchronous: every database call goes through
+``agentdeck.core.db_threads.run_db`` (the worker's database threads, or back on the calling
+thread under ``async_to_sync``). The runtime writes through a ``RunSink`` and returns a
+``RunOutcome`` (``runtime/sink.py``); it imports no service. Three things run concurrently:
 
 * the stream loop: each SDK event becomes zero or one ``RunEvent`` (``events.py`` maps them),
   persisted before it is published; tool calls are also recorded as ``ToolCall`` rows;
-* the heartbeat: every ``RUN_HEARTBEAT_SECONDS`` it refreshes ``heartbeat_at`` (so the reaper
-  knows this worker lives) and looks for a cancel request, for when no events flow;
-* the deadline: ``RUN_TIMEOUT_SECONDS``, below the queue's task timeout.
+* the heartbeat: every ``RUN_HEARTBEAT_SECONDS`` the run's ``heartbeat_at`` is refreshed (so
+  the reaper knows its worker lives) and a cancel request is looked for, for when no events
+  flow. The run worker beats for all its runs in one statement and sets ``RunControl.cancel``;
+  a lone run beats for itself;
+* the deadline: ``RUN_TIMEOUT_SECONDS``.
 
 A run that reaches a tool needing approval ends its stream with interruptions: the SDK's
 ``RunState`` is serialized and returned as a ``requires_action`` outcome; after the approvals,
@@ -34,30 +38,30 @@ from contextlib import AsyncExitStack
 from typing import Any
 
 from agents import RunConfig, Runner
-from asgiref.sync import async_to_sync, sync_to_async
+from asgiref.sync import async_to_sync
 from django.conf import settings
-from django.db import connection, transaction
 
 from agentdeck.agents.models import AgentRun
 from agentdeck.agents.runtime import events as ev
 from agentdeck.agents.runtime.builder import build_graph
 from agentdeck.agents.runtime.errors import RunTimedOut, classify_exception
-from agentdeck.agents.services.runs import (
-    AppendResult,
-    RunOutcome,
-    run_events_append,
-    tool_call_finished,
-    tool_call_started,
-)
-from agentdeck.core.reconnect import Backoff, Outage, drop_broken_connection, is_connection_error
+from agentdeck.agents.runtime.sink import QueuedEvent, RunControl, RunOutcome, RunSink
+from agentdeck.core.db_threads import run_db
+from agentdeck.core.reconnect import Backoff, Outage, is_connection_error
 from agentdeck.core.redaction import scoped_secrets
-from agentdeck.credits.services import credit_hold_get
 from agentdeck.files.tool import take_citations
 
 logger = logging.getLogger(__name__)
 
 
-def execute(run: AgentRun) -> RunOutcome:
+def execute(run: AgentRun, *, sink: RunSink) -> RunOutcome:
+    """Execute ``run`` on a loop of its own (a caller without one: a task, a test)."""
+    return async_to_sync(execute_async)(run, sink=sink)
+
+
+async def execute_async(
+    run: AgentRun, *, sink: RunSink, control: RunControl | None = None
+) -> RunOutcome:
     from agentdeck.analytics.tracing import install_tracing
 
     install_tracing()
@@ -65,15 +69,17 @@ def execute(run: AgentRun) -> RunOutcome:
     # read (builder.openai_client, tools), so the run's error, its spans and its tool outputs
     # are redacted with them (agentdeck.core.redaction).
     with scoped_secrets():
-        return async_to_sync(_execute)(run)
+        return await _execute(run, sink, control or RunControl())
 
 
 class _RunState:
-    def __init__(self) -> None:
+    def __init__(self, control: RunControl) -> None:
         self.usage: dict[str, dict[str, int]] = {}
         self.agent_name = ""
-        self.cancel = asyncio.Event()
-        self.lost = False  # the run left `running` under us (reaped): stop without settling
+        # cancel set: stop the run; control.lost: it left `running` under us (reaped), so it
+        # is not settled here.
+        self.control = control
+        self.cancel = control.cancel
         self.delta_buffer: list[str] = []
         self.delta_started = 0.0
         self.first_token_seen = False
@@ -88,60 +94,6 @@ class _RunState:
 MAX_QUEUED_EVENTS = 256
 
 
-def _write_events(run_id: Any, batch: list[tuple[str, dict[str, Any], bool, Any]]) -> Any:
-    """The queued events in one statement; with their companion writes (a tool call's row,
-    after its event), all in one transaction."""
-    events = [(event_type, data, first_token) for event_type, data, first_token, _ in batch]
-    thens = [then for *_, then in batch if then is not None]
-    if not thens:
-        return run_events_append(run_id=run_id, events=events)
-    with transaction.atomic():
-        outcome = run_events_append(run_id=run_id, events=events)
-        for then in thens:
-            then()
-    return outcome
-
-
-def _write_events_again(
-    run_id: Any, batch: list[tuple[str, dict[str, Any], bool, Any]], last_seq: int | None
-) -> Any:
-    """After a write of ``batch`` failed with the connection (it may have committed just before
-    the connection died): write it unless the log has it already.
-
-    While a run is ``running`` its worker is the only writer of its events (the reaper writes
-    only once the run has stopped heartbeating), so the run's last seq tells: ``last_seq`` plus
-    the batch's length means the batch is there; ``last_seq`` means it is not. ``last_seq`` is
-    the seq of the last batch this worker wrote, or, before its first, that of the run's latest
-    ``run.started`` / ``run.resumed`` event (the attempt's first, written by the service).
-    """
-    drop_broken_connection()
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT next_seq, status, cancel_requested_at IS NOT NULL FROM agent_runs "
-            "WHERE id = %s",
-            [run_id],
-        )
-        row = cursor.fetchone()
-        if row is None:
-            raise AgentRun.DoesNotExist(run_id)
-        if last_seq is None:
-            cursor.execute(
-                "SELECT max(seq) FROM run_events WHERE run_id = %s AND type IN (%s, %s)",
-                [run_id, ev.RUN_STARTED, ev.RUN_RESUMED],
-            )
-            last_seq = cursor.fetchone()[0] or 0
-    seq, status, cancel_requested = row
-    if seq == last_seq + len(batch):
-        return AppendResult(seq=seq, status=status, cancel_requested=cancel_requested)
-    if seq != last_seq:
-        if status == AgentRun.Status.RUNNING:
-            raise RuntimeError(f"run {run_id}: its log moved from seq {last_seq} to {seq}")
-        # The reaper settled it after our heartbeat went stale: the write loop sees the status
-        # and stops.
-        return AppendResult(seq=seq, status=status, cancel_requested=cancel_requested)
-    return _write_events(run_id, batch)
-
-
 class _EventWriter:
     """A run's events, written while the run goes on. ``append`` queues an event (with the
     write that belongs to it, if any) and returns; one task writes everything queued in one
@@ -152,10 +104,11 @@ class _EventWriter:
     did before. ``drain`` waits for everything queued; a write that failed raises there or at
     the next ``append``, and nothing after it is written."""
 
-    def __init__(self, run_id: Any, on_written: Any) -> None:
+    def __init__(self, run_id: Any, sink: RunSink, on_written: Any) -> None:
         self._run_id = run_id
+        self._sink = sink
         self._on_written = on_written
-        self._queue: list[tuple[str, dict[str, Any], bool, Any]] = []
+        self._queue: list[QueuedEvent] = []
         self._task: asyncio.Task | None = None
         self._error: BaseException | None = None
         self._last_seq: int | None = None
@@ -184,12 +137,12 @@ class _EventWriter:
             self._last_seq = outcome.seq
             self._on_written(outcome)
 
-    async def _write_batch(self, batch: list[tuple[str, dict[str, Any], bool, Any]]) -> Any:
+    async def _write_batch(self, batch: list[QueuedEvent]) -> Any:
         """One batch, surviving a database restart: on a connection error, wait with backoff
-        and write it again unless it turns out to have committed (``_write_events_again``);
+        and write it again unless it turns out to have committed (``RunSink.append_again``);
         give up after ``RUN_STALE_AFTER_SECONDS``."""
         try:
-            return await sync_to_async(_write_events)(self._run_id, batch)
+            return await run_db(self._sink.append, self._run_id, batch)
         except Exception as exc:
             if not is_connection_error(exc):
                 raise
@@ -199,9 +152,7 @@ class _EventWriter:
         while True:
             await asyncio.sleep(backoff.next())
             try:
-                outcome = await sync_to_async(_write_events_again)(
-                    self._run_id, batch, self._last_seq
-                )
+                outcome = await run_db(self._sink.append_again, self._run_id, batch, self._last_seq)
             except Exception as exc:
                 if not is_connection_error(exc) or time.monotonic() > give_up_at:
                     raise
@@ -219,21 +170,21 @@ class _EventWriter:
             raise self._error
 
 
-async def _execute(run: AgentRun) -> RunOutcome:
+async def _execute(run: AgentRun, sink: RunSink, control: RunControl) -> RunOutcome:
     from agentdeck.agents.runtime import guardrails as guard
 
-    state = _RunState()
+    state = _RunState(control)
     if run.resume_state:
         # Tokens spent before the pause count too.
         state.usage = {model: dict(counts) for model, counts in (run.usage or {}).items()}
     try:
-        graph = await sync_to_async(build_graph)(run.agent_version.snapshot, owner_id=run.owner_id)
+        graph = await run_db(build_graph, run.agent_version.snapshot, owner_id=run.owner_id)
     except Exception as exc:
         code, message = classify_exception(exc, context=f"run {run.id}")
         return RunOutcome(status=AgentRun.Status.FAILED, error_code=code, error_message=message)
     state.agent_name = graph.agent.name
     model_names = graph.model_names
-    hold = await sync_to_async(credit_hold_get)(run.id)
+    budget = await run_db(sink.budget, run.id)
     guardrail_config = graph.guardrails
     redact_output = guard.output_redaction_enabled(guardrail_config)
 
@@ -250,10 +201,9 @@ async def _execute(run: AgentRun) -> RunOutcome:
         if outcome.cancel_requested:
             state.cancel.set()
         if outcome.status != AgentRun.Status.RUNNING:
-            state.lost = True
-            state.cancel.set()
+            control.stop(lost=True)
 
-    writer = _EventWriter(run.id, written)
+    writer = _EventWriter(run.id, sink, written)
     append = writer.append
 
     async def flush_deltas() -> None:
@@ -278,7 +228,7 @@ async def _execute(run: AgentRun) -> RunOutcome:
         if event_type == ev.TOOL_CALL_STARTED:
             state.tool_started[data["call_id"]] = time.monotonic()
             then = functools.partial(
-                tool_call_started,
+                sink.tool_call_started,
                 run_id=run.id,
                 call_id=data["call_id"],
                 tool_name=data["name"],
@@ -289,7 +239,7 @@ async def _execute(run: AgentRun) -> RunOutcome:
         elif event_type == ev.TOOL_CALL_COMPLETED:
             began = state.tool_started.pop(data["call_id"], None)
             then = functools.partial(
-                tool_call_finished,
+                sink.tool_call_finished,
                 run_id=run.id,
                 call_id=data["call_id"],
                 output=data["output"],
@@ -351,7 +301,7 @@ async def _execute(run: AgentRun) -> RunOutcome:
                             ev.add_usage(state.usage, model, usage)
                             await flush_deltas()
                             await append(ev.USAGE, {"model": model, **usage})
-                            if hold is not None and _cost(usage_so_far(), hold) >= hold.amount:
+                            if budget is not None and budget.cost(usage_so_far()) >= budget.amount:
                                 # The hold is the run's spending cap: no further turn starts.
                                 state.budget_exhausted = True
                                 result.cancel(mode="after_turn")
@@ -373,22 +323,27 @@ async def _execute(run: AgentRun) -> RunOutcome:
             await writer.drain()
 
         async def heartbeat() -> None:
-            while True:
-                await asyncio.sleep(settings.RUN_HEARTBEAT_SECONDS)
+            """Stop the stream once the run is cancelled (or lost), even between events; beat
+            for the run unless its worker beats for all of its runs (``control.beats``)."""
+            while not control.beats and not state.cancel.is_set():
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(settings.RUN_HEARTBEAT_SECONDS):
+                        await state.cancel.wait()
+                if state.cancel.is_set():
+                    break
                 try:
-                    row = await sync_to_async(_beat)(run.id)
+                    row = await run_db(sink.beat, run.id)
                 except Exception as exc:
                     if not is_connection_error(exc):
                         raise
                     continue  # the database is away; the next beat tries again
                 if row is None:
-                    state.lost = True
-                    state.cancel.set()
+                    control.stop(lost=True)
                 elif row:
-                    state.cancel.set()
-                if state.cancel.is_set():
-                    state.stopped = True
-                    result.cancel()
+                    control.stop()
+            await state.cancel.wait()
+            state.stopped = True
+            result.cancel()
 
         def usage_so_far() -> dict[str, dict[str, int]]:
             usage = {
@@ -485,12 +440,6 @@ async def _restore(agent: Any, run: AgentRun) -> Any:
     return sdk_state
 
 
-def _cost(usage: dict[str, dict[str, int]], hold: Any) -> int:
-    from agentdeck.credits.services import usage_cost
-
-    return usage_cost(usage, hold.prices)
-
-
 def _arguments(raw: Any) -> Any:
     if isinstance(raw, str):
         try:
@@ -498,20 +447,6 @@ def _arguments(raw: Any) -> Any:
         except ValueError:
             return raw
     return raw
-
-
-def _beat(run_id: Any) -> bool | None:
-    """Refresh the heartbeat. None: the run is no longer running (reaped or settled elsewhere);
-    otherwise whether a cancel is pending."""
-    drop_broken_connection()
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "UPDATE agent_runs SET heartbeat_at = clock_timestamp() WHERE id = %s AND status = 'running' "
-            "RETURNING cancel_requested_at IS NOT NULL",
-            [run_id],
-        )
-        row = cursor.fetchone()
-    return None if row is None else bool(row[0])
 
 
 def _fallback_usage(

@@ -10,17 +10,17 @@ reused or skipped. Readers take no lock; they see whole batches because a batch 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar
 from uuid import UUID
 
 from agents.memory import SessionSettings
-from asgiref.sync import sync_to_async
-from django.db import connection, transaction
+from django.db import transaction
 from django.utils import timezone
 from pydantic import BaseModel
 
 from agentdeck.agents.models import Conversation, ConversationItem
+from agentdeck.core.db_threads import run_db as _run_db
 from agentdeck.core.jsonsafe import pg_json_safe
 
 if TYPE_CHECKING:
@@ -173,32 +173,6 @@ def _to_json(value: Any) -> Any:
     if isinstance(value, list | tuple):
         return [_to_json(item) for item in value]
     return value
-
-
-def _run_db(func: Callable[..., _T], *args: Any) -> Awaitable[_T]:
-    """Run ORM work off the event loop, on the thread that owns Django's connection for it.
-
-    Outside a request nothing calls ``close_old_connections`` for that thread (under
-    ``asyncio.run`` it is asgiref's one shared thread, alive as long as the process), so a
-    connection broken by a database restart, or past ``CONN_MAX_AGE``, would be reused forever.
-    Like Channels' ``database_sync_to_async``, drop such a connection before and after the work;
-    never inside an atomic block, which would belong to a caller that owns the connection
-    (``async_to_sync`` runs the work on the caller's thread).
-    """
-
-    def run() -> _T:
-        _close_if_stale()
-        try:
-            return func(*args)
-        finally:
-            _close_if_stale()
-
-    return sync_to_async(run, thread_sensitive=True)()
-
-
-def _close_if_stale() -> None:
-    if not connection.in_atomic_block:
-        connection.close_if_unusable_or_obsolete()
 
 
 async def _await_outcome(awaitable: Awaitable[_T]) -> _T:

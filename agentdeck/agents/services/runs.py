@@ -7,7 +7,6 @@ import json
 import logging
 import os
 import socket
-from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
@@ -36,6 +35,7 @@ from agentdeck.agents.models import (
 )
 from agentdeck.agents.models.run import ACTIVE_STATUSES, TERMINAL_STATUSES
 from agentdeck.agents.runtime import events as ev
+from agentdeck.agents.runtime.sink import AppendResult, RunOutcome
 from agentdeck.core.jsonsafe import pg_json_safe
 from agentdeck.core.lookups import PkLookup
 from agentdeck.core.queue import enqueue
@@ -48,13 +48,6 @@ Status = AgentRun.Status
 
 
 # --- the event log ------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class AppendResult:
-    seq: int
-    status: str
-    cancel_requested: bool
 
 
 def run_event_append(
@@ -285,19 +278,6 @@ def enqueue_run(run_id: Any) -> None:
 # --- execute -------------------------------------------------------------------------------------
 
 
-@dataclass
-class RunOutcome:
-    status: str
-    output: Any = None
-    last_agent: str = ""
-    usage: dict[str, dict[str, int]] | None = None
-    error_code: str = ""
-    error_message: str = ""
-    # requires_action only: the SDK RunState to resume from and the calls awaiting a person.
-    resume_state: str = ""
-    pending_approvals: list[dict[str, Any]] | None = None
-
-
 # The worker's two writes of every run's row, as constant statements (the ORM compiled each
 # UPDATE, F() and JSON values included, on every run).
 _CLAIM_SQL = """
@@ -342,39 +322,62 @@ _version_get = PkLookup(AgentVersion)
 
 
 def agent_run_execute(*, run_id: Any) -> str:
-    """The worker's entry point: claim, run the SDK, settle. Returns the final status, or
-    ``"skipped"`` when another delivery of the task already claimed the run."""
+    """Claim, run the SDK, settle, on a loop of the caller's own (a django-q2 task, a test; the
+    run worker does the same for many runs at once, ``agentdeck.agents.worker``). Returns the
+    final status, or ``"skipped"`` when the run was already claimed (a run is executed once)."""
     from agentdeck.agents.runtime.executor import execute
+    from agentdeck.agents.services.run_sink import run_sink
     from agentdeck.core.reconnect import Outage, call_until_reachable
 
-    # Claim, start and settle each survive a database restart: tried again while PostgreSQL is
-    # unreachable, since a task failing here would leave its run queued or running until reaped.
-    # A failed attempt may have committed just before its connection died, so each later
-    # attempt must not do it twice: the claim and the start check what the first one did; the
-    # settling writes are conditional on the run's status and change nothing a second time.
-    outage = Outage(f"run {run_id}: database", logger)
-    limit = settings.RUN_STALE_AFTER_SECONDS
     claimed = call_until_reachable(
         lambda: agent_run_claim(run_id=run_id),
         again=lambda: agent_run_claim(run_id=run_id) or _claimed_here(run_id),
-        outage=outage,
-        give_up_after=limit,
+        outage=Outage(f"run {run_id}: database", logger),
+        give_up_after=settings.RUN_STALE_AFTER_SECONDS,
     )
     if not claimed:
         logger.info("run %s not claimed (already taken or no longer queued)", run_id)
         return "skipped"
-    run = call_until_reachable(
+    run = agent_run_begin(run_id=run_id)
+    outcome = execute(run, sink=run_sink)
+    agent_run_settle(run=run, outcome=outcome)
+    return outcome.status
+
+
+# Begin and settle each survive a database restart: tried again while PostgreSQL is unreachable,
+# since failing there would leave the run running until reaped. A failed attempt may have
+# committed just before its connection died, so a later attempt must not do it twice: the start
+# checks what the first one did; the settling writes are conditional on the run's status and
+# change nothing a second time.
+
+
+def agent_run_begin(*, run_id: Any) -> AgentRun:
+    """A claimed run, ready to execute: its pinned version read and its first event
+    (``run.started`` / ``run.resumed``) written."""
+    from agentdeck.core.reconnect import Outage, call_until_reachable
+
+    return call_until_reachable(
         lambda: _start(run_id),
         again=lambda: _start(run_id, again=True),
-        outage=outage,
-        give_up_after=limit,
+        outage=Outage(f"run {run_id}: database", logger),
+        give_up_after=settings.RUN_STALE_AFTER_SECONDS,
     )
-    outcome = execute(run)
+
+
+def agent_run_settle(*, run: AgentRun, outcome: RunOutcome) -> None:
+    """Record an executed run's outcome: paused for approvals, or finished (status, usage,
+    credits, the terminal event), then its trace spans."""
+    from agentdeck.core.reconnect import Outage, call_until_reachable
+
     if outcome.status == Status.REQUIRES_ACTION:
         settle = lambda: agent_run_pause(run_id=run.id, outcome=outcome)  # noqa: E731
     else:
         settle = lambda: agent_run_finish(run_id=run.id, outcome=outcome, run=run)  # noqa: E731
-    call_until_reachable(settle, outage=outage, give_up_after=limit)
+    call_until_reachable(
+        settle,
+        outage=Outage(f"run {run.id}: database", logger),
+        give_up_after=settings.RUN_STALE_AFTER_SECONDS,
+    )
     try:
         from agentdeck.analytics.tracing import get_span_processor
 
@@ -383,7 +386,6 @@ def agent_run_execute(*, run_id: Any) -> str:
             processor.flush_run(run.id)
     except Exception:  # spans are diagnostics; losing them must not fail the run
         logger.warning("could not store trace spans of run %s", run.id, exc_info=True)
-    return outcome.status
 
 
 def _claimed_here(run_id: Any) -> bool:

@@ -1,0 +1,104 @@
+"""What the runtime reports to, and what it returns: the one-way boundary of the run path.
+
+The run path reads one way: view -> service -> queue -> worker -> runtime -> sink. The runtime
+(graph building, execution, event mapping) imports no services; it writes a run's events, tool
+calls and heartbeats through a :class:`RunSink` it is given, which the runs service implements
+(``agentdeck.agents.services.run_sink``) and tests may replace. It hands back a
+:class:`RunOutcome`, which the service settles.
+
+Every sink method is synchronous ORM work; the executor calls it through
+``agentdeck.core.db_threads.run_db`` (on the caller's thread, or the worker's database threads).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+
+@dataclass(frozen=True)
+class AppendResult:
+    """The log after a write: the last seq written, and the run's status and cancel flag as the
+    same statement saw them (how a worker notices cancellation between events)."""
+
+    seq: int
+    status: str
+    cancel_requested: bool
+
+
+@dataclass
+class RunOutcome:
+    status: str
+    output: Any = None
+    last_agent: str = ""
+    usage: dict[str, dict[str, int]] | None = None
+    error_code: str = ""
+    error_message: str = ""
+    # requires_action only: the SDK RunState to resume from and the calls awaiting a person.
+    resume_state: str = ""
+    pending_approvals: list[dict[str, Any]] | None = None
+
+
+# An event on its way to the log: (type, data, first_token, companion write or None). The
+# companion (a tool call's row) is written in the same transaction as its event.
+QueuedEvent = tuple[str, dict[str, Any], bool, Callable[[], None] | None]
+
+
+class Budget(Protocol):
+    """A run's spending cap (its credit hold): ``amount`` in credits and what usage costs."""
+
+    amount: int
+
+    def cost(self, usage: dict[str, dict[str, int]]) -> int: ...
+
+
+class RunSink(Protocol):
+    def append(self, run_id: Any, batch: Sequence[QueuedEvent]) -> AppendResult:
+        """Write ``batch`` at the run's next seqs, in order, with the companion writes."""
+
+    def append_again(
+        self, run_id: Any, batch: Sequence[QueuedEvent], last_seq: int | None
+    ) -> AppendResult:
+        """After ``append`` failed with its connection (perhaps after its commit): write the
+        batch unless the log has it already. ``last_seq``: the seq of this worker's last write
+        of the run, None before its first."""
+
+    def tool_call_started(
+        self,
+        *,
+        run_id: Any,
+        call_id: str,
+        tool_name: str,
+        agent_name: str,
+        arguments: Any,
+        tool_id: str | None,
+    ) -> None: ...
+
+    def tool_call_finished(
+        self, *, run_id: Any, call_id: str, output: Any, duration_ms: float | None
+    ) -> None: ...
+
+    def budget(self, run_id: Any) -> Budget | None:
+        """The run's spending cap, None without one."""
+
+    def beat(self, run_id: Any) -> bool | None:
+        """Refresh the run's heartbeat. None: the run is no longer running (reaped or settled
+        elsewhere); otherwise whether a cancel is pending."""
+
+
+@dataclass
+class RunControl:
+    """How a worker steers a run it executes: ``cancel`` set stops the run (``lost``: the run
+    left ``running`` under it, so it is not settled by this worker). ``beats``: whether the
+    worker refreshes the run's heartbeat itself (one statement for all its runs); without it
+    the executor beats for its one run."""
+
+    cancel: asyncio.Event = field(default_factory=asyncio.Event)
+    lost: bool = False
+    beats: bool = False
+
+    def stop(self, *, lost: bool = False) -> None:
+        self.lost = self.lost or lost
+        self.cancel.set()

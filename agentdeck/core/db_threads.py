@@ -1,0 +1,115 @@
+"""ORM work from async code: on the caller's thread, or on a bounded pool of database threads.
+
+Django's ORM is synchronous and its connections belong to threads. Async code reaches it in one
+of two ways, chosen by who runs the event loop:
+
+* under ``async_to_sync`` (a django-q2 task, a test calling ``execute_run``), the work runs back
+  on the calling thread (``sync_to_async(thread_sensitive=True)``), on that thread's connection
+  and inside its transaction: a test's uncommitted rows are visible, as before;
+* in the run worker (``agentdeck.agents.worker``), hundreds of runs share one loop; their ORM
+  work goes to :class:`DatabaseThreads`, a fixed pool of threads, each with one connection. A
+  process holding 500 runs in flight uses ``RUN_DB_THREADS`` connections, not 500, and no run
+  waits behind another's query for longer than the pool is busy.
+
+:func:`run_db` picks the pool set for the current context (:func:`use_database_threads`), so
+the runtime and the services call it the same way in both shapes.
+
+Outside a request nothing calls ``close_old_connections`` for these threads, so a connection
+broken by a database restart, or past ``CONN_MAX_AGE``, would be reused forever. Like Channels'
+``database_sync_to_async``, an unusable connection (on the pool: or an obsolete one) is dropped
+before and after the work; never inside an atomic block, which belongs to a caller that owns
+the connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import contextvars
+import functools
+import threading
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
+
+from asgiref.sync import sync_to_async
+from django.db import connections
+
+T = TypeVar("T")
+
+
+class DatabaseThreads:
+    """A fixed pool of threads for ORM work, each keeping its own connection (the process's
+    ``CONN_MAX_AGE`` applies). ``close()`` waits for the work in hand and closes every
+    thread's connection."""
+
+    def __init__(self, size: int, *, name: str = "db") -> None:
+        self.size = size
+        self._executor = ThreadPoolExecutor(max_workers=size, thread_name_prefix=name)
+        self._threads: set[threading.Thread] = set()
+
+    def submit(self, func: Callable[..., T], *args: Any, **kwargs: Any) -> asyncio.Future[T]:
+        context = contextvars.copy_context()
+        call = functools.partial(context.run, self._call, func, *args, **kwargs)
+        return asyncio.get_running_loop().run_in_executor(self._executor, call)
+
+    def _call(self, func: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        self._threads.add(threading.current_thread())
+        close_if_unusable()
+        try:
+            return func(*args, **kwargs)
+        finally:
+            close_if_unusable()
+
+    def close(self) -> None:
+        # Each thread closes its own connection: Django's connections are per thread.
+        for _ in range(self.size):
+            self._executor.submit(connections.close_all)
+        self._executor.shutdown(wait=True)
+
+
+_threads: contextvars.ContextVar[DatabaseThreads | None] = contextvars.ContextVar(
+    "agentdeck_database_threads", default=None
+)
+
+
+@contextlib.contextmanager
+def use_database_threads(pool: DatabaseThreads) -> Iterator[DatabaseThreads]:
+    """Send the ORM work of :func:`run_db` calls made in this context (and in the tasks it
+    starts) to ``pool``."""
+    token = _threads.set(pool)
+    try:
+        yield pool
+    finally:
+        _threads.reset(token)
+
+
+def close_if_unusable() -> None:
+    for connection in connections.all(initialized_only=True):
+        if not connection.in_atomic_block:
+            connection.close_if_unusable_or_obsolete()
+
+
+async def run_db(func: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """``func(*args, **kwargs)`` off the event loop, where its ORM work belongs (see the module
+    docstring)."""
+    pool = _threads.get()
+    if pool is not None:
+        return await pool.submit(func, *args, **kwargs)
+    return await sync_to_async(_on_caller_thread, thread_sensitive=True)(func, *args, **kwargs)
+
+
+def _on_caller_thread(func: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    # The caller's connection, with its CONN_MAX_AGE left to the caller (a request, a task): only
+    # a connection that failed and no longer answers is dropped.
+    drop_broken()
+    try:
+        return func(*args, **kwargs)
+    finally:
+        drop_broken()
+
+
+def drop_broken() -> None:
+    for connection in connections.all(initialized_only=True):
+        if connection.errors_occurred and not connection.in_atomic_block:
+            connection.close_if_unusable_or_obsolete()
