@@ -153,12 +153,14 @@ _db["CONN_MAX_AGE"] = env.int("DATABASE_CONN_MAX_AGE", default=0)
 # PostgreSQL backend start each time: with the ORM broker ~13 ms of PostgreSQL CPU per task,
 # more than a whole run may spend (benchmarks/run_floor.py).
 RUNNING_QCLUSTER = sys.argv[1:2] == ["qcluster"]
+# The run worker (manage.py runs_worker) likewise keeps one connection per database thread.
+RUNNING_RUNWORKER = sys.argv[1:2] == ["runs_worker"]
 # A pool of connections per process (Django's psycopg_pool support): a request borrows one
 # instead of connecting (3-4 ms here, benchmarks/vector_search.py) and gives it back. The ASGI
 # entry point (config/asgi.py, i.e. daphne) turns it on; django-q2 forks its workers, and a
 # pool's threads do not survive a fork, so other processes connect per use unless told to.
 DATABASE_POOL = env.bool("DATABASE_POOL", default=False)
-if RUNNING_QCLUSTER and not DATABASE_POOL:
+if (RUNNING_QCLUSTER or RUNNING_RUNWORKER) and not DATABASE_POOL:
     _db["CONN_MAX_AGE"] = env.int("DATABASE_WORKER_CONN_MAX_AGE", default=600)
 _db["CONN_HEALTH_CHECKS"] = True
 _db.setdefault("OPTIONS", {})["connect_timeout"] = env.int("DATABASE_CONNECT_TIMEOUT", default=5)
@@ -583,6 +585,19 @@ RUN_HEARTBEAT_SECONDS = env.float("RUN_HEARTBEAT_SECONDS", default=5.0)
 # A running run whose heartbeat is older than this is failed with worker_lost by the reaper.
 RUN_STALE_AFTER_SECONDS = env.int("RUN_STALE_AFTER_SECONDS", default=60)
 RUN_WAIT_TIMEOUT_SECONDS = env.float("RUN_WAIT_TIMEOUT_SECONDS", default=120.0)
+# The run worker (manage.py runs_worker, agentdeck.agents.worker): runs in flight per process (each
+# an asyncio task), how many of them one user may have running across all workers (the rest stay
+# queued until one of theirs ends; 0: no cap), the database threads (= connections) its runs
+# share, how often it looks for queued runs when no NOTIFY woke it, and how long SIGTERM lets
+# in-flight runs finish before the rest end failed with worker_shutdown.
+RUN_CONCURRENCY = env.int("RUN_CONCURRENCY", default=500)
+RUN_PER_USER_CAP = env.int("RUN_PER_USER_CAP", default=100)
+RUN_DB_THREADS = env.int("RUN_DB_THREADS", default=8)
+RUN_POLL_SECONDS = env.float("RUN_POLL_SECONDS", default=2.0)
+WORKER_DRAIN_SECONDS = env.float("WORKER_DRAIN_SECONDS", default=30.0)
+for _name in ("RUN_CONCURRENCY", "RUN_DB_THREADS"):
+    if globals()[_name] < 1:
+        raise ImproperlyConfigured(f"{_name} must be at least 1")
 # The Agents SDK uploads traces (with prompts and tool data) to OpenAI unless told otherwise;
 # agentdeck stores spans in its own database (analytics.RunSpan) and exports only when this is on.
 OPENAI_TRACING_EXPORT = env.bool("OPENAI_TRACING_EXPORT", default=False)

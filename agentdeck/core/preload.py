@@ -21,6 +21,7 @@ Who loads what, and when:
 * the web process (``config.asgi``, i.e. daphne): the runtime and the views before it listens
   (~1.5 s), the model in a background thread, so ``/healthz`` answers meanwhile; a search
   arriving before the model is ready waits for that one load, not for a second one;
+* a run worker (``runs_worker``): the runtime, tracing and the model before its first claim;
 * everything else (``dev_token``, ``migrate``, ``check``, the test suite) loads none of it.
 
 Each load is logged with its time ("worker 4242: loading the embedding model all-MiniLM-L6-v2...
@@ -148,6 +149,23 @@ def _worker_started(sender: object, proc_name: str = "", **kwargs: object) -> No
 
         _timed(who, _model_name(), local_model_load)
     report_ready("worker")
+
+
+def run_worker_process() -> None:
+    """In a run worker (``manage.py runs_worker``), before it claims: the runtime and the model
+    types' validators, the SDK's trace provider, and (``EMBEDDING_PRELOAD``) the local
+    embedding model, which ``file_search`` calls of runs embed their queries with."""
+    from agentdeck.analytics.tracing import install_tracing
+
+    _timed("runs", "the agents runtime", _prepare_runs)
+    try:
+        install_tracing()
+    except Exception:
+        logger.exception("runs: could not set up tracing; the first run will")
+    if settings.EMBEDDING_PRELOAD:
+        from agentdeck.files.embeddings import local_model_load
+
+        _timed("runs", _model_name(), local_model_load)
 
 
 def web_process() -> None:

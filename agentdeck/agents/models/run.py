@@ -102,6 +102,19 @@ class AgentRun(TimestampedModel):
             models.Index(fields=["owner", "-created_at"], name="agent_runs_owner_created"),
             # Admin and agent pages: an agent's recent runs.
             models.Index(fields=["agent", "-created_at"], name="agent_runs_agent_created"),
+            # Run workers' claims (services.runs.agent_runs_claim): each user's queued runs,
+            # oldest first.
+            models.Index(
+                fields=["owner", "created_at"],
+                name="agent_runs_queued_owner",
+                condition=models.Q(status="queued"),
+            ),
+            # The same claims: how many runs a user has running (the per-user cap).
+            models.Index(
+                fields=["owner"],
+                name="agent_runs_running_owner",
+                condition=models.Q(status="running"),
+            ),
             # The reaper: running runs by heartbeat age.
             models.Index(
                 fields=["heartbeat_at"],

@@ -38,7 +38,6 @@ from agentdeck.agents.runtime import events as ev
 from agentdeck.agents.runtime.sink import AppendResult, RunOutcome
 from agentdeck.core.jsonsafe import pg_json_safe
 from agentdeck.core.lookups import PkLookup
-from agentdeck.core.queue import enqueue
 from agentdeck.core.realtime import notify_user_on_commit, publish_on_commit, run_group
 from agentdeck.credits.services import credits_hold, credits_settle, run_hold_plan
 
@@ -184,7 +183,7 @@ def agent_run_start(
     2. Replay: the same Idempotency-Key with the same request returns the first run
        (created=False); with a different request, 409 ``idempotency_conflict``.
     3. In one transaction: pin the current version, insert the run (``queued``), count it in
-       the agent's metadata, and enqueue the worker task on commit.
+       the agent's metadata, and wake the run workers at commit (``run_queue_notify``).
     The database settles races: a concurrent duplicate key or a second run on a busy
     conversation fails the INSERT on a partial unique index, and is answered like the above.
     """
@@ -241,7 +240,7 @@ def agent_run_start(
                 run_count=F("run_count") + 1, last_run_at=timezone.now()
             )
             _publish_status(run, Status.QUEUED)
-            transaction.on_commit(lambda: enqueue_run(run.id))
+            run_queue_notify()
     except IntegrityError as e:
         name = _constraint_name(e)
         if name == "agent_runs_owner_idempotency_unique":
@@ -262,17 +261,17 @@ def _replay(existing: AgentRun, fingerprint: str) -> AgentRun:
     return existing
 
 
-def enqueue_run(run_id: Any) -> None:
-    enqueue(
-        "agentdeck.agents.tasks.execute_run",
-        str(run_id),
-        task_name=f"run:{run_id}",
-        group="agent_runs",
-        # A run's outcome is its row in agent_runs. django-q2 would also store a Success row
-        # per run and, to keep Q_SAVE_LIMIT, read every stored success under a row lock on each
-        # save (its monitor process, once per run). Failed tasks are still stored.
-        save=False,
-    )
+# The channel run workers LISTEN on (agentdeck.agents.worker).
+RUN_QUEUE_CHANNEL = "agentdeck_runs"
+
+
+def run_queue_notify() -> None:
+    """Wake the run workers: a run became ``queued``. Called inside the transaction that queued
+    it; PostgreSQL delivers a NOTIFY at commit and drops it on rollback, so no worker looks
+    for a run that is not there (and identical notifications of one transaction arrive once).
+    A worker that misses it (not listening at that moment) finds the run at its next poll."""
+    with connection.cursor() as cursor:
+        cursor.execute(f"NOTIFY {RUN_QUEUE_CHANNEL}")
 
 
 # --- execute -------------------------------------------------------------------------------------
@@ -295,7 +294,7 @@ _FINISH_SQL = """
 """
 
 
-def _worker() -> str:
+def worker_name() -> str:
     """What a claim writes in ``AgentRun.worker``: this process."""
     return f"{socket.gethostname()}:{os.getpid()}"
 
@@ -308,12 +307,87 @@ def agent_run_claim(*, run_id: Any) -> bool:
             {
                 "running": Status.RUNNING,
                 "now": timezone.now(),
-                "worker": _worker(),
+                "worker": worker_name(),
                 "run_id": run_id,
                 "queued": Status.QUEUED,
             },
         )
         return cursor.rowcount == 1
+
+
+# Claim up to %(limit)s queued runs, oldest first, without letting a user hold more than
+# %(cap)s running runs (across all workers). Per user with queued runs, only the room that user
+# has left is taken (its oldest runs), so a user with thousands queued neither runs more than
+# the cap nor keeps other users' runs from being claimed. The caller holds RUN_CLAIM_LOCK for
+# the transaction, so two workers cannot both count the same free room; SKIP LOCKED passes over
+# a run another transaction holds (a cancel in flight), and the UPDATE re-checks the status.
+_CLAIM_BATCH_SQL = """
+    WITH owners AS (
+        SELECT DISTINCT owner_id FROM agent_runs WHERE status = 'queued'
+    ), room AS (
+        SELECT o.owner_id,
+               %(cap)s - (SELECT count(*) FROM agent_runs a
+                           WHERE a.owner_id = o.owner_id AND a.status = 'running') AS free
+          FROM owners o
+    ), candidates AS (
+        SELECT q.id, q.created_at
+          FROM room, LATERAL (
+                SELECT id, created_at FROM agent_runs
+                 WHERE owner_id = room.owner_id AND status = 'queued'
+                 ORDER BY created_at
+                 LIMIT greatest(room.free, 0)
+          ) q
+         ORDER BY q.created_at
+         LIMIT %(limit)s
+    ), locked AS (
+        SELECT id FROM agent_runs WHERE id IN (SELECT id FROM candidates)
+           FOR UPDATE SKIP LOCKED
+    )
+    UPDATE agent_runs r
+       SET status = 'running', started_at = %(now)s, heartbeat_at = %(now)s,
+           attempts = attempts + 1, worker = %(worker)s
+      FROM locked
+     WHERE r.id = locked.id AND r.status = 'queued'
+ RETURNING r.id
+"""
+# pg_advisory_xact_lock key for claims: "agentdeck run claims" (any constant shared by workers).
+RUN_CLAIM_LOCK = 0x61676E74_636C6D
+
+
+def agent_runs_claim(*, limit: int, worker: str, per_user_cap: int) -> list[Any]:
+    """queued -> running for up to ``limit`` runs, for this worker only (the conditional UPDATE
+    of ``agent_run_claim``, many at once); ``per_user_cap`` <= 0: no cap. Returns their ids,
+    oldest first."""
+    if limit <= 0:
+        return []
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute("SELECT pg_advisory_xact_lock(%s)", [RUN_CLAIM_LOCK])
+        cursor.execute(
+            _CLAIM_BATCH_SQL,
+            {
+                "limit": limit,
+                "cap": per_user_cap if per_user_cap > 0 else 2**31 - 1,
+                "now": timezone.now(),
+                "worker": worker,
+            },
+        )
+        return [row[0] for row in cursor.fetchall()]
+
+
+def agent_runs_heartbeat(*, run_ids: list[Any]) -> dict[Any, bool]:
+    """Refresh the heartbeat of a worker's running runs in one statement. Returns, for each run
+    still ``running``, whether a cancel is pending; a run missing from it left ``running``
+    under its worker (reaped, or settled elsewhere)."""
+    if not run_ids:
+        return {}
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "UPDATE agent_runs SET heartbeat_at = clock_timestamp() "
+            "WHERE id = ANY(%s) AND status = 'running' "
+            "RETURNING id, cancel_requested_at IS NOT NULL",
+            [list(run_ids)],
+        )
+        return {row[0]: bool(row[1]) for row in cursor.fetchall()}
 
 
 # The rows every run's worker reads first (agentdeck.core.lookups).
@@ -390,7 +464,7 @@ def agent_run_settle(*, run: AgentRun, outcome: RunOutcome) -> None:
 
 def _claimed_here(run_id: Any) -> bool:
     """Whether this process holds the run: a claim whose commit was not confirmed took effect."""
-    return AgentRun.objects.filter(pk=run_id, status=Status.RUNNING, worker=_worker()).exists()
+    return AgentRun.objects.filter(pk=run_id, status=Status.RUNNING, worker=worker_name()).exists()
 
 
 def _start(run_id: Any, *, again: bool = False) -> AgentRun:
@@ -647,8 +721,7 @@ def agent_run_approve(*, run: AgentRun, decisions: list[dict[str, Any]]) -> Agen
                 },
             )
             _publish_status(run, Status.QUEUED)
-            run_id = run.id
-            transaction.on_commit(lambda: enqueue_run(run_id))
+            run_queue_notify()
         run.save(update_fields=fields)
     return run
 

@@ -3,7 +3,8 @@
 1. Settings have already connected to the database (starting the embedded PostgreSQL when
    ``DATABASE_URL`` is unset; this process then holds it, see ``agentdeck.core.embedded_postgres``).
 2. Apply migrations, make sure a staff user exists, and seed the offline demo agent.
-3. Start daphne (HTTP + WebSocket) and a django-q2 cluster as child processes, handing them
+3. Start daphne (HTTP + WebSocket), a run worker (``runs_worker``: the runs) and a django-q2
+   cluster (the rest: file ingestion, schedules) as child processes, handing them
    the resolved ``DATABASE_URL`` so they join this database instead of starting their own. On
    Linux the kernel sends them SIGTERM if this process dies, even by SIGKILL.
 4. Say "up" only once it is: daphne answers ``/healthz`` and every queue worker has loaded what
@@ -41,7 +42,11 @@ from agentdeck.core import embedded_postgres
 GRACE_SECONDS = 15
 # Generous: on a busy 2-core machine loading torch in two processes at once took ~20 s.
 STARTUP_TIMEOUT_SECONDS = 300
-LABELS = {"web": "web (daphne)", "worker": "worker (qcluster)"}
+LABELS = {
+    "web": "web (daphne)",
+    "runs": "run worker (runs_worker)",
+    "worker": "task worker (qcluster)",
+}
 # prctl(2) option: the signal the kernel sends a process when its parent dies.
 PR_SET_PDEATHSIG = 1
 
@@ -98,13 +103,16 @@ def _healthy(url: str) -> bool:
 
 class Command(BaseCommand):
     help = (
-        "Migrate, ensure a staff user, then run daphne (HTTP + WebSocket) and a django-q2 worker."
+        "Migrate, ensure a staff user, then run daphne (HTTP + WebSocket), a run worker and a "
+        "django-q2 worker."
     )
 
     def add_arguments(self, parser) -> None:
         parser.add_argument("--host", default=os.environ.get("HOST", "127.0.0.1"))
         parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8000")))
-        parser.add_argument("--no-worker", action="store_true", help="Serve only; run no qcluster.")
+        parser.add_argument(
+            "--no-worker", action="store_true", help="Serve only; run no run worker or qcluster."
+        )
 
     def handle(self, *args, host: str, port: int, no_worker: bool, **options) -> None:
         started_at = time.monotonic()
@@ -131,7 +139,12 @@ class Command(BaseCommand):
         workers = 0 if no_worker else int(settings.Q_CLUSTER.get("workers", 1))
         self.stdout.write(
             f"starting {LABELS['web']} on {host}:{port}"
-            + (f" and {LABELS['worker']} with {workers} processes" if workers else "")
+            + (
+                f", {LABELS['runs']} ({settings.RUN_CONCURRENCY} runs at once) and "
+                f"{LABELS['worker']} with {workers} processes"
+                if workers
+                else ""
+            )
             + "; waiting until they answer"
         )
 
@@ -188,6 +201,7 @@ class Command(BaseCommand):
             ],
         }
         if not no_worker:
+            commands["runs"] = [sys.executable, str(base_dir / "manage.py"), "runs_worker"]
             commands["worker"] = [sys.executable, str(base_dir / "manage.py"), "qcluster"]
         children: dict[str, subprocess.Popen] = {}
         for name, argv in commands.items():
@@ -238,13 +252,18 @@ class Command(BaseCommand):
                 *lines, pending = pending.split(b"\n")
                 reported += [line.split()[0].decode() for line in lines if line.strip()]
             web_ready = answered and "web" in reported
-            workers_ready = reported.count("worker") >= workers
+            workers_ready = reported.count("worker") >= workers and (
+                not workers or "runs" in reported
+            )
             if web_ready and workers_ready:
                 return None
             if time.monotonic() > deadline:
                 waiting = [] if web_ready else [f"{LABELS['web']} ({healthz})"]
                 if not workers_ready:
-                    waiting.append(f"{workers - reported.count('worker')} queue workers")
+                    waiting.append(
+                        f"{max(workers - reported.count('worker'), 0)} queue workers"
+                        + ("" if "runs" in reported else " and the run worker")
+                    )
                 self.stderr.write(
                     self.style.ERROR(
                         f"still waiting for {' and '.join(waiting)} after "
@@ -281,14 +300,14 @@ class Command(BaseCommand):
         for child in children.values():
             if child.poll() is None:
                 child.send_signal(signal.SIGTERM)
-        deadline = time.monotonic() + GRACE_SECONDS
+        started = time.monotonic()
         for name, child in children.items():
+            # The run worker lets its runs finish for WORKER_DRAIN_SECONDS first.
+            grace = GRACE_SECONDS + (settings.WORKER_DRAIN_SECONDS if name == "runs" else 0)
             try:
-                child.wait(timeout=max(0.1, deadline - time.monotonic()))
+                child.wait(timeout=max(0.1, started + grace - time.monotonic()))
             except subprocess.TimeoutExpired:
-                self.stderr.write(
-                    f"{LABELS[name]} did not stop within {GRACE_SECONDS}s; killing it"
-                )
+                self.stderr.write(f"{LABELS[name]} did not stop within {grace:g}s; killing it")
             # Its session's other processes (workers forked by the qcluster) go with it.
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(child.pid, signal.SIGKILL)
