@@ -87,6 +87,7 @@ class RunWorker:
         self._tasks: set[asyncio.Task] = set()
         self._wake = asyncio.Event()
         self._stopping = asyncio.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._claim_outage = Outage(f"run worker {self.name}: claims", logger)
 
     # --- control ---------------------------------------------------------------------------------
@@ -103,14 +104,17 @@ class RunWorker:
         self._stopping.set()
         self._wake.set()
 
-    def wake(self) -> None:
-        self._wake.set()
+    def stop_threadsafe(self) -> None:
+        """``stop()`` from another thread (a test, a signal handler outside the loop)."""
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self.stop)
 
     # --- the loop ---------------------------------------------------------------------------------
 
     async def serve(self, *, ready: Any = None) -> None:
         client_pool_scope = _client_pool_scope()
 
+        self._loop = asyncio.get_running_loop()
         threads = DatabaseThreads(self.config.db_threads, name="run-db")
         try:
             with use_database_threads(threads):

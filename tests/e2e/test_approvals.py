@@ -17,7 +17,7 @@ pytestmark = pytest.mark.e2e
 def test_a_run_waiting_for_approval_survives_a_worker_restart(server_factory):
     with FakeOpenAI() as model:
         server = server_factory(RUN_HEARTBEAT_SECONDS="0.5").start("--no-worker")
-        first_worker = server.manage("qcluster", background=True)
+        first_worker = server.manage("runs_worker", background=True)
         api = Api(server.url, "approver")
         status, provider = api(
             "POST",
@@ -54,7 +54,7 @@ def test_a_run_waiting_for_approval_survives_a_worker_restart(server_factory):
 
         os.killpg(first_worker.pid, signal.SIGKILL)  # the worker goes away while the run waits
         first_worker.wait()
-        server.manage("qcluster", background=True)  # a fresh worker process
+        server.manage("runs_worker", background=True)  # a fresh worker process
 
         status, queued = api(
             "POST",

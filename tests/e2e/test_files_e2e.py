@@ -55,7 +55,8 @@ def upload(server, token: str, name: str, data: bytes, index_id: str) -> dict:
 
 def test_upload_watch_ready_and_answer_with_citations(server_factory):
     server = server_factory(EMBEDDER_DEFAULT="local").start("--no-worker")
-    server.manage("qcluster", background=True)
+    server.manage("qcluster", background=True)  # parses and embeds
+    server.manage("runs_worker", background=True)  # answers
     token = dev_token(SUB, email=f"{SUB}@example.com")
     api = Api(server.url, sub=SUB)
 

@@ -1,4 +1,4 @@
-"""Realtime delivery across real processes: daphne web processes, qcluster workers, the
+"""Realtime delivery across real processes: daphne web processes, run workers, the
 PostgreSQL (LISTEN/NOTIFY) and Redis channel layers, and a browser-style client (the
 `websockets` library) that drops its connection and resumes without losing or repeating."""
 
@@ -103,7 +103,7 @@ def test_client_drops_midway_and_resumes_with_every_event_once(server_factory, b
         MOCK_MODEL_DELAY_PER_TOKEN="0.02", RUN_HEARTBEAT_SECONDS="0.5", **broker_env
     )
     server.start("--no-worker")
-    server.manage("qcluster", background=True)  # a separate worker process
+    server.manage("runs_worker", background=True)  # a separate worker process
     api = Api(server.url, SUB)
     status, ready = http("GET", f"{server.url}/readyz")
     assert status == 200, ready
@@ -139,12 +139,13 @@ def _redis_env(db: int) -> dict[str, str]:
 
 
 def test_two_web_processes_and_two_workers_on_redis(server_factory):
-    env = {**_redis_env(12), "MOCK_MODEL_DELAY_PER_TOKEN": "0.01", "Q_WORKERS": "1"}
+    # Three runs in flight per worker: six slow runs need both.
+    env = {**_redis_env(12), "MOCK_MODEL_DELAY_PER_TOKEN": "0.01", "RUN_CONCURRENCY": "3"}
     web_a = server_factory(**env).start("--no-worker")
     web_b = server_factory(web_a.var_dir, **env).start(
         "--no-worker"
     )  # same database, second process
-    workers = [web_a.manage("qcluster", background=True) for _ in range(2)]
+    workers = [web_a.manage("runs_worker", background=True) for _ in range(2)]
     api = Api(web_a.url, SUB)
     agent_id = setup_agent(api)
     run_ids = [start_run(api, agent_id) for _ in range(6)]
@@ -161,7 +162,7 @@ def test_two_web_processes_and_two_workers_on_redis(server_factory):
     executed_by = {api("GET", f"/api/v1/runs/{r}/")[1]["status"] for r in run_ids}
     assert executed_by == {"succeeded"}
     assert all(w.poll() is None for w in workers)
-    # Both worker processes took runs (each has one worker slot; six slow runs need both).
+    # Both worker processes took runs.
     pids = set(server_worker_pids(web_a, run_ids))
     assert len(pids) == 2, pids
 
@@ -186,7 +187,7 @@ def test_killing_the_web_process_and_resuming_on_another_loses_nothing(server_fa
     env = {**_redis_env(13), "MOCK_MODEL_DELAY_PER_TOKEN": "0.03"}
     web_a = server_factory(**env).start("--no-worker")
     web_b = server_factory(web_a.var_dir, **env).start("--no-worker")
-    web_a.manage("qcluster", background=True)
+    web_a.manage("runs_worker", background=True)
     api = Api(web_b.url, SUB)
     run_id = start_run(api, setup_agent(api))
 

@@ -1,4 +1,5 @@
-"""The run engine as deployed: daphne serving the API, separate qcluster worker processes on the
+"""The run engine as deployed: daphne serving the API, separate run worker processes (and the
+queue's broker for the rest) on the
 ORM broker, and a model server reached over real HTTP."""
 
 from __future__ import annotations
@@ -97,7 +98,7 @@ def test_a_run_executes_on_a_worker_process_against_a_real_http_model(
     status, ready = http("GET", f"{server.url}/readyz")
     assert status == 200, ready
     assert ready["checks"]["queue"]["info"].startswith("Redis" if broker_env else "ORM")
-    server.manage("qcluster", background=True)
+    server.manage("runs_worker", background=True)
     api = Api(server.url)
     agent_id = make_agent(api, model_server)
 
@@ -138,7 +139,7 @@ def test_a_killed_workers_run_ends_failed_with_worker_lost(server_factory, model
     server = server_factory(RUN_HEARTBEAT_SECONDS="0.5", RUN_STALE_AFTER_SECONDS="3").start(
         "--no-worker"
     )
-    worker = server.manage("qcluster", background=True)
+    worker = server.manage("runs_worker", background=True)
     api = Api(server.url)
     agent_id = make_agent(api, model_server)
 
@@ -147,7 +148,7 @@ def test_a_killed_workers_run_ends_failed_with_worker_lost(server_factory, model
     assert status == 202
     api.wait_for(run["id"], {"running"})
 
-    os.killpg(worker.pid, signal.SIGKILL)  # the whole cluster, as an OOM kill or a lost host would
+    os.killpg(worker.pid, signal.SIGKILL)  # as an OOM kill or a lost host would
     worker.wait()
     time.sleep(4)  # longer than RUN_STALE_AFTER_SECONDS
 

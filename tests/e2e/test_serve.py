@@ -127,11 +127,13 @@ def test_ctrl_c_stops_postgres_although_a_worker_holding_it_was_killed(server_fa
 def test_a_killed_serve_leaves_nothing_running(server_factory):
     server = server_factory().start()
     serve = psutil.Process(server.process.pid)
-    # daphne, the qcluster (and its workers), the embedded PostgreSQL (and its watchdog).
+    # daphne, the run worker, the qcluster (and its workers), the embedded PostgreSQL (and its
+    # watchdog).
     started = [*serve.children(recursive=True), psutil.Process(running_postmaster(server.var_dir))]
     commands = [" ".join(process.cmdline()) for process in started]
     assert any("daphne" in command for command in commands), commands
     assert any("qcluster" in command for command in commands), commands
+    assert any("runs_worker" in command for command in commands), commands
 
     serve.send_signal(signal.SIGKILL)
     server.process.wait()

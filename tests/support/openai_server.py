@@ -291,6 +291,9 @@ class FakeOpenAI:
         """HTTP statuses the next ``/v1/embeddings`` requests answer with, one each."""
         self.models_failures: deque[int] = deque()
         """HTTP statuses the next ``GET /v1/models`` requests answer with, one each."""
+        self.latency = 0.0
+        """Seconds every model request waits before its answer (besides ``add_delay`` steps):
+        a model that takes its time, for many concurrent runs at once."""
         self.requests: list[RecordedRequest] = []
         self.errors: list[str] = []
         """Tracebacks of exceptions the server itself raised (a bug in the fake, or a body it
@@ -450,7 +453,7 @@ class FakeOpenAI:
     def _next_reply(self) -> _Reply | _Error:
         """Consume the steps for one model request: any delays and the step after them, taken
         at once so a request arriving during the delay gets the step after that."""
-        delay = 0.0
+        delay = self.latency
         with self._lock:
             step = self._steps.popleft() if self._steps else None
             while isinstance(step, _Delay):
@@ -679,6 +682,8 @@ class _Server(ThreadingHTTPServer):
     # keep-alive connections; close() shuts those sockets down instead.
     block_on_close = False
     allow_reuse_address = True
+    # Many runs connect at once (the run worker's tests); the default backlog of 5 drops SYNs.
+    request_queue_size = 1024
     fake: FakeOpenAI
 
 
