@@ -23,6 +23,7 @@ wake-up or recheck.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator
 from typing import Any
@@ -143,3 +144,65 @@ async def until_unreachable(frames: AsyncIterator[Frame]) -> AsyncIterator[Frame
         if not is_connection_error(exc):
             raise
         logger.info("run log unreadable for now (%s); the follower will read it again", exc)
+
+
+def _run_is_terminal(run_id: str) -> bool:
+    from agentdeck.agents.models import AgentRun
+    from agentdeck.agents.models.run import TERMINAL_STATUSES
+
+    status = AgentRun.objects.filter(pk=run_id).values_list("status", flat=True).first()
+    return status is None or status in TERMINAL_STATUSES
+
+
+async def wait_for_run_end(run_id: str, timeout: float) -> bool:
+    """Wait until the run is terminal (True) or ``timeout`` passes (False), holding no thread:
+    the run's group on the channel layer says when its terminal event is written. Subscribed
+    before the first look at the row, so an end between the two is not missed; the row is read
+    again only at ``RUN_STREAM_RECHECK_SECONDS`` without news (a dropped message) and after a
+    reconnection of the layer, not polled. ``POST .../runs/`` with ``mode=wait`` uses it."""
+    from channels.layers import get_channel_layer
+    from django.conf import settings
+
+    from agentdeck.core.realtime import run_group
+
+    layer = get_channel_layer()
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    channel = await layer.new_channel("wait.")
+    group = run_group(run_id)
+    subscribed = False
+    receiving: asyncio.Future | None = None
+    try:
+        try:
+            await layer.group_add(group, channel)
+            subscribed = True
+        except Exception as exc:
+            if not is_connection_error(exc):
+                raise
+        check = True
+        while True:
+            if check and await database_sync_to_async(_run_is_terminal)(run_id):
+                return True
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                return False
+            if not subscribed:  # the layer is away: look at the row now and then meanwhile
+                await asyncio.sleep(min(remaining, settings.RUN_STREAM_RECHECK_SECONDS))
+                continue
+            if receiving is None:
+                receiving = asyncio.ensure_future(layer.receive(channel))
+            done, _ = await asyncio.wait(
+                {receiving}, timeout=min(remaining, settings.RUN_STREAM_RECHECK_SECONDS)
+            )
+            check = not done
+            if done:
+                message, receiving = receiving.result(), None
+                if message.get("event_type") in TERMINAL_EVENT_TYPES:
+                    return True
+                check = message.get("type") != "run.event"  # e.g. the layer reconnected
+    finally:
+        if receiving is not None:
+            receiving.cancel()
+        if subscribed:
+            with contextlib.suppress(Exception):
+                await layer.group_discard(group, channel)

@@ -294,3 +294,14 @@ def test_the_worker_never_blocks_its_event_loop(user, agent, model, caplog):
     assert statuses(runs) == ["succeeded"] * 20
     slow = [r.getMessage() for r in caplog.records if "took" in r.getMessage()]
     assert slow == []
+
+
+def test_mode_wait_gives_up_after_the_wait_timeout_with_the_run_as_it_stands(
+    user, user_client, agent, settings
+):
+    settings.RUN_WAIT_TIMEOUT_SECONDS = 0.5  # and no worker: the run stays queued
+    response = user_client.post(
+        f"/api/v1/agents/{agent.id}/runs/", {"input": "hi", "mode": "wait"}, format="json"
+    )
+    assert response.status_code == 202
+    assert response.json()["status"] == "queued"

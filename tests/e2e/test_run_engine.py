@@ -94,7 +94,11 @@ def make_agent(api: Api, model_server: FakeOpenAI) -> str:
 def test_a_run_executes_on_a_worker_process_against_a_real_http_model(
     server_factory, model_server, broker_env
 ):
-    server = server_factory(RUN_HEARTBEAT_SECONDS="0.5", **broker_env).start("--no-worker")
+    # A waiting request is woken by the run's terminal event, not by a look at the row: make the
+    # fallback look (RUN_STREAM_RECHECK_SECONDS) too late to be what answers.
+    server = server_factory(
+        RUN_HEARTBEAT_SECONDS="0.5", RUN_STREAM_RECHECK_SECONDS="60", **broker_env
+    ).start("--no-worker")
     status, ready = http("GET", f"{server.url}/readyz")
     assert status == 200, ready
     assert ready["checks"]["queue"]["info"].startswith("Redis" if broker_env else "ORM")
@@ -103,7 +107,11 @@ def test_a_run_executes_on_a_worker_process_against_a_real_http_model(
     agent_id = make_agent(api, model_server)
 
     model_server.add_text("Hello from the worker", usage={"input_tokens": 7, "output_tokens": 4})
+    model_server.latency = 1.0
+    started = time.monotonic()
     status, run = api("POST", f"/api/v1/agents/{agent_id}/runs/", {"input": "hi", "mode": "wait"})
+    assert time.monotonic() - started < 30
+    model_server.latency = 0.0
     assert status == 200, run
     assert run["status"] == "succeeded"
     assert run["output"] == "Hello from the worker"
@@ -168,3 +176,96 @@ def test_a_killed_workers_run_ends_failed_with_worker_lost(server_factory, model
         f"from agentdeck.agents.tasks import execute_run; print(execute_run('{run['id']}'))",
     )
     assert again.stdout.strip().endswith("skipped")
+
+
+def test_sigterm_drains_the_run_worker_and_a_second_worker_takes_what_was_left(
+    server_factory, model_server
+):
+    """A worker told to stop (SIGTERM, as a deploy or `docker stop` sends) lets the runs it holds
+    finish, claims nothing new, and exits 0; runs queued meanwhile wait for another worker."""
+    server = server_factory(RUN_HEARTBEAT_SECONDS="0.5", WORKER_DRAIN_SECONDS="30").start(
+        "--no-worker"
+    )
+    worker = server.manage("runs_worker", background=True)
+    api = Api(server.url)
+    agent_id = make_agent(api, model_server)
+    model_server.latency = 3.0  # every model call takes 3 s
+
+    held = [
+        api("POST", f"/api/v1/agents/{agent_id}/runs/", {"input": f"r{i}"})[1] for i in range(3)
+    ]
+    for run in held:
+        api.wait_for(run["id"], {"running"})
+    worker.send_signal(signal.SIGTERM)
+    time.sleep(0.5)
+    status, later = api("POST", f"/api/v1/agents/{agent_id}/runs/", {"input": "after"})
+    assert status == 202
+
+    assert worker.wait(timeout=30) == 0
+    for run in held:
+        assert api("GET", f"/api/v1/runs/{run['id']}/")[1]["status"] == "succeeded"
+    assert api("GET", f"/api/v1/runs/{later['id']}/")[1]["status"] == "queued"
+
+    model_server.latency = 0.0
+    server.manage("runs_worker", background=True)
+    assert api.wait_for(later["id"], {"succeeded", "failed"})["status"] == "succeeded"
+
+
+def test_past_the_drain_deadline_runs_end_worker_shutdown_with_their_credits_released(
+    server_factory, model_server
+):
+    server = server_factory(RUN_HEARTBEAT_SECONDS="0.5", WORKER_DRAIN_SECONDS="1").start(
+        "--no-worker"
+    )
+    worker = server.manage("runs_worker", background=True)
+    api = Api(server.url)
+    agent_id = make_agent(api, model_server)
+    model_server.latency = 60.0  # the model hangs
+
+    status, run = api("POST", f"/api/v1/agents/{agent_id}/runs/", {"input": "slow"})
+    assert status == 202
+    api.wait_for(run["id"], {"running"})
+    stopped_at = time.monotonic()
+    worker.send_signal(signal.SIGTERM)
+    assert worker.wait(timeout=20) == 0
+    assert time.monotonic() - stopped_at < 15
+
+    final = api("GET", f"/api/v1/runs/{run['id']}/")[1]
+    assert final["status"] == "failed"
+    assert final["error"]["code"] == "worker_shutdown"
+    status, page = api("GET", f"/api/v1/runs/{run['id']}/events/")
+    assert page["results"][-1]["type"] == "run.failed"
+
+
+def test_two_workers_share_the_queue_and_no_run_executes_twice(server_factory, model_server):
+    server = server_factory(RUN_HEARTBEAT_SECONDS="0.5").start("--no-worker")
+    workers = [server.manage("runs_worker", background=True) for _ in range(2)]
+    api = Api(server.url)
+    agent_id = make_agent(api, model_server)
+    model_server.latency = 0.3
+    deadline = time.monotonic() + 60
+    while (
+        sum("ready, up to" in p.read_text() for p in server.var_dir.glob("runs_worker-*.log")) < 2
+    ):
+        assert time.monotonic() < deadline, "the run workers did not start"
+        time.sleep(0.2)
+
+    runs = [
+        api("POST", f"/api/v1/agents/{agent_id}/runs/", {"input": f"r{i}"})[1] for i in range(40)
+    ]
+    for run in runs:
+        done = api.wait_for(run["id"], {"succeeded", "failed"})
+        assert done["status"] == "succeeded", done
+        _, page = api("GET", f"/api/v1/runs/{run['id']}/events/")
+        types = [e["type"] for e in page["results"]]
+        assert types.count("run.started") == 1, types
+    code = (
+        "from agentdeck.agents.models import AgentRun;"
+        f"rows = AgentRun.objects.filter(pk__in={[r['id'] for r in runs]!r});"
+        "print(sorted(set(rows.values_list('attempts', flat=True))));"
+        "print(len(set(rows.values_list('worker', flat=True))))"
+    )
+    attempts, worker_count = server.manage("shell", "-v", "0", "-c", code).stdout.split("\n")[:2]
+    assert attempts == "[1]"
+    assert worker_count == "2"  # both took runs
+    assert all(w.poll() is None for w in workers)

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
-from django.conf import settings
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import (
     OpenApiExample,
@@ -360,28 +357,17 @@ class AgentViewSet(viewsets.GenericViewSet):
             idempotency_key=_idempotency_key(request),
             **values,
         )
-        if values["mode"] == AgentRun.Mode.WAIT and created:
-            run = _wait_for(run)
         status = (
             http.HTTP_200_OK
             if (run.status in TERMINAL_STATUSES or not created)
             else http.HTTP_202_ACCEPTED
         )
-        return Response(s.RunSerializer(run).data, status=status)
-
-
-def _wait_for(run: AgentRun) -> AgentRun:
-    """Hold the request until the run settles or RUN_WAIT_TIMEOUT_SECONDS pass. Polls with a
-    growing interval: cheap for long runs, prompt for short ones."""
-    deadline = time.monotonic() + settings.RUN_WAIT_TIMEOUT_SECONDS
-    interval = 0.02
-    while time.monotonic() < deadline:
-        current = AgentRun.objects.filter(pk=run.pk).values_list("status", flat=True).first()
-        if current in TERMINAL_STATUSES:
-            break
-        time.sleep(interval)
-        interval = min(interval * 1.5, 0.5)
-    return AgentRun.objects.select_related("agent_version").get(pk=run.pk)
+        response = Response(s.RunSerializer(run).data, status=status)
+        if values["mode"] == AgentRun.Mode.WAIT and created:
+            # Waited for by the async view in front of this one (api/run_wait.py), which
+            # holds no thread meanwhile.
+            response.wait_for_run = run.id
+        return response
 
 
 @extend_schema(tags=["agents"])
