@@ -41,6 +41,7 @@ from django.db import connection, transaction
 from agentdeck.agents.models import AgentRun
 from agentdeck.agents.runtime import events as ev
 from agentdeck.agents.runtime.builder import build_graph
+from agentdeck.agents.runtime.clients import with_client_pool
 from agentdeck.agents.runtime.errors import RunTimedOut, classify_exception
 from agentdeck.agents.services.runs import (
     AppendResult,
@@ -64,8 +65,10 @@ def execute(run: AgentRun) -> RunOutcome:
     # The credentials the run's clients and tools are built with join this scope as they are
     # read (builder.openai_client, tools), so the run's error, its spans and its tool outputs
     # are redacted with them (agentdeck.core.redaction).
+    # The run's provider clients come from a pool for this call's own event loop, closed
+    # before that loop is (agentdeck.agents.runtime.clients).
     with scoped_secrets():
-        return async_to_sync(_execute)(run)
+        return async_to_sync(with_client_pool(_execute))(run)
 
 
 class _RunState:
