@@ -576,6 +576,12 @@ HTTP_IDLE_TIMEOUT_SECONDS = env.float("HTTP_IDLE_TIMEOUT_SECONDS", default=60.0)
 
 PROVIDER_TIMEOUT_SECONDS = env.float("PROVIDER_TIMEOUT_SECONDS", default=120.0)
 PROVIDER_MAX_RETRIES = env.int("PROVIDER_MAX_RETRIES", default=2)
+# Connections one process opens to one provider at most (agentdeck.agents.runtime.clients): its
+# runs share one client per provider, so this caps the model calls in flight to it at once;
+# more wait for a free connection. openai's own default client allows 1000.
+PROVIDER_MAX_CONNECTIONS = env.int("PROVIDER_MAX_CONNECTIONS", default=1000)
+if PROVIDER_MAX_CONNECTIONS < 1:
+    raise ImproperlyConfigured("PROVIDER_MAX_CONNECTIONS must be 1 or more")
 MOCK_MODEL_DELAY_PER_TOKEN = env.float("MOCK_MODEL_DELAY_PER_TOKEN", default=0.0)
 RUN_INPUT_MAX_BYTES = env.int("RUN_INPUT_MAX_BYTES", default=256 * 1024)
 RUN_MAX_TURNS_LIMIT = env.int("RUN_MAX_TURNS_LIMIT", default=50)

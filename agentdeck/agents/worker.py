@@ -112,7 +112,7 @@ class RunWorker:
     # --- the loop ---------------------------------------------------------------------------------
 
     async def serve(self, *, ready: Any = None) -> None:
-        client_pool_scope = _client_pool_scope()
+        from agentdeck.agents.runtime.clients import client_pool_scope
 
         self._loop = asyncio.get_running_loop()
         threads = DatabaseThreads(self.config.db_threads, name="run-db")
@@ -280,14 +280,6 @@ class RunWorker:
             except Exception as exc:
                 outage.failed(exc)
                 await asyncio.sleep(backoff.next())
-
-
-def _client_pool_scope() -> Any:
-    try:
-        from agentdeck.agents.runtime.clients import client_pool_scope
-    except ImportError:  # TODO(lead): until the shared clients land
-        return contextlib.nullcontext
-    return client_pool_scope
 
 
 def install_signal_handlers(worker: RunWorker) -> None:

@@ -692,6 +692,10 @@ class _Handler(BaseHTTPRequestHandler):
     server_version = "FakeOpenAI/1.0"
     # Idle keep-alive connections are dropped after this many seconds.
     timeout = 30
+    # TCP_NODELAY, as real servers set it: an answer is written in several small writes (the
+    # status line and headers, then each SSE event), and with Nagle's algorithm each write after
+    # the first waits for the client's delayed ACK, ~40 ms per model call on a reused connection.
+    disable_nagle_algorithm = True
     server: _Server
 
     # Connection tracking, so FakeOpenAI.close() can drop keep-alive connections.

@@ -3,6 +3,7 @@ here). Nothing in this module touches the network until the SDK calls the model.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from typing import Any
 
@@ -14,6 +15,7 @@ from django.conf import settings
 from openai.types.shared import Reasoning
 
 from agentdeck.agents.models import Provider
+from agentdeck.agents.runtime.clients import current_client_pool, provider_http_client
 from agentdeck.core.crypto import decrypt_secret
 from agentdeck.core.exceptions import ApplicationError
 from agentdeck.core.httpheaders import HeaderError, check_api_key, check_headers
@@ -71,26 +73,63 @@ def _secret_values(key: str | None, headers: dict[str, Any]) -> list[str]:
 
 
 def openai_client(
-    provider: Provider, *, timeout: float | None = None, max_retries: int | None = None
+    provider: Provider,
+    *,
+    timeout: float | None = None,
+    max_retries: int | None = None,
+    shared: bool = True,
 ):
     """An ``AsyncOpenAI`` for a provider. The client's own retry loop (exponential backoff with
     jitter, honouring Retry-After) retries 408/409/429/5xx, timeouts and connection errors
-    ``PROVIDER_MAX_RETRIES`` times before the run fails."""
+    ``PROVIDER_MAX_RETRIES`` times before the run fails.
+
+    With ``shared`` and a client pool current (``agentdeck.agents.runtime.clients``), the pool's
+    client for this provider, which its caller must not close; otherwise a new client, which
+    its caller closes. Either way the provider's secrets join the current redaction scope
+    (:func:`provider_credentials`), so a run that reuses a client still redacts them."""
     from openai import AsyncOpenAI
 
     key, headers = provider_credentials(provider)
-    return AsyncOpenAI(
-        base_url=provider.base_url or None,
-        # The SDK refuses a missing key; local servers (Ollama, vLLM) accept any string.
-        api_key=key or "not-needed",
-        default_headers=headers or None,
-        timeout=timeout if timeout is not None else settings.PROVIDER_TIMEOUT_SECONDS,
-        max_retries=max_retries if max_retries is not None else settings.PROVIDER_MAX_RETRIES,
+    if timeout is None:
+        timeout = settings.PROVIDER_TIMEOUT_SECONDS
+    if max_retries is None:
+        max_retries = settings.PROVIDER_MAX_RETRIES
+
+    def build() -> AsyncOpenAI:
+        return AsyncOpenAI(
+            base_url=provider.base_url or None,
+            # The SDK refuses a missing key; local servers (Ollama, vLLM) accept any string.
+            api_key=key or "not-needed",
+            default_headers=headers or None,
+            timeout=timeout,
+            max_retries=max_retries,
+            http_client=provider_http_client(timeout=timeout),
+        )
+
+    pool = current_client_pool() if shared else None
+    if pool is None:
+        return build()
+    return pool.get(
+        str(provider.pk),
+        timeout=timeout,
+        max_retries=max_retries,
+        fingerprint=_client_fingerprint(provider, key, headers),
+        build=build,
     )
+
+
+def _client_fingerprint(provider: Provider, key: str | None, headers: dict[str, str]) -> str:
+    """What a provider's client is built from, digested: a change (a rotated key, another base
+    URL or headers) makes the pool build a new client. The key is the decrypted one, so
+    re-encrypting it under a new ``SECRETS_ENCRYPTION_KEYS`` key changes nothing."""
+    material = json.dumps([provider.base_url, key, headers], sort_keys=True)
+    return hashlib.sha256(material.encode()).hexdigest()
 
 
 def build_model(provider: Provider, model_name: str) -> Model:
     if not provider.enabled:
+        if (pool := current_client_pool()) is not None:
+            pool.retire_provider(str(provider.pk))
         raise ProviderUnavailable(f"Provider {provider.name} is disabled.")
     kind = provider.kind
     if kind == Provider.Kind.MOCK:

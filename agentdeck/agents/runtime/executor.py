@@ -44,6 +44,7 @@ from django.conf import settings
 from agentdeck.agents.models import AgentRun
 from agentdeck.agents.runtime import events as ev
 from agentdeck.agents.runtime.builder import build_graph
+from agentdeck.agents.runtime.clients import client_pool_scope
 from agentdeck.agents.runtime.errors import RunTimedOut, classify_exception
 from agentdeck.agents.runtime.sink import QueuedEvent, RunControl, RunOutcome, RunSink
 from agentdeck.core.db_threads import run_db
@@ -68,8 +69,12 @@ async def execute_async(
     # The credentials the run's clients and tools are built with join this scope as they are
     # read (builder.openai_client, tools), so the run's error, its spans and its tool outputs
     # are redacted with them (agentdeck.core.redaction).
+    # The run's provider clients come from the pool of this event loop: the run worker's, shared
+    # by all its runs, or one for this call alone, closed when it ends, before its loop is
+    # (agentdeck.agents.runtime.clients).
     with scoped_secrets():
-        return await _execute(run, sink, control or RunControl())
+        async with client_pool_scope():
+            return await _execute(run, sink, control or RunControl())
 
 
 class _RunState:

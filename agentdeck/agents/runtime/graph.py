@@ -29,6 +29,7 @@ from agentdeck.agents.runtime.builder import (
     build_model_settings,
     openai_client,
 )
+from agentdeck.agents.runtime.clients import current_client_pool
 from agentdeck.agents.runtime.tools import build_tools
 from agentdeck.agents.selectors import provider_get_by_pk
 
@@ -52,7 +53,8 @@ class RunGraph:
     tool_ids: dict[str, str] = field(default_factory=dict)
     guardrails: dict[str, Any] = field(default_factory=dict)
     provider_kind: str = ""
-    # HTTP clients of the models, closed when the run ends.
+    # HTTP clients of the models that no client pool holds (none was current: see
+    # agentdeck.agents.runtime.clients), closed when the run ends. A pool closes its own.
     clients: list[Any] = field(default_factory=list)
 
 
@@ -109,8 +111,10 @@ class GraphBuilder:
             guardrail_config, moderation_client_factory=lambda: openai_client(provider)
         )
         model = build_model(provider, snapshot["model"])
-        if getattr(model, "_client", None) is not None:
-            graph.clients.append(model._client)
+        client = getattr(model, "_client", None)
+        pool = current_client_pool()
+        if client is not None and (pool is None or not pool.holds(client)):
+            graph.clients.append(client)
         agent = SDKAgent(
             name=snapshot["name"],
             instructions=snapshot.get("instructions") or None,

@@ -129,7 +129,8 @@ def provider_list_models(*, provider: Provider) -> tuple[list[str], bool]:
     from agentdeck.agents.runtime.errors import provider_call_failure
 
     async def fetch() -> list[str]:
-        client = openai_client(provider, timeout=10, max_retries=1)
+        # Its own client (closed below), never a run's shared one.
+        client = openai_client(provider, timeout=10, max_retries=1, shared=False)
         try:
             return sorted([m.id async for m in client.models.list()])
         finally:
