@@ -39,7 +39,7 @@ def start(client, agent, body=None, **headers):
     )
 
 
-def test_background_run_is_queued_on_the_broker_and_a_worker_completes_it(
+def test_background_run_is_queued_for_the_run_workers_and_a_worker_completes_it(
     user_client, mock_agent, django_capture_on_commit_callbacks
 ):
     with django_capture_on_commit_callbacks(execute=True):
@@ -49,12 +49,9 @@ def test_background_run_is_queued_on_the_broker_and_a_worker_completes_it(
     run = response.json()
     assert run["status"] == "queued"
     assert run["agent_version"] == 1
-    # A real task sits in django-q2's ORM broker, naming this run; its success is not stored
-    # again as a django-q2 result (the run row is the record).
-    assert OrmQ.objects.count() == 1
-    package = OrmQ.objects.get().task
-    assert package["args"] == (run["id"],)
-    assert package["save"] is False
+    # The run row is the unit of work: run workers claim it from agent_runs (woken by NOTIFY);
+    # nothing goes through django-q2's broker.
+    assert OrmQ.objects.count() == 0
     assert AgentMetadata.objects.get(agent=mock_agent).run_count == 1
 
     assert execute_run(run["id"]) == "succeeded"
@@ -502,9 +499,11 @@ def test_starting_a_run_reads_only_what_it_needs(
     user_client, mock_agent, django_assert_max_num_queries
 ):
     """The agent row with its provider (not its tool, handoff and index links), the prices, the
-    version, the run, the count; the response's cost comes from the hold just written."""
+    version, the run, the count, the NOTIFY that wakes the run workers (it replaced the broker's
+    INSERT after commit, which this count did not see); the response's cost comes from the hold
+    just written."""
     start(user_client, mock_agent)  # first request: caches, sessions, ...
-    with django_assert_max_num_queries(8):
+    with django_assert_max_num_queries(9):
         response = start(user_client, mock_agent)
     assert response.status_code == 202
     assert response.json()["cost"] is None  # mock-echo has no price: no hold

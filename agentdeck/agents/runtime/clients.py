@@ -17,9 +17,9 @@ Connection pools belong to the event loop they were opened on, so a pool lives o
               ...  # start the runs here: tasks and sync_to_async threads inherit the pool
           # leaving the block closes every client
 
-* a call that runs on an event loop of its own (``executor.execute``: ``async_to_sync`` per
-  run) wraps its coroutine with :func:`with_client_pool`: a pool for that call, closed when it
-  ends. Inside a process pool (above) the wrapper uses that pool instead.
+* a run executed on an event loop of its own (``executor.execute``: ``async_to_sync`` per run)
+  enters :func:`client_pool_scope` too (``executor.execute_async`` does for every run): a pool
+  for that call, closed when it ends. Inside a process's pool (above) it uses that pool.
 
 The pool is found through a ``ContextVar``, which asyncio tasks and asgiref's ``sync_to_async``
 threads (where the run's graph is built) inherit. ``builder.openai_client`` takes its client from
@@ -39,12 +39,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
-import functools
 import logging
 import ssl
 import threading
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any, ParamSpec, TypeVar
 
@@ -273,16 +272,3 @@ async def client_pool_scope(**kwargs: Any) -> AsyncIterator[ClientPool]:
 
 P = ParamSpec("P")
 R = TypeVar("R")
-
-
-def with_client_pool(fn: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
-    """``fn`` inside :func:`client_pool_scope`: for a coroutine that runs on an event loop of its
-    own (``async_to_sync(with_client_pool(_execute))``), so its clients are closed before that
-    loop is."""
-
-    @functools.wraps(fn)
-    async def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-        async with client_pool_scope():
-            return await fn(*args, **kwargs)
-
-    return wrapper
