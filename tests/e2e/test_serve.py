@@ -189,8 +189,11 @@ def test_up_is_said_once_daphne_answers_and_every_process_has_loaded_the_model(s
     # The workers import the libraries before django-q2 forks them, then each loads the model.
     assert "worker: the agents runtime ready in" in before_up
     assert "worker: torch and sentence-transformers ready in" in before_up
-    assert before_up.count("the embedding model all-MiniLM-L6-v2 ready in") == 3  # web + 2
+    # web + 2 queue workers + the run worker (file_search queries embed there)
+    assert before_up.count("the embedding model all-MiniLM-L6-v2 ready in") == 4
     assert "web: the embedding model all-MiniLM-L6-v2 ready in" in before_up
+    assert "runs: the embedding model all-MiniLM-L6-v2 ready in" in before_up
+    assert "run worker" in before_up and "ready, up to" in before_up
     assert server.stop() == 0, server.log()
 
 
