@@ -480,6 +480,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     sys.path.insert(0, str(BASE_DIR / "benchmarks"))
+    import _support
     import run_overhead as ro
 
     args = parse_args(argv)
@@ -499,7 +500,7 @@ def main(argv: list[str] | None = None) -> int:
     except (KeyboardInterrupt, subprocess.CalledProcessError):
         return 130
     finally:
-        for deployment in list(ro._LIVE):
+        for deployment in list(_support._LIVE):
             deployment.stop()
     info = ro.machine()
     print()

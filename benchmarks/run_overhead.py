@@ -11,8 +11,8 @@ offline ``MockModel`` reads ``calculator {"expression": "2+2"}``, calls the buil
   ``POST /api/v1/agents/{id}/runs/`` (background mode) to daphne, django-q2 carries the task to
   a ``qcluster`` with W workers, the worker claims the run, streams it, persists every event and
   settles the final status. runs/s = N / (first submit -> last ``finished_at``). Afterwards every
-  run must be ``succeeded`` with the expected output, and its event log gapless (seq 1..n) and
-  ending with ``run.succeeded``.
+  run must be ``succeeded`` with the expected output, and its event log gapless (seq 1..n),
+  ending with ``run.succeeded``, with one ``run.started`` (no run executed twice).
 * **queue-to-start** = ``timings.started_at - timings.queued_at`` from the run JSON, twice:
   under the burst above (it then mostly measures the backlog: run k waits for k-1 runs ahead of
   it), and on an idle queue: M runs one after another, each submitted once the previous one
@@ -43,27 +43,36 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
 import os
-import platform
 import random
-import shutil
-import signal
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
 import uuid
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(BASE_DIR))
-from _support import env_pair, free_port, parse_ts, percentile  # noqa: E402 (the scripts' own directory)
+from _support import (  # noqa: E402 (the scripts' own directory)
+    Api,
+    BenchError,
+    BenchTimeout,
+    Deployment,
+    cpu_busy,
+    cpu_by_group,
+    env_pair,
+    log,
+    machine,
+    parse_ts,
+    percentile,
+    run_bench,
+    verdict,
+    wait_for_quiet,
+)
 
 INPUT = 'calculator {"expression": "2+2"}'
 EXPECTED_OUTPUT = "calculator returned: 4"
@@ -73,102 +82,6 @@ TERMINAL = {"succeeded", "failed", "cancelled"}
 # idle queue-to-start p50 with Redis.
 RATIO_TARGET = {"redis": 0.50, "orm": 0.25}
 LATENCY_P50_TARGET_MS = {"redis": 50.0}
-# Variables of the caller's shell that would point the server somewhere else.
-DROPPED_ENV = {
-    "DATABASE_URL",
-    "REDIS_URL",
-    "CHANNEL_LAYER",
-    "ENVIRONMENT",
-    "DJANGO_SETTINGS_MODULE",
-    "TEST_DATABASE_NAME",
-    "Q_WORKERS",
-    "Q_CLUSTER_NAME",
-    "PORT",
-    "AGENTDECK_VAR_DIR",
-}
-
-
-_LIVE: list[Deployment] = []  # started and not yet stopped: main() stops them whatever happens
-
-
-class BenchError(RuntimeError):
-    """The benchmark could not measure what it promised (a run failed, a timeout...)."""
-
-
-class BenchTimeout(BenchError):
-    pass
-
-
-def log(message: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
-
-
-def cpu_busy(interval: float = 1.0) -> float:
-    """Fraction of all CPUs busy over ``interval`` (from /proc/stat; 0 where unavailable)."""
-
-    def sample() -> tuple[int, int]:
-        fields = [int(x) for x in Path("/proc/stat").read_text().split("\n")[0].split()[1:]]
-        idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
-        return sum(fields), idle
-
-    try:
-        total0, idle0 = sample()
-        time.sleep(interval)
-        total1, idle1 = sample()
-    except (OSError, ValueError, IndexError):
-        return 0.0
-    return 1 - (idle1 - idle0) / max(1, total1 - total0)
-
-
-def wait_for_quiet(limit: float, threshold: float = 0.25) -> float:
-    """On a shared machine, wait up to ``limit`` seconds for other work to calm down (CPU busy
-    under ``threshold`` for a second); returns the last busy fraction seen."""
-    deadline = time.monotonic() + limit
-    busy = cpu_busy()
-    while busy >= threshold and time.monotonic() < deadline:
-        busy = cpu_busy()
-    if busy >= threshold:
-        log(f"the machine is still {busy:.0%} busy with other work; measuring anyway")
-    return busy
-
-
-def cpu_by_group(roots: dict[str, int]) -> dict[str, float]:
-    """CPU seconds used so far by each root process and all its descendants, including children
-    that already exited and were reaped (``cutime``/``cstime``), so the difference of two calls is
-    what the tree used in between, even with short-lived PostgreSQL backends. Linux /proc; empty
-    where unavailable."""
-    ticks = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
-    stats: dict[int, tuple[int, float]] = {}
-    try:
-        entries = os.listdir("/proc")
-    except OSError:
-        return {}
-    for entry in entries:
-        if not entry.isdigit():
-            continue
-        try:
-            raw = Path(f"/proc/{entry}/stat").read_text()
-        except OSError:
-            continue
-        fields = raw[raw.rfind(")") + 2 :].split()
-        # after the command: state ppid ... utime(12) stime(13) cutime(14) cstime(15), 1-based
-        cpu = sum(int(fields[i]) for i in (11, 12, 13, 14)) / ticks
-        stats[int(entry)] = (int(fields[1]), cpu)
-    children: dict[int, list[int]] = {}
-    for pid, (ppid, _) in stats.items():
-        children.setdefault(ppid, []).append(pid)
-    result = {}
-    for name, root in roots.items():
-        total, stack = 0.0, [root]
-        while stack:
-            pid = stack.pop()
-            if pid in stats:
-                total += stats[pid][1]
-            stack.extend(children.get(pid, []))
-        result[name] = total
-    return result
-
-
 # --- the raw SDK baseline ------------------------------------------------------------------------
 
 
@@ -206,201 +119,6 @@ async def measure_raw(
     started, cpu = time.perf_counter(), time.process_time()
     await asyncio.gather(*(one() for _ in range(n)))
     return n / (time.perf_counter() - started), (time.process_time() - cpu) / n * 1000
-
-
-# --- the deployment ------------------------------------------------------------------------------
-
-
-@dataclass(eq=False)
-class Deployment:
-    """``manage.py serve --no-worker`` + one ``manage.py qcluster`` on a fresh var dir."""
-
-    broker: str
-    workers: int
-    redis_url: str = ""
-    keep: bool = False
-    web_conn_max_age: str = "0"
-    extra_env: dict[str, str] = field(default_factory=dict)
-    port: int = field(default_factory=free_port)
-    var_dir: Path = field(
-        default_factory=lambda: Path(tempfile.mkdtemp(prefix="agentdeck-bench-")) / "var"
-    )
-    processes: dict[str, subprocess.Popen] = field(default_factory=dict)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def env(self) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items() if k not in DROPPED_ENV}
-        env.update(
-            {
-                "AGENTDECK_VAR_DIR": str(self.var_dir),
-                "PORT": str(self.port),
-                "ENVIRONMENT": "development",
-                "Q_WORKERS": str(self.workers),
-                "Q_CLUSTER_NAME": "agentdeck-bench",
-                # One account sends the whole load; the default 1200/min would throttle it.
-                "THROTTLE_USER_RATE": "1000000/min",
-                # The scripted model as the baseline uses it: no artificial per-token delay, and
-                # no trace export to OpenAI (127.0.0.1 only).
-                "MOCK_MODEL_DELAY_PER_TOKEN": "0",
-                "OPENAI_TRACING_EXPORT": "false",
-                "PYTHONUNBUFFERED": "1",
-            }
-        )
-        if self.broker == "redis":
-            env["REDIS_URL"] = self.redis_url
-        env.update(self.extra_env)
-        return env
-
-    def _spawn(self, name: str, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen:
-        log_file = (self.var_dir / f"{name}.log").open("w")
-        process = subprocess.Popen(  # noqa: S603 (our own argv)
-            [sys.executable, str(BASE_DIR / "manage.py"), *args],
-            cwd=BASE_DIR,
-            env=env or self.env(),
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
-            # Its own session: the terminal's Ctrl-C reaches only us, and we stop it in order.
-            start_new_session=True,
-        )
-        log_file.close()
-        self.processes[name] = process
-        return process
-
-    def log_tail(self, name: str, lines: int = 40) -> str:
-        path = self.var_dir / f"{name}.log"
-        return "\n".join(path.read_text().splitlines()[-lines:]) if path.exists() else ""
-
-    def manage(self, *args: str) -> str:
-        """A one-off ``manage.py`` command against this deployment's database."""
-        done = subprocess.run(  # noqa: S603 (our own argv)
-            [sys.executable, str(BASE_DIR / "manage.py"), *args],
-            cwd=BASE_DIR,
-            env=self.env(),
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-        )
-        if done.returncode != 0:
-            raise BenchError(f"manage.py {args[0]} failed:\n{done.stdout}\n{done.stderr}")
-        return done.stdout
-
-    def start(self, timeout: float = 180) -> None:
-        import httpx
-
-        self.var_dir.mkdir(parents=True, exist_ok=True)
-        _LIVE.append(self)
-        log(f"[{self.broker}] starting agentdeck on {self.url} (var dir {self.var_dir})")
-        # Django's ASGI handler runs each request's sync code in a thread of its own, so a
-        # persistent connection (DATABASE_CONN_MAX_AGE > 0; the project default was 60 before
-        # commit 1234846) is left open in every such thread until garbage collection: under this
-        # load PostgreSQL runs out of connections ("too many clients"). Django's documentation
-        # says to disable them under ASGI: the web process always gets --web-conn-max-age (0),
-        # whatever the checkout's default; the worker keeps the project default.
-        web_env = {**self.env(), "DATABASE_CONN_MAX_AGE": self.web_conn_max_age}
-        if "DATABASE_CONN_MAX_AGE" in self.extra_env:
-            web_env["DATABASE_CONN_MAX_AGE"] = self.extra_env["DATABASE_CONN_MAX_AGE"]
-        serve = self._spawn("serve", "serve", "--no-worker", env=web_env)
-        deadline = time.monotonic() + timeout
-        with httpx.Client(trust_env=False, timeout=2) as client:
-            while True:
-                if serve.poll() is not None:
-                    raise BenchError(f"serve exited early:\n{self.log_tail('serve')}")
-                with contextlib.suppress(httpx.HTTPError):
-                    if client.get(f"{self.url}/healthz").status_code == 200:
-                        break
-                if time.monotonic() > deadline:
-                    raise BenchError(f"serve not up in {timeout}s:\n{self.log_tail('serve')}")
-                time.sleep(0.3)
-        # A worker of its own, as production runs N x qcluster next to N x daphne. It joins the
-        # embedded PostgreSQL that serve started (same AGENTDECK_VAR_DIR).
-        self._spawn("qcluster", "qcluster")
-
-    def stop(self) -> None:
-        """The worker, then the web server (which stops the embedded PostgreSQL when it is the
-        last process using it). Whatever ignores SIGTERM/SIGINT is killed after a grace period.
-        Safe to call again (main() does, for a stop that was itself interrupted)."""
-        for name, sig, grace in (("qcluster", signal.SIGTERM, 30), ("serve", signal.SIGINT, 40)):
-            process = self.processes.get(name)
-            if process is None or process.poll() is not None:
-                continue
-            process.send_signal(sig)
-            try:
-                process.wait(timeout=grace)
-            except subprocess.TimeoutExpired:
-                log(f"[{self.broker}] {name} did not stop within {grace}s; killing its group")
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
-        self._stop_postgres()
-        if self.keep:
-            log(f"[{self.broker}] kept {self.var_dir}")
-        else:
-            shutil.rmtree(self.var_dir.parent, ignore_errors=True)
-        if self in _LIVE:
-            _LIVE.remove(self)
-
-    def cpu_roots(self) -> dict[str, int]:
-        """The process trees whose CPU is agentdeck's: web (serve + daphne), worker (the
-        qcluster and its workers), and the embedded PostgreSQL (postmaster + backends)."""
-        roots = {"web": self.processes["serve"].pid, "worker": self.processes["qcluster"].pid}
-        with contextlib.suppress(OSError, ValueError, IndexError):
-            pid_file = self.var_dir / "pgdata" / "postmaster.pid"
-            roots["postgres"] = int(pid_file.read_text().split()[0])
-        return roots
-
-    def _stop_postgres(self) -> None:
-        """Normally gone with its last client; if not (a client was killed), fast-shutdown the
-        postmaster of *our* temporary pgdata, found by its pid file."""
-        pid_file = self.var_dir / "pgdata" / "postmaster.pid"
-        deadline = time.monotonic() + 10
-        while pid_file.exists() and time.monotonic() < deadline:
-            time.sleep(0.2)
-        if not pid_file.exists():
-            return
-        try:
-            pid = int(pid_file.read_text().split()[0])
-            os.kill(pid, signal.SIGINT)
-        except (ValueError, IndexError, ProcessLookupError, PermissionError):
-            return
-        deadline = time.monotonic() + 15
-        while pid_file.exists() and time.monotonic() < deadline:
-            time.sleep(0.2)
-
-
-# --- the API client ------------------------------------------------------------------------------
-
-
-class Api:
-    def __init__(self, base_url: str, token: str, connections: int) -> None:
-        import httpx
-
-        self.client = httpx.AsyncClient(
-            base_url=base_url,
-            headers={"Authorization": f"Bearer {token}"},
-            timeout=30,
-            trust_env=False,  # 127.0.0.1 only: never through a proxy from the environment
-            limits=httpx.Limits(max_connections=connections, max_keepalive_connections=connections),
-        )
-
-    async def __call__(
-        self, method: str, path: str, body: Any = None, expect: tuple[int, ...] = (200,)
-    ) -> Any:
-        import httpx
-
-        try:
-            response = await self.client.request(method, path, json=body)
-        except httpx.HTTPError as e:  # the server is down or wedged: a failed measurement
-            raise BenchError(f"{method} {path}: {type(e).__name__}: {e}") from e
-        if response.status_code not in expect:
-            raise BenchError(f"{method} {path} -> {response.status_code}: {response.text[:500]}")
-        return response.json()
-
-    async def close(self) -> None:
-        await self.client.aclose()
 
 
 async def create_agent(api: Api, deployment: Deployment) -> tuple[str, str]:
@@ -484,7 +202,8 @@ def check_runs(runs: list[dict]) -> None:
 
 
 async def check_events(api: Api, run_ids: list[str], concurrency: int) -> None:
-    """Every run's log: seq 1..n without gaps, a tool call and its result, run.succeeded last."""
+    """Every run's log: seq 1..n without gaps, a tool call and its result, run.succeeded last,
+    and executed once: one ``run.started`` event, of the run's first attempt."""
     limit = asyncio.Semaphore(concurrency)
     problems: list[str] = []
 
@@ -500,6 +219,10 @@ async def check_events(api: Api, run_ids: list[str], concurrency: int) -> None:
             problems.append(f"{run_id}: ends with {types[-1:]} finished={page['finished']}")
         elif "tool_call.started" not in types or "tool_call.completed" not in types:
             problems.append(f"{run_id}: no tool call in {types}")
+        else:
+            attempts = [e["data"].get("attempt") for e in events if e["type"] == "run.started"]
+            if attempts != [1]:
+                problems.append(f"{run_id}: executed more than once (run.started {attempts})")
 
     await asyncio.gather(*(one(run_id) for run_id in run_ids))
     if problems:
@@ -738,10 +461,6 @@ def redis_available(port: int, db: int) -> str:
 # --- reporting -----------------------------------------------------------------------------------
 
 
-def verdict(ok: bool | None) -> str:
-    return "n/a" if ok is None else ("PASS" if ok else "FAIL")
-
-
 def table(results: list[BrokerResult]) -> str:
     header = (
         "| broker | N | K | W | raw SDK runs/s | agentdeck runs/s | ratio | target | "
@@ -786,15 +505,6 @@ def details(results: list[BrokerResult]) -> str:
             f"| {m['load_1min']:.2f} | {m['busy_before']:.0%} |"
         )
     return "\n".join(lines)
-
-
-def machine() -> dict[str, Any]:
-    return {
-        "date": datetime.now(UTC).isoformat(timespec="seconds"),
-        "nproc": os.cpu_count(),
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-    }
 
 
 # --- main ----------------------------------------------------------------------------------------
@@ -846,19 +556,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-async def main_async(args: argparse.Namespace) -> list[BrokerResult]:
-    # SIGTERM cancels the run like Ctrl-C does (asyncio.run handles SIGINT): the cancellation
-    # unwinds through every `finally`, which stops what was started.
-    task = asyncio.current_task()
-    with contextlib.suppress(NotImplementedError, RuntimeError):
-        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
-    try:
-        async with asyncio.timeout(args.timeout):
-            return await run_brokers(args)
-    except TimeoutError:
-        raise BenchTimeout(f"the benchmark exceeded --timeout {args.timeout:.0f}s") from None
-
-
 async def run_brokers(args: argparse.Namespace) -> list[BrokerResult]:
     raw_agent = make_raw_agent()
     brokers = ["orm", "redis"] if args.broker == "both" else [args.broker]
@@ -877,17 +574,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
 
     args.deadline = time.monotonic() + args.timeout  # every wait loop gives up at this point
-    try:
-        results = asyncio.run(main_async(args))
-    except (KeyboardInterrupt, asyncio.CancelledError):
-        log("interrupted; stopping everything that was started")
-        return 130
-    except BenchError as e:
-        log(f"benchmark failed: {e}")
-        return 1
-    finally:
-        for deployment in list(_LIVE):
-            deployment.stop()
+    status, results = run_bench(lambda: run_brokers(args), args.timeout)
+    if status:
+        return status
     if not results:
         log("nothing measured")
         return 1
