@@ -310,9 +310,9 @@ def run_bench(work: Callable[[], Awaitable[T]], timeout: float) -> tuple[int, T 
             service.stop()
 
 
-def runworker_available() -> bool:
-    """Whether this checkout has the asyncio run worker (``manage.py runworker``, issue #15)."""
-    return any((BASE_DIR / "agentdeck").glob("*/management/commands/runworker.py"))
+def runs_worker_available() -> bool:
+    """Whether this checkout has the asyncio run worker (``manage.py runs_worker``, issue #15)."""
+    return any((BASE_DIR / "agentdeck").glob("*/management/commands/runs_worker.py"))
 
 
 @dataclass(eq=False)
@@ -321,9 +321,9 @@ class Deployment:
     --no-worker`` (daphne; it starts the embedded PostgreSQL unless ``database_url`` is given),
     then the workers, each a process of its own:
 
-    * ``engine="qcluster"``: one ``manage.py qcluster`` with ``Q_WORKERS=workers``, which runs
-      the runs and everything else;
-    * ``engine="runworker"``: ``workers`` x ``manage.py runworker`` (the asyncio run worker)
+    * ``engine="qcluster"``: one ``manage.py qcluster`` with ``Q_WORKERS=workers``, which ran
+      the runs and everything else before issue #15 (for a checkout from before it);
+    * ``engine="runs_worker"``: ``workers`` x ``manage.py runs_worker`` (the asyncio run worker)
       and one ``manage.py qcluster`` (project default ``Q_WORKERS``) for the other tasks.
 
     ``broker`` is ``orm`` or ``redis`` (then ``REDIS_URL=redis_url``: queue broker, channel layer
@@ -335,7 +335,7 @@ class Deployment:
     keep: bool = False
     web_conn_max_age: str = "0"
     extra_env: dict[str, str] = field(default_factory=dict)
-    engine: str = "qcluster"
+    engine: str = "runs_worker"
     database_url: str = ""  # empty: the embedded PostgreSQL in var_dir
     port: int = field(default_factory=free_port)
     var_dir: Path = field(
@@ -438,7 +438,7 @@ class Deployment:
         # embedded PostgreSQL that serve started (same AGENTDECK_VAR_DIR).
         for name in self.run_worker_names:
             self._spawn(name, name.partition("-")[0])
-        if self.engine == "runworker":
+        if self.engine == "runs_worker":
             self._spawn("qcluster", "qcluster")
 
     @property
@@ -450,7 +450,7 @@ class Deployment:
         """The processes (by their name in ``processes``) that execute runs."""
         if self.engine == "qcluster":
             return ["qcluster"]
-        return [f"runworker-{i}" for i in range(1, self.workers + 1)]
+        return [f"runs_worker-{i}" for i in range(1, self.workers + 1)]
 
     def stop(self) -> None:
         """The workers (all at once), then the web server (which stops the embedded PostgreSQL

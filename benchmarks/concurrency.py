@@ -27,16 +27,16 @@ Scenarios (``--scenario``, each against the issue's targets, one line each):
 * ``start``: 20 runs one after another on an idle worker: queue-to-start p50 < 50 ms;
 * ``all`` (default): the four in one invocation, on one deployment.
 
-What runs the runs (``--engine``): ``runworker`` (default) starts ``--workers`` K x ``manage.py
-runworker`` (the asyncio run worker of issue #15) and one ``manage.py qcluster`` for the other
+What runs the runs (``--engine``): ``runs_worker`` (default) starts ``--workers`` K x ``manage.py
+runs_worker`` (the asyncio run worker of issue #15) and one ``manage.py qcluster`` for the other
 tasks; ``qcluster`` runs everything on one ``manage.py qcluster`` with ``Q_WORKERS=K``, the path
-before the run worker. Beside them: ``manage.py serve --no-worker`` (daphne), the embedded
+before the run worker (for a checkout from before it: since, runs are not put on the queue). Beside them: ``manage.py serve --no-worker`` (daphne), the embedded
 PostgreSQL in a fresh temporary var dir (or ``--database-url``), the ORM broker (or ``--redis``:
 a private ``redis-server`` for broker, channel layer and cache, as production does). CPU seconds
 are counted per process group from /proc (web, worker, qcluster, postgres, redis; the stub
 apart, for both sides). Everything is started here and stopped on every exit path.
 
-    .venv/bin/python benchmarks/concurrency.py                            # all, runworker
+    .venv/bin/python benchmarks/concurrency.py                            # all, runs_worker
     .venv/bin/python benchmarks/concurrency.py --engine qcluster --runs 30 --latency 0.2
     .venv/bin/python benchmarks/concurrency.py --scenario latency --workers 2 --redis
 """
@@ -77,7 +77,7 @@ from _support import (  # noqa: E402 (the scripts' own directory)
     parse_ts,
     percentile,
     run_bench,
-    runworker_available,
+    runs_worker_available,
     stop_process,
     verdict,
     wait_for_quiet,
@@ -728,12 +728,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--creates", type=int, default=50, help="concurrent POSTs (create)")
     parser.add_argument("--start-runs", type=int, default=20, help="sequential runs (start)")
-    parser.add_argument("--engine", choices=["runworker", "qcluster"], default="runworker")
+    parser.add_argument("--engine", choices=["runs_worker", "qcluster"], default="runs_worker")
     parser.add_argument(
         "--workers",
         type=int,
         default=1,
-        help="runworker: K run worker processes; qcluster: Q_WORKERS (default 1)",
+        help="runs_worker: K run worker processes; qcluster: Q_WORKERS (default 1)",
     )
     parser.add_argument(
         "--redis", action="store_true", help="the Redis settings (a private redis-server)"
@@ -837,9 +837,9 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(asyncio.run(raw_child_main(base_url, runs, warmup))))
         return 0
     args = parse_args(argv)
-    if args.engine == "runworker" and not runworker_available():
+    if args.engine == "runs_worker" and not runs_worker_available():
         log(
-            "--engine runworker needs `manage.py runworker` (the asyncio run worker of issue "
+            "--engine runs_worker needs `manage.py runs_worker` (the asyncio run worker of issue "
             "#15), which this checkout does not have; use --engine qcluster for the path before it"
         )
         return 1
