@@ -357,6 +357,9 @@ class Deployment:
                 "Q_CLUSTER_NAME": "agentdeck-bench",
                 # One account sends the whole load; the default 1200/min would throttle it.
                 "THROTTLE_USER_RATE": "1000000/min",
+                # ... and would be held to RUN_PER_USER_CAP runs at once (what protects other
+                # users from it, of whom there are none here).
+                "RUN_PER_USER_CAP": "0",
                 # The scripted model as the baseline uses it: no artificial per-token delay, and
                 # no trace export to OpenAI (127.0.0.1 only).
                 "MOCK_MODEL_DELAY_PER_TOKEN": "0",

@@ -186,6 +186,12 @@ if DATABASE_POOL:
             },
         },
     }
+# Requests doing their sync work at once in a web process (agentdeck.core.asgi); the others wait
+# on the event loop, holding no thread. Above the pool's size, so a request waits for a
+# connection only behind slow ones, never hundreds deep.
+WEB_MAX_CONCURRENT_REQUESTS = env.int("WEB_MAX_CONCURRENT_REQUESTS", default=16)
+if WEB_MAX_CONCURRENT_REQUESTS < 1:
+    raise ImproperlyConfigured("WEB_MAX_CONCURRENT_REQUESTS must be at least 1")
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- identity ---------------------------------------------------------------------------------

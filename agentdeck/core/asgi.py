@@ -18,6 +18,18 @@ works: the sync core calls it through ``async_to_sync``, which runs it on the lo
 thread waits; a streaming response (SSE, files) is streamed by the handler on the loop
 afterwards, holding no thread, and closed after it as Django does.
 
+At most ``WEB_MAX_CONCURRENT_REQUESTS`` requests do their sync work at once; the others wait on
+the loop, holding no thread. A burst of hundreds of requests then queues in order instead of
+starting hundreds of threads that compete for the GIL and for the ``DATABASE_POOL_MAX_SIZE``
+pooled connections (past the pool's timeout, a 500 each).
+
+A response may be finished on the loop, after its thread and database connection are given
+back: a view that sets ``response.finish_on_loop`` (an async callable taking the response and a
+``run_sync`` that runs sync work in a slot, returning the response to send) has it awaited
+before the response is sent. ``POST .../runs/`` with ``mode=wait`` waits for its run that way
+(``agentdeck.agents.api.run_wait``); views see ``request.scope[FINISH_ON_LOOP]`` under this
+handler, and must wait some other way without it (the test client).
+
 And it reuses the request's thread. Django gives each request a ``ThreadSensitiveContext`` of
 its own, so that requests run their sync code side by side, and asgiref makes that context a
 new single-thread executor: a thread started for every request, and another one started at its
@@ -47,6 +59,8 @@ from agentdeck.core.middleware import API_PREFIX
 
 # Idle executors kept beyond this many (after a burst of concurrent requests) are shut down.
 MAX_IDLE_THREADS = 16
+# The scope key that tells a view it may set ``response.finish_on_loop``.
+FINISH_ON_LOOP = "agentdeck.finish_on_loop"
 
 
 class _Executors:
@@ -72,6 +86,14 @@ class _Executors:
 
 class ASGIHandler(DjangoASGIHandler):
     executors = _Executors()
+    _slots: asyncio.Semaphore | None = None
+
+    def slots(self) -> asyncio.Semaphore:
+        if self._slots is None:
+            from django.conf import settings
+
+            self._slots = asyncio.Semaphore(settings.WEB_MAX_CONCURRENT_REQUESTS)
+        return self._slots
 
     def load_middleware(self, is_async: bool = False) -> None:
         super().load_middleware(is_async=False)
@@ -126,8 +148,17 @@ class ASGIHandler(DjangoASGIHandler):
             return
         set_script_prefix(get_script_prefix(scope))
 
+        scope[FINISH_ON_LOOP] = True
+
+        async def run_sync(func: Any, *args: Any) -> Any:
+            async with self.slots():
+                return await sync_to_async(func, thread_sensitive=True)(*args)
+
         async def process_request() -> HttpResponseBase:
-            response = await sync_to_async(self._respond, thread_sensitive=True)(scope, body_file)
+            response = await run_sync(self._respond, scope, body_file)
+            finish = getattr(response, "finish_on_loop", None)
+            if finish is not None:
+                response = await finish(response, run_sync)
             with contextlib.suppress(asyncio.CancelledError):  # disconnected while it was sent
                 await self.send_response(response, send)
             return response

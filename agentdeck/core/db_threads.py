@@ -16,9 +16,9 @@ the runtime and the services call it the same way in both shapes.
 
 Outside a request nothing calls ``close_old_connections`` for these threads, so a connection
 broken by a database restart, or past ``CONN_MAX_AGE``, would be reused forever. Like Channels'
-``database_sync_to_async``, an unusable connection (on the pool: or an obsolete one) is dropped
-before and after the work; never inside an atomic block, which belongs to a caller that owns
-the connection.
+``database_sync_to_async``, a connection that failed and no longer answers is dropped before and
+after the work; never inside an atomic block, which belongs to a caller that owns the
+connection.
 """
 
 from __future__ import annotations
@@ -27,7 +27,6 @@ import asyncio
 import contextlib
 import contextvars
 import functools
-import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
@@ -39,14 +38,13 @@ T = TypeVar("T")
 
 
 class DatabaseThreads:
-    """A fixed pool of threads for ORM work, each keeping its own connection (the process's
-    ``CONN_MAX_AGE`` applies). ``close()`` waits for the work in hand and closes every
-    thread's connection."""
+    """A fixed pool of threads for ORM work, each keeping its own connection for as long as it
+    answers (a connection that failed is replaced: a database restart). ``close()`` waits for
+    the work in hand and closes every thread's connection."""
 
     def __init__(self, size: int, *, name: str = "db") -> None:
         self.size = size
         self._executor = ThreadPoolExecutor(max_workers=size, thread_name_prefix=name)
-        self._threads: set[threading.Thread] = set()
 
     def submit(self, func: Callable[..., T], *args: Any, **kwargs: Any) -> asyncio.Future[T]:
         context = contextvars.copy_context()
@@ -54,12 +52,14 @@ class DatabaseThreads:
         return asyncio.get_running_loop().run_in_executor(self._executor, call)
 
     def _call(self, func: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        self._threads.add(threading.current_thread())
-        close_if_unusable()
+        # Only a connection that failed and no longer answers is dropped: Django's
+        # close_if_unusable_or_obsolete would also mark a healthy one for a health check
+        # (SELECT 1) before its next query, one round trip more per call.
+        drop_broken()
         try:
             return func(*args, **kwargs)
         finally:
-            close_if_unusable()
+            drop_broken()
 
     def close(self) -> None:
         # Each thread closes its own connection: Django's connections are per thread.
@@ -82,12 +82,6 @@ def use_database_threads(pool: DatabaseThreads) -> Iterator[DatabaseThreads]:
         yield pool
     finally:
         _threads.reset(token)
-
-
-def close_if_unusable() -> None:
-    for connection in connections.all(initialized_only=True):
-        if not connection.in_atomic_block:
-            connection.close_if_unusable_or_obsolete()
 
 
 async def run_db(func: Callable[..., T], *args: Any, **kwargs: Any) -> T:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import (
     OpenApiExample,
@@ -20,6 +22,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from agentdeck.agents import selectors
+from agentdeck.agents.api import run_wait
 from agentdeck.agents.api import serializers as s
 from agentdeck.agents.exceptions import InvalidReference
 from agentdeck.agents.models import AgentRun, AgentVersion, ConversationItem, Provider, Tool
@@ -29,6 +32,7 @@ from agentdeck.agents.services import conversations as conversation_services
 from agentdeck.agents.services import providers as provider_services
 from agentdeck.agents.services import tools as tool_services
 from agentdeck.agents.services.runs import agent_run_approve, agent_run_cancel, agent_run_start
+from agentdeck.core.asgi import FINISH_ON_LOOP
 from agentdeck.core.exceptions import PermissionDenied
 from agentdeck.core.pagination import CreatedAtCursorPagination
 from agentdeck.core.permissions import scope_to_owner
@@ -357,16 +361,20 @@ class AgentViewSet(viewsets.GenericViewSet):
             idempotency_key=_idempotency_key(request),
             **values,
         )
+        data = s.RunSerializer(run).data
+        waiting = values["mode"] == AgentRun.Mode.WAIT and created
+        on_loop = FINISH_ON_LOOP in getattr(request._request, "scope", {})
+        if waiting and not on_loop:
+            data = run_wait.wait_here(run.id)
         status = (
             http.HTTP_200_OK
-            if (run.status in TERMINAL_STATUSES or not created)
+            if (data["status"] in TERMINAL_STATUSES or not created)
             else http.HTTP_202_ACCEPTED
         )
-        response = Response(s.RunSerializer(run).data, status=status)
-        if values["mode"] == AgentRun.Mode.WAIT and created:
-            # Waited for by the async view in front of this one (api/run_wait.py), which
-            # holds no thread meanwhile.
-            response.wait_for_run = run.id
+        response = Response(data, status=status)
+        if waiting and on_loop:
+            # Waited for on the event loop, holding no thread (api/run_wait.py).
+            response.finish_on_loop = functools.partial(run_wait.finish_waiting_run, run_id=run.id)
         return response
 
 
