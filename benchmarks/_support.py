@@ -360,6 +360,10 @@ class Deployment:
                 # ... and would be held to RUN_PER_USER_CAP runs at once (what protects other
                 # users from it, of whom there are none here).
                 "RUN_PER_USER_CAP": "0",
+                # No process here embeds locally (the agents search no files): production embeds
+                # through a provider and preloads nothing, which keeps torch and MiniLM (~450 MB
+                # per process) out of the workers' memory.
+                "EMBEDDING_PRELOAD": "false",
                 # The scripted model as the baseline uses it: no artificial per-token delay, and
                 # no trace export to OpenAI (127.0.0.1 only).
                 "MOCK_MODEL_DELAY_PER_TOKEN": "0",
