@@ -535,7 +535,13 @@ class Api:
             headers={"Authorization": f"Bearer {token}"},
             timeout=30,
             trust_env=False,  # 127.0.0.1 only: never through a proxy from the environment
-            limits=httpx.Limits(max_connections=connections, max_keepalive_connections=connections),
+            # Idle connections are dropped well before daphne's keep-alive timeout (60 s), which
+            # would otherwise close one just as a request goes out on it (a ReadError).
+            limits=httpx.Limits(
+                max_connections=connections,
+                max_keepalive_connections=connections,
+                keepalive_expiry=20,
+            ),
         )
 
     async def __call__(
