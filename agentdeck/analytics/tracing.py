@@ -99,9 +99,15 @@ class RunSpanProcessor(TracingProcessor):
     ``max_spans_per_trace`` spans per trace (a runaway loop cannot exhaust the worker).
     """
 
-    def __init__(self, *, max_traces: int = 1024, max_spans_per_trace: int = 5000) -> None:
+    def __init__(self, *, max_traces: int | None = None, max_spans_per_trace: int = 5000) -> None:
         self._lock = threading.Lock()
         self._traces: OrderedDict[str, _TraceBuffer] = OrderedDict()
+        if max_traces is None:
+            # A run worker holds RUN_CONCURRENCY runs' traces at once (and a few nested ones
+            # each): a smaller bound would drop the spans of runs still going.
+            from django.conf import settings
+
+            max_traces = max(1024, 4 * getattr(settings, "RUN_CONCURRENCY", 0))
         self._max_traces = max_traces
         self._max_spans_per_trace = max_spans_per_trace
         self._closed = False
