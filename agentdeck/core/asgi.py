@@ -159,6 +159,8 @@ class ASGIHandler(DjangoASGIHandler):
             finish = getattr(response, "finish_on_loop", None)
             if finish is not None:
                 response = await finish(response, run_sync)
+                if response.has_header("Content-Length"):  # set by the middleware for the old
+                    response["Content-Length"] = str(len(response.content))
             with contextlib.suppress(asyncio.CancelledError):  # disconnected while it was sent
                 await self.send_response(response, send)
             return response
