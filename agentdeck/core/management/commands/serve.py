@@ -140,7 +140,7 @@ class Command(BaseCommand):
         self.stdout.write(
             f"starting {LABELS['web']} on {host}:{port}"
             + (
-                f", {LABELS['runs']} ({settings.RUN_CONCURRENCY} runs at once) and "
+                f", {LABELS['runs']} for up to {settings.RUN_CONCURRENCY} runs at once and "
                 f"{LABELS['worker']} with {workers} processes"
                 if workers
                 else ""
