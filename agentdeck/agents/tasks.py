@@ -10,6 +10,11 @@ from agentdeck.agents.services.runs import agent_run_execute, agent_run_reap_sta
 
 
 def execute_run(run_id: str) -> str:
+    """One run, on the caller's thread and a loop of its own. Runs are executed by the run
+    workers (``manage.py runs_worker``), which claim them from ``agent_runs``; nothing puts this
+    task on the queue any more. It stays for tests and operators (``manage.py shell``), and for a
+    task enqueued by a version before the run workers, which finds its run claimed or runs it
+    once (claims are conditional)."""
     return agent_run_execute(run_id=run_id)
 
 
