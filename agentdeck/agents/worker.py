@@ -4,7 +4,8 @@ Models spend seconds per call, so a process that executed one run at a time (a d
 per run) served as many users at once as it had processes. Here each run is an asyncio task;
 what they share is bounded: ``RUN_DB_THREADS`` database threads (one connection each,
 ``agentdeck.core.db_threads``), one HTTP client per provider (``runtime/clients.py``), one
-LISTEN connection, one heartbeat statement per interval.
+LISTEN connection, one heartbeat statement per interval, and the event writes of runs that
+arrive together, one statement for all (``BatchingRunSink``).
 
 The run row stays the durable unit of work:
 
@@ -88,6 +89,7 @@ class RunWorker:
         self._wake = asyncio.Event()
         self._stopping = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._sink: Any = None  # made on the worker's loop (serve)
         self._claim_outage = Outage(f"run worker {self.name}: claims", logger)
 
     # --- control ---------------------------------------------------------------------------------
@@ -113,8 +115,10 @@ class RunWorker:
 
     async def serve(self, *, ready: Any = None) -> None:
         from agentdeck.agents.runtime.clients import client_pool_scope
+        from agentdeck.agents.services.run_sink import BatchingRunSink
 
         self._loop = asyncio.get_running_loop()
+        self._sink = BatchingRunSink()
         threads = DatabaseThreads(self.config.db_threads, name="run-db")
         try:
             with use_database_threads(threads):
@@ -184,12 +188,11 @@ class RunWorker:
 
     async def _run(self, run_id: Any, control: RunControl) -> None:
         from agentdeck.agents.runtime.executor import execute_async
-        from agentdeck.agents.services.run_sink import run_sink
         from agentdeck.agents.services.runs import agent_run_begin, agent_run_settle
 
         try:
             run = await run_db(agent_run_begin, run_id=run_id)
-            outcome = await execute_async(run, sink=run_sink, control=control)
+            outcome = await execute_async(run, sink=self._sink, control=control)
             if control.shutdown and outcome.status == Status.CANCELLED:
                 outcome = RunOutcome(
                     status=Status.FAILED,

@@ -314,3 +314,72 @@ def test_mode_wait_gives_up_after_the_wait_timeout_with_the_run_as_it_stands(
     )
     assert response.status_code == 202
     assert response.json()["status"] == "queued"
+
+
+def test_events_of_concurrent_runs_are_written_together_each_log_gapless(user, agent, model):
+    """BatchingRunSink: writes that arrive together go in one statement for all the runs in it;
+    every run's log still has consecutive seqs from 1, each event once, in order."""
+    from agentdeck.agents.services import run_sink as sinks
+
+    statements = []
+    real = sinks.run_events_append_many
+
+    def counting(*, items):
+        statements.append(len(items))
+        return real(items=items)
+
+    model.latency = 0.2
+    runs = [agent_run_start(user=user, agent=agent, input=str(i))[0] for i in range(30)]
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(sinks, "run_events_append_many", counting)
+        with running_worker():
+            wait_until(lambda: terminal(runs), 30, "the runs to finish")
+    assert statuses(runs) == ["succeeded"] * 30
+    assert max(statements) > 1  # some statement carried the events of several runs
+    for run in runs:
+        seqs = list(RunEvent.objects.filter(run=run).order_by("seq").values_list("seq", flat=True))
+        assert seqs == list(range(1, len(seqs) + 1))
+        types = list(
+            RunEvent.objects.filter(run=run).order_by("seq").values_list("type", flat=True)
+        )
+        assert types[0] == ev.RUN_STARTED
+        assert types[-1] == ev.RUN_SUCCEEDED
+        assert types.count(ev.RUN_SUCCEEDED) == 1
+
+
+def test_a_batch_that_fails_for_one_run_fails_only_that_run(user, agent):
+    """One run's write failing (not a connection error) inside a shared statement is retried run
+    by run: the others are written."""
+    import asyncio as aio
+
+    from agentdeck.agents.services.run_sink import BatchingRunSink
+    from agentdeck.agents.services.runs import agent_run_claim
+    from agentdeck.core.db_threads import DatabaseThreads, use_database_threads
+
+    good, _ = agent_run_start(user=user, agent=agent, input="good")
+    assert agent_run_claim(run_id=good.id)
+    missing = "00000000-0000-0000-0000-000000000001"  # no such run
+    sink = BatchingRunSink()
+
+    async def main():
+        threads = DatabaseThreads(2)
+        try:
+            with use_database_threads(threads):
+                return await aio.gather(
+                    sink.append_async(good.id, [(ev.AGENT_UPDATED, {"agent": "A"}, False, None)]),
+                    sink.append_async(missing, [(ev.AGENT_UPDATED, {"agent": "B"}, False, None)]),
+                    # Fails the shared statement (not a uuid): each run is then written alone.
+                    sink.append_async("run-7", [(ev.AGENT_UPDATED, {"agent": "C"}, False, None)]),
+                    return_exceptions=True,
+                )
+        finally:
+            threads.close()
+
+    written, failed, invalid = aio.run(main())
+    assert written.seq == 1
+    assert isinstance(failed, AgentRun.DoesNotExist)
+    assert isinstance(invalid, Exception)
+    assert not isinstance(invalid, AgentRun.DoesNotExist)
+    assert list(RunEvent.objects.filter(run=good).values_list("type", flat=True)) == [
+        ev.AGENT_UPDATED
+    ]

@@ -147,7 +147,7 @@ class _EventWriter:
         and write it again unless it turns out to have committed (``RunSink.append_again``);
         give up after ``RUN_STALE_AFTER_SECONDS``."""
         try:
-            return await run_db(self._sink.append, self._run_id, batch)
+            return await self._append(batch)
         except Exception as exc:
             if not is_connection_error(exc):
                 raise
@@ -165,6 +165,14 @@ class _EventWriter:
                 continue
             self.outage.recovered()
             return outcome
+
+    async def _append(self, batch: list[QueuedEvent]) -> Any:
+        # A sink that batches the writes of concurrent runs (the run worker's) says so by
+        # offering append_async; otherwise the write runs where the ORM belongs.
+        append_async = getattr(self._sink, "append_async", None)
+        if append_async is not None:
+            return await append_async(self._run_id, batch)
+        return await run_db(self._sink.append, self._run_id, batch)
 
     async def drain(self) -> None:
         # Shielded: a caller cancelled while it waits (the run's timeout) must not cancel a

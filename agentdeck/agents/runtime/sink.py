@@ -8,6 +8,8 @@ calls and heartbeats through a :class:`RunSink` it is given, which the runs serv
 
 Every sink method is synchronous ORM work; the executor calls it through
 ``agentdeck.core.db_threads.run_db`` (on the caller's thread, or the worker's database threads).
+A sink may also offer ``async append_async(run_id, batch)``, which the executor then awaits
+instead of ``append``: the run worker's sink writes the events of concurrent runs together.
 """
 
 from __future__ import annotations

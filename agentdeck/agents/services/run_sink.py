@@ -4,6 +4,7 @@ where an executing run's events, tool calls and heartbeats go (the event log, ``
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -15,10 +16,12 @@ from agentdeck.agents.runtime import events as ev
 from agentdeck.agents.runtime.sink import AppendResult, QueuedEvent
 from agentdeck.agents.services.runs import (
     run_events_append,
+    run_events_append_many,
     tool_call_finished,
     tool_call_started,
 )
-from agentdeck.core.reconnect import drop_broken_connection
+from agentdeck.core.db_threads import run_db
+from agentdeck.core.reconnect import drop_broken_connection, is_connection_error
 from agentdeck.credits.services import credit_hold_get, usage_cost
 
 
@@ -103,3 +106,64 @@ class ServiceRunSink:
 
 
 run_sink = ServiceRunSink()
+
+
+class BatchingRunSink(ServiceRunSink):
+    """The run worker's sink (one per worker loop): the event writes of its concurrent runs that
+    arrive together go to the database in one statement (``run_events_append_many``).
+
+    ``append_async`` queues a run's batch and waits for its result; while a write is in flight
+    (at most ``max_in_flight`` at once) the batches of other runs queue up, and the next write
+    takes them all. A batch with companion writes (a tool call's row) is written on its own, in
+    its own transaction. A write that fails with the connection fails every run in it, and each
+    run's writer tries again on its own (``append_again``); any other failure is retried run by
+    run, so one run's bad batch fails only that run."""
+
+    def __init__(self, *, max_in_flight: int = 2) -> None:
+        self._pending: list[tuple[Any, Sequence[QueuedEvent], asyncio.Future]] = []
+        self._writers: set[asyncio.Task] = set()
+        self._max_in_flight = max_in_flight
+
+    async def append_async(self, run_id: Any, batch: Sequence[QueuedEvent]) -> AppendResult:
+        if any(then is not None for *_, then in batch):
+            return await run_db(self.append, run_id, batch)
+        future = asyncio.get_running_loop().create_future()
+        self._pending.append((run_id, batch, future))
+        if len(self._writers) < self._max_in_flight:
+            task = asyncio.create_task(self._write_pending())
+            self._writers.add(task)
+            task.add_done_callback(self._writers.discard)
+        return await future
+
+    async def _write_pending(self) -> None:
+        while self._pending:
+            items, self._pending = self._pending, []
+            try:
+                results = await run_db(
+                    run_events_append_many,
+                    items=[(run_id, [e[:3] for e in batch]) for run_id, batch, _ in items],
+                )
+            except Exception as exc:
+                if is_connection_error(exc):
+                    for *_, future in items:
+                        if not future.done():
+                            future.set_exception(exc)
+                    continue
+                for run_id, batch, future in items:  # find the batch that failed
+                    try:
+                        result = await run_db(self.append, run_id, batch)
+                    except Exception as one:
+                        if not future.done():
+                            future.set_exception(one)
+                    else:
+                        if not future.done():
+                            future.set_result(result)
+                continue
+            for run_id, _, future in items:
+                if future.done():
+                    continue
+                result = results.get(str(run_id))
+                if result is None:
+                    future.set_exception(AgentRun.DoesNotExist(run_id))
+                else:
+                    future.set_result(result)

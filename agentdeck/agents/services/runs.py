@@ -94,17 +94,8 @@ def run_events_append(
     pending cancel, which is how the worker notices cancellation between events at no extra
     cost. Times use clock_timestamp(), not now(): now() is frozen at the transaction's start.
     One statement, so one round trip and, outside a transaction, one commit (it was BEGIN,
-    UPDATE, INSERT, COMMIT per event: four round trips each, ~36 of a two-turn run's 57)."""
-    prepared = []
-    for event_type, data, _ in events:
-        data = pg_json_safe(data)
-        prepared.append((event_type, data, json.dumps(data)))
-    document = "[{}]".format(
-        ",".join(
-            f'{{"type": {json.dumps(event_type)}, "data": {body}}}'
-            for event_type, _, body in prepared
-        )
-    )
+    UPDATE, INSERT, COMMIT per event: four round trips each)."""
+    prepared, document = _prepare_events(events)
     with connection.cursor() as cursor:
         cursor.execute(
             _APPEND_SQL,
@@ -119,6 +110,96 @@ def run_events_append(
     if row is None:
         raise AgentRun.DoesNotExist(run_id)
     last_seq, status, cancel_requested, created = row
+    _publish_events(run_id, prepared, last_seq, created)
+    return AppendResult(seq=last_seq, status=status, cancel_requested=cancel_requested)
+
+
+# The events of several runs in one statement: _APPEND_SQL for each run of the document, the
+# runs' rows locked in id order first, so two such statements (or this and the heartbeat's) never
+# wait for each other's rows in opposite orders.
+_APPEND_MANY_SQL = """
+    WITH input AS (
+        SELECT (x ->> 'run_id')::uuid AS run_id, (x ->> 'n')::int AS n,
+               (x ->> 'first_token')::boolean AS first_token, x -> 'events' AS events
+          FROM jsonb_array_elements(%(items)s::jsonb) AS t(x)
+    ), locked AS (
+        SELECT r.id FROM agent_runs r
+         WHERE r.id IN (SELECT run_id FROM input)
+         ORDER BY r.id
+           FOR UPDATE
+    ), run AS (
+        UPDATE agent_runs r
+           SET next_seq = r.next_seq + i.n,
+               heartbeat_at = CASE WHEN r.status = 'running' THEN clock_timestamp()
+                                   ELSE r.heartbeat_at END,
+               first_token_at = CASE WHEN i.first_token AND r.first_token_at IS NULL
+                                     THEN clock_timestamp() ELSE r.first_token_at END
+          FROM input i
+         WHERE r.id = i.run_id AND r.id IN (SELECT id FROM locked)
+     RETURNING r.id, r.next_seq, r.status, r.cancel_requested_at IS NOT NULL AS cancel_requested,
+               i.n, i.events
+    ), event AS (
+        INSERT INTO run_events (run_id, seq, type, data, created_at)
+        SELECT run.id, run.next_seq - run.n + e.ord, e.item ->> 'type', e.item -> 'data',
+               clock_timestamp()
+          FROM run, jsonb_array_elements(run.events) WITH ORDINALITY AS e(item, ord)
+     RETURNING run_id, seq, created_at
+    )
+    SELECT run.id, run.next_seq, run.status, run.cancel_requested,
+           (SELECT array_agg(event.created_at ORDER BY event.seq) FROM event
+             WHERE event.run_id = run.id)
+      FROM run
+"""
+
+
+def run_events_append_many(
+    *, items: list[tuple[Any, list[tuple[str, dict[str, Any], bool]]]]
+) -> dict[str, AppendResult]:
+    """``run_events_append`` for several runs at once (each run at most once in ``items``), in
+    one statement: the run worker's event writes of concurrent runs that arrive together.
+    Returns each written run's result by its id as a string; a run missing from it does not
+    exist."""
+    prepared = {}
+    parts = []
+    for run_id, events in items:
+        key = str(run_id)
+        prepared[key], document = _prepare_events(events)
+        flags = json.dumps(
+            {"run_id": key, "n": len(events), "first_token": any(f for *_, f in events)}
+        )
+        parts.append(f'{flags[:-1]}, "events": {document}}}')
+    with connection.cursor() as cursor:
+        cursor.execute(_APPEND_MANY_SQL, {"items": "[{}]".format(",".join(parts))})
+        rows = cursor.fetchall()
+    results = {}
+    for run_id, last_seq, status, cancel_requested, created in rows:
+        key = str(run_id)
+        _publish_events(key, prepared[key], last_seq, created)
+        results[key] = AppendResult(seq=last_seq, status=status, cancel_requested=cancel_requested)
+    return results
+
+
+def _prepare_events(
+    events: list[tuple[str, dict[str, Any], bool]],
+) -> tuple[list[tuple[str, dict[str, Any], str]], str]:
+    """Each event's JSON-safe data and its JSON, and the log document of them all (one
+    json.dumps per event, no per-value quoting in Python)."""
+    prepared = []
+    for event_type, data, _ in events:
+        data = pg_json_safe(data)
+        prepared.append((event_type, data, json.dumps(data)))
+    document = "[{}]".format(
+        ",".join(
+            f'{{"type": {json.dumps(event_type)}, "data": {body}}}'
+            for event_type, _, body in prepared
+        )
+    )
+    return prepared, document
+
+
+def _publish_events(
+    run_id: Any, prepared: list[tuple[str, dict[str, Any], str]], last_seq: int, created: list
+) -> None:
     first_seq = last_seq - len(prepared) + 1
     for offset, (event_type, data, body) in enumerate(prepared):
         message = {
@@ -135,7 +216,6 @@ def run_events_append(
             message["data"] = None
             message["in_log"] = True
         publish_on_commit(run_group(run_id), message)
-    return AppendResult(seq=last_seq, status=status, cancel_requested=cancel_requested)
 
 
 def _publish_status(run: AgentRun | Any, status: str, error_code: str = "") -> None:
@@ -381,9 +461,12 @@ def agent_runs_heartbeat(*, run_ids: list[Any]) -> dict[Any, bool]:
     if not run_ids:
         return {}
     with connection.cursor() as cursor:
+        # Rows locked in id order, as the worker's batched event writes lock them.
         cursor.execute(
+            "WITH locked AS (SELECT id FROM agent_runs WHERE id = ANY(%s) AND status = 'running' "
+            "ORDER BY id FOR UPDATE) "
             "UPDATE agent_runs SET heartbeat_at = clock_timestamp() "
-            "WHERE id = ANY(%s) AND status = 'running' "
+            "WHERE id IN (SELECT id FROM locked) "
             "RETURNING id, cancel_requested_at IS NOT NULL",
             [list(run_ids)],
         )
