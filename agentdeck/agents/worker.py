@@ -20,9 +20,9 @@ The run row stays the durable unit of work:
 3. **Heartbeat**: every ``RUN_HEARTBEAT_SECONDS`` one UPDATE refreshes all in-flight runs and
    reports which have a cancel pending (stopped at once, even in the middle of a model call)
    or left ``running`` under the worker (reaped: stopped, not settled here).
-4. **Execute and settle** as ``agent_run_execute`` does for one run: ``agent_run_begin``,
-   ``execute_async``, ``agent_run_settle`` (credits captured for what was used, the terminal
-   event). A worker that dies leaves ``running`` rows whose heartbeat goes stale: the reaper
+4. **Execute and settle** as ``agent_run_execute`` does for one run: begin (the runs of one
+   claim together, ``agent_runs_begin``), ``execute_async``, ``agent_run_settle`` (credits
+   captured for what was used, the terminal event). A worker that dies leaves ``running`` rows whose heartbeat goes stale: the reaper
    fails them (``worker_lost``) and releases their holds.
 5. **Drain** (SIGTERM or SIGINT): stop claiming, let in-flight runs finish for up to
    ``WORKER_DRAIN_SECONDS``, then stop the rest and settle them ``failed`` with the code
@@ -165,33 +165,54 @@ class RunWorker:
                     continue
                 self._claim_outage.recovered()
                 backoff.reset()
-            for run_id in claimed:
-                self._start(run_id)
+            for run_id, run in (await self._begin(claimed)).items():
+                self._start(run_id, run)
             if claimed and len(claimed) == free:
                 continue  # full: the next wake is a run finishing
             if claimed:
                 continue  # there may be more queued than one claim saw; look again at once
             await self._sleep(self.config.poll_seconds)
 
+    async def _begin(self, run_ids: list[Any]) -> dict[Any, AgentRun | None]:
+        """The claimed runs, begun together (``agent_runs_begin``); None for each when that
+        failed: each run then begins on its own, checking what the failed call did."""
+        from agentdeck.agents.services.runs import agent_runs_begin
+
+        if not run_ids:
+            return {}
+        try:
+            runs = await run_db(agent_runs_begin, run_ids=run_ids)
+        except Exception:
+            logger.warning(
+                "run worker %s: could not begin %d runs together",
+                self.name,
+                len(run_ids),
+                exc_info=True,
+            )
+            return dict.fromkeys(run_ids)
+        begun: dict[Any, AgentRun | None] = {run.id: run for run in runs}
+        return {run_id: begun.get(run_id) for run_id in run_ids}
+
     async def _sleep(self, seconds: float) -> None:
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(seconds):
                 await self._wake.wait()
 
-    def _start(self, run_id: Any) -> None:
+    def _start(self, run_id: Any, run: AgentRun | None) -> None:
         control = RunControl(beats=True)
         self.in_flight[run_id] = control
         self.peak_in_flight = max(self.peak_in_flight, len(self.in_flight))
-        task = asyncio.create_task(self._run(run_id, control), name=f"run:{run_id}")
+        task = asyncio.create_task(self._run(run_id, control, run), name=f"run:{run_id}")
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _run(self, run_id: Any, control: RunControl) -> None:
+    async def _run(self, run_id: Any, control: RunControl, run: AgentRun | None) -> None:
         from agentdeck.agents.runtime.executor import execute_async
         from agentdeck.agents.services.runs import agent_run_begin, agent_run_settle
 
         try:
-            run = await run_db(agent_run_begin, run_id=run_id)
+            if run is None:  # not begun with the others: it may have been, all the same
+                run = await run_db(agent_run_begin, run_id=run_id, again=True)
             outcome = await execute_async(run, sink=self._sink, control=control)
             if control.shutdown and outcome.status == Status.CANCELLED:
                 outcome = RunOutcome(

@@ -383,3 +383,33 @@ def test_a_batch_that_fails_for_one_run_fails_only_that_run(user, agent):
     assert list(RunEvent.objects.filter(run=good).values_list("type", flat=True)) == [
         ev.AGENT_UPDATED
     ]
+
+
+def test_runs_claimed_together_begin_together_and_a_lost_commit_starts_none_twice(
+    user, agent, model
+):
+    """agent_runs_begin writes the first events of a claim's runs in one statement; when its
+    answer is lost after the commit (the connection died), each run begins on its own and finds
+    its run.started already there."""
+    import psycopg
+
+    from agentdeck.agents.services import runs as service
+
+    real = service.agent_runs_begin
+    calls = []
+
+    def committed_then_lost(*, run_ids):
+        calls.append(len(run_ids))
+        real(run_ids=run_ids)
+        raise psycopg.OperationalError("server closed the connection unexpectedly")
+
+    runs = [agent_run_start(user=user, agent=agent, input=str(i))[0] for i in range(5)]
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(service, "agent_runs_begin", committed_then_lost)
+        with running_worker():
+            wait_until(lambda: terminal(runs), 30, "the runs to finish")
+    assert calls == [5]
+    assert statuses(runs) == ["succeeded"] * 5
+    for run in runs:
+        types = list(RunEvent.objects.filter(run=run).values_list("type", flat=True))
+        assert types.count(ev.RUN_STARTED) == 1, types
