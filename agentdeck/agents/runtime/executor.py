@@ -197,7 +197,7 @@ async def _execute(run: AgentRun, sink: RunSink, control: RunControl) -> RunOutc
         return RunOutcome(status=AgentRun.Status.FAILED, error_code=code, error_message=message)
     state.agent_name = graph.agent.name
     model_names = graph.model_names
-    budget = await run_db(sink.budget, run.id)
+    budget = await run_db(sink.budget, run)
     guardrail_config = graph.guardrails
     redact_output = guard.output_redaction_enabled(guardrail_config)
 

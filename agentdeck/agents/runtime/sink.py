@@ -82,7 +82,7 @@ class RunSink(Protocol):
         self, *, run_id: Any, call_id: str, output: Any, duration_ms: float | None
     ) -> None: ...
 
-    def budget(self, run_id: Any) -> Budget | None:
+    def budget(self, run: Any) -> Budget | None:
         """The run's spending cap, None without one."""
 
     def beat(self, run_id: Any) -> bool | None:

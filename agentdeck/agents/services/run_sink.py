@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from django.core.exceptions import ObjectDoesNotExist
 from django.db import connection, transaction
 
 from agentdeck.agents.models import AgentRun
@@ -88,8 +89,14 @@ class ServiceRunSink:
             return AppendResult(seq=seq, status=status, cancel_requested=cancel_requested)
         return self.append(run_id, batch)
 
-    def budget(self, run_id: Any) -> _HoldBudget | None:
-        hold = credit_hold_get(run_id)
+    def budget(self, run: AgentRun) -> _HoldBudget | None:
+        if AgentRun.hold.is_cached(run):  # read with the run (agent_runs_begin)
+            try:
+                hold = run.hold
+            except ObjectDoesNotExist:
+                hold = None
+        else:
+            hold = credit_hold_get(run.id)
         return None if hold is None else _HoldBudget(amount=hold.amount, prices=hold.prices)
 
     def beat(self, run_id: Any) -> bool | None:

@@ -556,7 +556,8 @@ def agent_runs_begin(*, run_ids: list[Any]) -> list[AgentRun]:
     their versions and one statement for all their first events (``run_events_append_many``),
     instead of two reads and a transaction each. Not retried: on failure the caller begins each
     run with ``agent_run_begin(again=True)`` (the statement may have committed)."""
-    runs = list(AgentRun.objects.filter(pk__in=run_ids).select_related("agent_version"))
+    # With their holds: the executor reads each run's spending cap (RunSink.budget).
+    runs = list(AgentRun.objects.filter(pk__in=run_ids).select_related("agent_version", "hold"))
     items = [(run.id, [(*_first_event(run), False)]) for run in runs]
     run_events_append_many(items=items)
     for run in runs:
