@@ -144,6 +144,7 @@ class RunWorker:
         from agentdeck.agents.services.runs import agent_runs_claim
 
         backoff = Backoff()
+        claim_lost = False
         while not self._stopping.is_set():
             # Cleared before the claim: a run queued while it is in flight wakes the next one.
             self._wake.clear()
@@ -151,15 +152,20 @@ class RunWorker:
             claimed: list[Any] = []
             if free > 0:
                 try:
-                    claimed = await run_db(
+                    if claim_lost:
+                        claimed = await self._held_but_not_running()
+                        claim_lost = False
+                    claimed += await run_db(
                         agent_runs_claim,
-                        limit=free,
+                        limit=free - len(claimed),
                         worker=self.name,
                         per_user_cap=self.config.per_user_cap,
                     )
                 except Exception as exc:
                     if not is_connection_error(exc):
                         raise
+                    # The claim may have committed before its answer was lost.
+                    claim_lost = True
                     self._claim_outage.failed(exc)
                     await self._sleep(backoff.next())
                     continue
@@ -172,6 +178,15 @@ class RunWorker:
             if claimed:
                 continue  # there may be more queued than one claim saw; look again at once
             await self._sleep(self.config.poll_seconds)
+
+    async def _held_but_not_running(self) -> list[Any]:
+        """Runs claimed by this worker that it does not execute: a claim whose commit went
+        through but whose answer was lost with the connection. Taken up again rather than left
+        to the reaper (they would fail ``worker_lost`` a minute later)."""
+        from agentdeck.agents.services.runs import agent_runs_held
+
+        held = await run_db(agent_runs_held, worker=self.name)
+        return [run_id for run_id in held if run_id not in self.in_flight]
 
     async def _begin(self, run_ids: list[Any]) -> dict[Any, AgentRun | None]:
         """The claimed runs, begun together (``agent_runs_begin``); None for each when that

@@ -413,3 +413,32 @@ def test_runs_claimed_together_begin_together_and_a_lost_commit_starts_none_twic
     for run in runs:
         types = list(RunEvent.objects.filter(run=run).values_list("type", flat=True))
         assert types.count(ev.RUN_STARTED) == 1, types
+
+
+def test_runs_whose_claim_answer_was_lost_are_taken_up_not_left_to_the_reaper(user, agent):
+    """The claim committed, then the connection died before the worker heard which runs it
+    holds: it finds them by its name and runs each once."""
+    import psycopg
+
+    from agentdeck.agents.services import runs as service
+
+    real = service.agent_runs_claim
+    lost = []
+
+    def committed_then_lost(**kwargs):
+        claimed = real(**kwargs)
+        if claimed and not lost:
+            lost.extend(claimed)
+            raise psycopg.OperationalError("server closed the connection unexpectedly")
+        return claimed
+
+    runs = [agent_run_start(user=user, agent=agent, input=str(i))[0] for i in range(4)]
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(service, "agent_runs_claim", committed_then_lost)
+        with running_worker():
+            wait_until(lambda: terminal(runs), 30, "the runs to finish")
+    assert sorted(map(str, lost)) == sorted(str(r.id) for r in runs)
+    assert statuses(runs) == ["succeeded"] * 4
+    for run in runs:
+        types = list(RunEvent.objects.filter(run=run).values_list("type", flat=True))
+        assert types.count(ev.RUN_STARTED) == 1, types

@@ -454,6 +454,15 @@ def agent_runs_claim(*, limit: int, worker: str, per_user_cap: int) -> list[Any]
         return [row[0] for row in cursor.fetchall()]
 
 
+def agent_runs_held(*, worker: str) -> list[Any]:
+    """The runs ``worker`` holds (``running``, claimed by it), oldest first."""
+    return list(
+        AgentRun.objects.filter(status=Status.RUNNING, worker=worker)
+        .order_by("started_at")
+        .values_list("id", flat=True)
+    )
+
+
 def agent_runs_heartbeat(*, run_ids: list[Any]) -> dict[Any, bool]:
     """Refresh the heartbeat of a worker's running runs in one statement. Returns, for each run
     still ``running``, whether a cancel is pending; a run missing from it left ``running``
