@@ -284,9 +284,8 @@ class RunWorker:
                 control = self.in_flight.get(run_id)
                 if control is None:
                     continue  # finished meanwhile
-                if run_id not in running:
-                    control.stop(lost=True)
-                elif running[run_id]:
+                # Reaped or settled elsewhere (missing), or a cancel is pending (True).
+                if running.get(run_id, True):
                     control.stop()
 
     # --- wake-ups ---------------------------------------------------------------------------------

@@ -34,6 +34,8 @@ from typing import Any, TypeVar
 from asgiref.sync import sync_to_async
 from django.db import connections
 
+from agentdeck.core.reconnect import drop_broken_connection
+
 T = TypeVar("T")
 
 
@@ -48,18 +50,8 @@ class DatabaseThreads:
 
     def submit(self, func: Callable[..., T], *args: Any, **kwargs: Any) -> asyncio.Future[T]:
         context = contextvars.copy_context()
-        call = functools.partial(context.run, self._call, func, *args, **kwargs)
+        call = functools.partial(context.run, _healthy_call, func, *args, **kwargs)
         return asyncio.get_running_loop().run_in_executor(self._executor, call)
-
-    def _call(self, func: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        # Only a connection that failed and no longer answers is dropped: Django's
-        # close_if_unusable_or_obsolete would also mark a healthy one for a health check
-        # (SELECT 1) before its next query, one round trip more per call.
-        drop_broken()
-        try:
-            return func(*args, **kwargs)
-        finally:
-            drop_broken()
 
     def close(self) -> None:
         # Each thread closes its own connection: Django's connections are per thread.
@@ -90,20 +82,21 @@ async def run_db(func: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     pool = _threads.get()
     if pool is not None:
         return await pool.submit(func, *args, **kwargs)
-    return await sync_to_async(_on_caller_thread, thread_sensitive=True)(func, *args, **kwargs)
+    return await sync_to_async(_healthy_call, thread_sensitive=True)(func, *args, **kwargs)
 
 
-def _on_caller_thread(func: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-    # The caller's connection, with its CONN_MAX_AGE left to the caller (a request, a task): only
-    # a connection that failed and no longer answers is dropped.
-    drop_broken()
+def _healthy_call(func: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """``func`` with this thread's connections dropped before and after if they failed and no
+    longer answer. Only those: Django's ``close_if_unusable_or_obsolete`` would also mark a
+    healthy connection for a health check (SELECT 1) before its next query, a round trip more
+    per call, and on the caller's thread ``CONN_MAX_AGE`` is the caller's business."""
+    _drop_broken()
     try:
         return func(*args, **kwargs)
     finally:
-        drop_broken()
+        _drop_broken()
 
 
-def drop_broken() -> None:
+def _drop_broken() -> None:
     for connection in connections.all(initialized_only=True):
-        if connection.errors_occurred and not connection.in_atomic_block:
-            connection.close_if_unusable_or_obsolete()
+        drop_broken_connection(connection.alias)

@@ -363,7 +363,7 @@ class AgentViewSet(viewsets.GenericViewSet):
         )
         data = s.RunSerializer(run).data
         waiting = values["mode"] == AgentRun.Mode.WAIT and created
-        on_loop = FINISH_ON_LOOP in getattr(request._request, "scope", {})
+        on_loop = FINISH_ON_LOOP in getattr(request, "scope", {})  # the ASGI request's
         if waiting and not on_loop:
             data = run_wait.wait_here(run.id)
         status = (

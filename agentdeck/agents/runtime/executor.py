@@ -81,9 +81,8 @@ class _RunState:
     def __init__(self, control: RunControl) -> None:
         self.usage: dict[str, dict[str, int]] = {}
         self.agent_name = ""
-        # cancel set: stop the run; control.lost: it left `running` under us (reaped), so it
-        # is not settled here.
-        self.control = control
+        # Set by a cancel request, by the run leaving `running` under us (reaped), or by the
+        # worker shutting down: the stream stops.
         self.cancel = control.cancel
         self.delta_buffer: list[str] = []
         self.delta_started = 0.0
@@ -214,7 +213,7 @@ async def _execute(run: AgentRun, sink: RunSink, control: RunControl) -> RunOutc
         if outcome.cancel_requested:
             state.cancel.set()
         if outcome.status != AgentRun.Status.RUNNING:
-            control.stop(lost=True)
+            control.stop()
 
     writer = _EventWriter(run.id, sink, written)
     append = writer.append
@@ -350,9 +349,7 @@ async def _execute(run: AgentRun, sink: RunSink, control: RunControl) -> RunOutc
                     if not is_connection_error(exc):
                         raise
                     continue  # the database is away; the next beat tries again
-                if row is None:
-                    control.stop(lost=True)
-                elif row:
+                if row is None or row:  # reaped or settled elsewhere, or a cancel is pending
                     control.stop()
             await state.cancel.wait()
             state.stopped = True

@@ -92,17 +92,15 @@ class RunSink(Protocol):
 
 @dataclass
 class RunControl:
-    """How a worker steers a run it executes: ``cancel`` set stops the run (``lost``: the run
-    left ``running`` under it, so settling it changes nothing). ``beats``: whether the
+    """How a worker steers a run it executes: ``cancel`` set stops the run (cancelled, or no
+    longer ``running`` under it: settling then changes nothing). ``beats``: whether the
     worker refreshes the run's heartbeat itself (one statement for all its runs); without it
     the executor beats for its one run."""
 
     cancel: asyncio.Event = field(default_factory=asyncio.Event)
-    lost: bool = False
     beats: bool = False
     # Set by a worker that stops its runs to shut down (they end failed, worker_shutdown).
     shutdown: bool = False
 
-    def stop(self, *, lost: bool = False) -> None:
-        self.lost = self.lost or lost
+    def stop(self) -> None:
         self.cancel.set()
