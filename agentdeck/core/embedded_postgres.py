@@ -186,7 +186,30 @@ def _write_json(path: Path, value: Any) -> None:
 
 
 def _start_time(pid: int) -> float | None:
-    """When process ``pid`` started, or None if it is gone or a zombie (dead, not yet reaped)."""
+    """When process ``pid`` started, or None if it is gone or a zombie (dead, not yet reaped).
+
+    On Linux this is the kernel's ``starttime`` (clock ticks since boot, ``/proc/PID/stat``
+    field 22), which never changes for a process. Not ``psutil``'s ``create_time()``: that adds
+    the boot time as seen through the wall clock, which moves when the clock is stepped (NTP
+    after boot, a VM resumed from a snapshot), so two processes reading it a second apart could
+    disagree about a holder and the watchdog would stop a server in use."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        if Path("/proc/self/stat").exists():
+            return None  # a /proc without the pid: gone
+        return _start_time_psutil(pid)
+    except OSError:
+        return None
+    # "pid (comm) state ppid ...": comm may hold spaces and parentheses; it ends at the last ")".
+    fields = stat[stat.rindex(")") + 2 :].split()
+    if fields[0] == "Z":
+        return None
+    return float(fields[19])
+
+
+def _start_time_psutil(pid: int) -> float | None:
+    """:func:`_start_time` where there is no ``/proc`` (macOS, for a developer's ``make run``)."""
     import psutil
 
     try:

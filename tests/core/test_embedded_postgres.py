@@ -116,15 +116,33 @@ def test_release_leaves_the_server_to_a_live_holder_and_names_it(var_dir, start_
 def test_a_pid_reused_by_another_process_is_not_a_holder(tmp_path):
     data = tmp_path / "pgdata"
     data.mkdir()
-    me = psutil.Process()
+    me = os.getpid()
+    started = embedded_postgres._start_time(me)
     # This live process's pid, recorded with the start time of the process that registered it.
-    (data / HOLDERS_FILE).write_text(json.dumps([me.pid]))
-    (data / HOLDER_STARTS_FILE).write_text(json.dumps({str(me.pid): me.create_time() - 60}))
+    (data / HOLDERS_FILE).write_text(json.dumps([me]))
+    (data / HOLDER_STARTS_FILE).write_text(json.dumps({str(me): started - 60}))
 
     assert embedded_postgres._live_holders(data) == []
 
-    (data / HOLDER_STARTS_FILE).write_text(json.dumps({str(me.pid): me.create_time()}))
-    assert embedded_postgres._live_holders(data) == [me.pid]
+    (data / HOLDER_STARTS_FILE).write_text(json.dumps({str(me): started}))
+    assert embedded_postgres._live_holders(data) == [me]
+
+
+def test_a_holder_stays_a_holder_when_the_wall_clock_is_stepped(tmp_path, monkeypatch):
+    """A VM resumed from a snapshot, or NTP stepping the clock after boot, moves the boot time
+    read through the wall clock: the watchdog, reading it later than the holder, must still see
+    the holder (it stopped a server under a migrating ``serve`` in CI when it did not)."""
+    data = tmp_path / "pgdata"
+    data.mkdir()
+    me = os.getpid()
+    (data / HOLDERS_FILE).write_text(json.dumps([me]))
+    embedded_postgres._starts_record(data, me)
+
+    stepped = psutil.boot_time() + 1.0
+    monkeypatch.setattr(psutil._pslinux, "boot_time", lambda: stepped)
+    monkeypatch.setattr(psutil, "boot_time", lambda: stepped)
+
+    assert embedded_postgres._live_holders(data) == [me]
 
 
 def test_asking_again_after_the_server_stopped_starts_it_again(var_dir):
