@@ -138,6 +138,18 @@ class Server:
             check=True,
         )
 
+    def wait_for_run_workers(self, count: int, timeout: float = 60) -> None:
+        """Wait until ``count`` run workers started with ``manage("runs_worker",
+        background=True)`` say they are ready (a test that needs each of them to take runs must
+        not start them before the slowest one listens)."""
+        deadline = time.monotonic() + timeout
+        while (
+            sum("ready, up to" in p.read_text() for p in self.var_dir.glob("runs_worker-*.log"))
+            < count
+        ):
+            assert time.monotonic() < deadline, f"{count} run worker(s) did not start"
+            time.sleep(0.2)
+
     def log(self) -> str:
         return self.log_path.read_text() if self.log_path else ""
 

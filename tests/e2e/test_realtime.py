@@ -140,12 +140,13 @@ def _redis_env(db: int) -> dict[str, str]:
 
 def test_two_web_processes_and_two_workers_on_redis(server_factory):
     # Three runs in flight per worker: six slow runs need both.
-    env = {**_redis_env(12), "MOCK_MODEL_DELAY_PER_TOKEN": "0.01", "RUN_CONCURRENCY": "3"}
+    env = {**_redis_env(12), "MOCK_MODEL_DELAY_PER_TOKEN": "0.02", "RUN_CONCURRENCY": "3"}
     web_a = server_factory(**env).start("--no-worker")
     web_b = server_factory(web_a.var_dir, **env).start(
         "--no-worker"
     )  # same database, second process
     workers = [web_a.manage("runs_worker", background=True) for _ in range(2)]
+    web_a.wait_for_run_workers(2)  # both listening before the runs, or one may take all six
     api = Api(web_a.url, SUB)
     agent_id = setup_agent(api)
     run_ids = [start_run(api, agent_id) for _ in range(6)]

@@ -243,12 +243,7 @@ def test_two_workers_share_the_queue_and_no_run_executes_twice(server_factory, m
     api = Api(server.url)
     agent_id = make_agent(api, model_server)
     model_server.latency = 0.3
-    deadline = time.monotonic() + 60
-    while (
-        sum("ready, up to" in p.read_text() for p in server.var_dir.glob("runs_worker-*.log")) < 2
-    ):
-        assert time.monotonic() < deadline, "the run workers did not start"
-        time.sleep(0.2)
+    server.wait_for_run_workers(2)
 
     runs = [
         api("POST", f"/api/v1/agents/{agent_id}/runs/", {"input": f"r{i}"})[1] for i in range(40)
