@@ -41,7 +41,7 @@ class Agent(TimestampedModel):
     # temperature, top_p, max_output_tokens, reasoning_effort, tool_choice, parallel_tool_calls
     model_settings = models.JSONField(default=dict, blank=True)
     output_schema = models.JSONField(null=True, blank=True)
-    # {"input": [...], "output": [...]}: see agentdeck.agents.runtime.guardrails for the kinds.
+    # {"input": [...], "output": [...]}: see docs/guardrails.md for the kinds.
     guardrails = models.JSONField(default=dict, blank=True)
     visibility = models.CharField(
         max_length=16, choices=Visibility.choices, default=Visibility.PRIVATE
