@@ -295,7 +295,7 @@ def test_delay_per_token_sleeps_before_each_delta(monkeypatch: pytest.MonkeyPatc
         sleeps.append(delay)
         return await real_sleep(0, result)
 
-    monkeypatch.setattr("agentdeck.agents.runtime.mock_model.asyncio.sleep", fake_sleep)
+    monkeypatch.setattr("agentdeck.agents.runtime.mock_model.model.asyncio.sleep", fake_sleep)
     agent = Agent(name="echo", model=MockModel(delay_per_token=0.25))
     _, events = run_streamed(agent, "one two three")
     assert len(text_deltas(events)) == 4
