@@ -241,7 +241,7 @@ def test_openapi_operations_become_http_tools(user_client, monkeypatch):
     from agentdeck.core import outbound
 
     monkeypatch.setattr(
-        outbound,
+        outbound.transport,
         "_resolve_sync",
         lambda host, port: [__import__("ipaddress").ip_address("93.184.216.34")],
     )

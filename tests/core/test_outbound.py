@@ -174,8 +174,8 @@ def no_dns(monkeypatch):
     async def offline_async(host, port):
         return offline(host, port)
 
-    monkeypatch.setattr(outbound, "_resolve", offline_async)
-    monkeypatch.setattr(outbound, "_resolve_sync", offline)
+    monkeypatch.setattr(outbound.transport, "_resolve", offline_async)
+    monkeypatch.setattr(outbound.transport, "_resolve_sync", offline)
 
 
 @pytest.fixture
@@ -392,7 +392,7 @@ def test_a_name_resolving_to_any_private_address_is_refused(no_allowlist, monkey
     async def resolve(host, port):
         return [ip_address("93.184.216.34"), ip_address("10.0.0.7")]
 
-    monkeypatch.setattr(outbound, "_resolve", resolve)
+    monkeypatch.setattr(outbound.transport, "_resolve", resolve)
     error = _refused("http://mixed.example/")
     assert "mixed.example resolves to 10.0.0.7" in str(error)
     assert connections == []
@@ -602,7 +602,7 @@ def test_connection_goes_to_the_validated_address_not_the_name(
         lookups.append(host)
         return [ip_address("93.184.216.34")]  # public: allowed (the test backend won't connect)
 
-    monkeypatch.setattr(outbound, "_resolve", resolve)
+    monkeypatch.setattr(outbound.transport, "_resolve", resolve)
     with pytest.raises(OutboundError, match=r"could not connect to rebind\.example"):
         _get("http://rebind.example:8080/")
     assert lookups == ["rebind.example"]
@@ -624,7 +624,7 @@ def test_every_connection_resolves_and_checks_again(
         assert host == "rebind.example"
         return next(answers)
 
-    monkeypatch.setattr(outbound, "_resolve", resolve)
+    monkeypatch.setattr(outbound.transport, "_resolve", resolve)
     first = f"http://rebind.example:{port}"
     error = _refused(_redirect(first, f"http://rebind.example:{other_port}/ok"))
     assert "rebind.example resolves to 169.254.169.254" in str(error)
@@ -632,13 +632,15 @@ def test_every_connection_resolves_and_checks_again(
 
 
 def test_save_time_check_grants_nothing_at_fetch_time(no_allowlist, monkeypatch, connections):
-    monkeypatch.setattr(outbound, "_resolve_sync", lambda host, port: [ip_address("93.184.216.34")])
+    monkeypatch.setattr(
+        outbound.transport, "_resolve_sync", lambda host, port: [ip_address("93.184.216.34")]
+    )
     check_url("https://rebind.example/hook")
 
     async def resolve(host, port):
         return [ip_address("127.0.0.1")]
 
-    monkeypatch.setattr(outbound, "_resolve", resolve)
+    monkeypatch.setattr(outbound.transport, "_resolve", resolve)
     error = _refused("https://rebind.example/hook")
     assert "rebind.example resolves to 127.0.0.1" in str(error)
     assert connections == []
@@ -728,12 +730,12 @@ def test_https_to_the_pinned_address_verifies_the_host_name(
     async def resolve(host, port):
         return [ip_address("127.0.0.1")]
 
-    monkeypatch.setattr(outbound, "_resolve", resolve)
+    monkeypatch.setattr(outbound.transport, "_resolve", resolve)
     # The default trust store does not know the test CA: verification is on.
     with pytest.raises(OutboundError, match="CERTIFICATE_VERIFY_FAILED"):
         _get(f"https://secure.example:{port}/ok")
     trusting = ssl.create_default_context(cafile=ca)
-    monkeypatch.setattr(outbound, "_ssl_context", lambda: trusting)
+    monkeypatch.setattr(outbound.transport, "_ssl_context", lambda: trusting)
     response = _get(f"https://secure.example:{port}/ok")
     assert (response.status, response.body) == (200, b"hello")
     assert server_names[-1] == "secure.example"
@@ -748,7 +750,7 @@ def test_https_to_the_pinned_address_verifies_the_host_name(
 
 def test_check_url_accepts_public_urls(no_allowlist, monkeypatch):
     monkeypatch.setattr(
-        outbound,
+        outbound.transport,
         "_resolve_sync",
         lambda host, port: [ip_address("93.184.216.34"), ip_address("2606:2800:220:1::")],
     )
@@ -769,7 +771,9 @@ def test_check_url_without_resolving(no_allowlist):
 
 
 def test_check_url_refuses_names_resolving_to_private_addresses(no_allowlist, monkeypatch):
-    monkeypatch.setattr(outbound, "_resolve_sync", lambda host, port: [ip_address("10.1.2.3")])
+    monkeypatch.setattr(
+        outbound.transport, "_resolve_sync", lambda host, port: [ip_address("10.1.2.3")]
+    )
     with pytest.raises(OutboundRefused, match=r"intranet.example resolves to 10\.1\.2\.3"):
         check_url("https://intranet.example/")
 
@@ -779,7 +783,9 @@ def test_check_url_honours_the_allowlist(settings, monkeypatch):
     check_url("http://internal.example.com/")  # exempt by name, not even resolved
     check_url("http://wiki.corp.example/")
     check_url("http://10.9.8.7:9000/")
-    monkeypatch.setattr(outbound, "_resolve_sync", lambda host, port: [ip_address("10.1.2.3")])
+    monkeypatch.setattr(
+        outbound.transport, "_resolve_sync", lambda host, port: [ip_address("10.1.2.3")]
+    )
     check_url("http://db.example/")
     with pytest.raises(OutboundRefused, match="private"):
         check_url("http://192.168.1.1/")
