@@ -456,7 +456,7 @@ def test_sse_keeps_its_redis_subscription_through_quiet_periods(
 ):
     """On Redis Pub/Sub a cancelled receive() drops the channel's queue and unsubscribes it;
     the stream keeps one receive pending across its quiet-period log reads instead."""
-    from agentdeck.core.channel_layers import _Shard
+    from agentdeck.core.channel_layers.redis_pubsub import _Shard
 
     if not redis_available(14):
         pytest.skip(f"no Redis at {redis_url(14)}")
