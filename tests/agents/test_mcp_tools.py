@@ -266,8 +266,8 @@ def test_refreshing_a_url_refused_since_it_was_saved_fails_with_mcp_unreachable(
 
 
 def test_refreshing_a_server_that_never_answers_times_out(user, monkeypatch):
-    monkeypatch.setattr(mcp, "DISCOVERY_TIMEOUT_SECONDS", 1.0)
-    monkeypatch.setattr(mcp, "MCP_HTTP_TIMEOUT_SECONDS", 1.0)
+    monkeypatch.setattr(mcp.servers, "DISCOVERY_TIMEOUT_SECONDS", 1.0)
+    monkeypatch.setattr(mcp.servers, "MCP_HTTP_TIMEOUT_SECONDS", 1.0)
     with socket.socket() as silent:  # accepts connections (backlog), never answers
         silent.bind(("127.0.0.1", 0))
         silent.listen(8)

@@ -1,59 +1,17 @@
-"""MCP server tools: the OpenAI Agents SDK's MCP client, configured from a ``Tool`` of kind ``mcp``.
+"""The SDK's MCP server objects for ``mcp`` Tools: built from a run's snapshot entry
+(``build_mcp_server``) or for a refresh (``discover_tools``), with the cross-run tool-list cache,
+secret headers redacted from outputs, and failures reported without the server's own words.
 
-A ``mcp`` Tool's ``config`` is ``{"url", "transport": "streamable_http" | "sse",
-"allowed_tools": [...], "headers": {...}}``; secret headers live encrypted on the Tool row.
-
-* :func:`build_mcp_server` (run time, in the sync thread that builds the graph): an SDK server
-  object for one snapshot entry. The executor enters it (``async with server:``) before the run
-  and leaves it afterwards; the SDK lists its tools each turn and calls them.
-* :func:`discover_tools` (``POST /tools/{id}/refresh/``): connect once, list the tools, return
-  them as plain dicts for ``Tool.discovered``.
-
-Outbound safety. The URL is checked with :func:`agentdeck.core.outbound.check_url` when the
-server is built (and when the tool is saved). That alone would leave a DNS-rebinding window (the
-HTTP client resolves the name again), so every connection the MCP client opens also goes through
-:func:`agentdeck.core.outbound.guarded_async_client`, whose transport resolves each host once,
-validates every address and connects to the validated IP. No redirects are followed and
-environment proxies are ignored. The ``mcp`` package 2.x speaks ``httpx2`` while the guard is an
-``httpx`` client, so with mcp 2.x a small ``httpx2`` transport forwards each request to the
-guarded ``httpx`` client (:class:`GuardedHttpx2Transport`); with mcp 1.x the guarded client is
-used as it is.
-
-The tool list, cached between runs. The SDK caches a server's tool list only for the life of
-one server object (``cache_tools_list=True``), and a server object lives for one run. So
-:class:`_CachedToolsMixin` overrides ``list_tools`` to consult a process-level cache
-(:data:`tools_list_cache`) first: a second run of the same agent in the same worker process, within
-:data:`TOOLS_CACHE_TTL_SECONDS`, does not send ``tools/list`` again (it still connects, since
-the tools are called over that connection). On a hit the client session is primed with the
-cached list (see :func:`_prime_session`: without it the ``mcp`` client would list the tools
-itself before the first call, to validate results). The key is the Tool id, the Tool row's
-``updated_at`` (which moves on every edit, secret-header rotation and refresh), the URL,
-transport and headers the snapshot asks for (headers as a digest, so no secret is kept in a
-key) and the allowlist; the cached value is the list after the allowlist filter.
-
-Why not use the stored ``discovered`` list instead? It is only as fresh as the last manual
-refresh (it is empty for a tool nobody refreshed), it keeps only name, description and input
-schema (the SDK also uses annotations, output schema and ``_meta``), and an MCP server may
-change its tools at any time; a tool the model sees but the server no longer has fails at call
-time. ``discovered`` is for people (the UI, the admin); runs ask the server, at most once per
-TTL per process.
-
-Errors. A server that cannot be reached when the run starts, or that fails ``tools/list``,
-raises :class:`MCPServerUnavailable` (an ``InvalidReference`` with ``code="tool_error"``). A
-failing ``tools/call`` is not an error of the run: the SDK turns it into text the model sees.
+A server that cannot be reached or fails ``tools/list`` raises ``MCPServerUnavailable``; a
+failing ``tools/call`` is not an error of the run (the SDK turns it into text the model sees).
 """
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import json
 import logging
-import threading
-import time
-from collections import OrderedDict
-from collections.abc import AsyncIterator, Iterable
-from importlib.metadata import version
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 import httpx
@@ -65,25 +23,16 @@ from agents.mcp import (
 )
 
 from agentdeck.agents.exceptions import InvalidReference, ToolError
+from agentdeck.agents.runtime.mcp.cache import tools_cache_key, tools_list_cache
+from agentdeck.agents.runtime.mcp.guarded_http import guarded_client_factory
 from agentdeck.core.exceptions import ApplicationError
 from agentdeck.core.httpheaders import HeaderError, check_headers
-from agentdeck.core.outbound import OutboundRefused, check_url, guarded_async_client
+from agentdeck.core.outbound import OutboundRefused, check_url
 
 if TYPE_CHECKING:
     from agentdeck.agents.models import Tool
 
 logger = logging.getLogger(__name__)
-
-__all__ = [
-    "MCP_HTTP_TIMEOUT_SECONDS",
-    "MCP_REQUEST_TIMEOUT_SECONDS",
-    "TOOLS_CACHE_TTL_SECONDS",
-    "MCPServerUnavailable",
-    "build_mcp_server",
-    "discover_tools",
-    "guarded_client_factory",
-    "tools_list_cache",
-]
 
 # Connect and write timeout of each HTTP request to the server.
 MCP_HTTP_TIMEOUT_SECONDS = 10.0
@@ -93,81 +42,12 @@ MCP_REQUEST_TIMEOUT_SECONDS = 60.0
 MCP_SSE_READ_TIMEOUT_SECONDS = 300.0
 # discover_tools as a whole: connect, initialise, list.
 DISCOVERY_TIMEOUT_SECONDS = 20.0
-TOOLS_CACHE_TTL_SECONDS = 300.0
-TOOLS_CACHE_MAX_ENTRIES = 512
-
-# mcp 2.x speaks httpx2 (a fork of httpx with its own types); mcp 1.x speaks httpx.
-MCP_V2 = int(version("mcp").partition(".")[0]) >= 2
 
 
 class MCPServerUnavailable(ToolError):
     """The MCP server could not be connected to, or failed to list its tools."""
 
     status = 502
-
-
-# --- the tool-list cache -------------------------------------------------------------------------
-
-
-class ToolListCache:
-    """Thread-safe, process-wide ``key -> [mcp Tool]`` with a TTL and a size bound (the oldest
-    entry goes first). Values are deep-copied in and out, so no caller can change another's."""
-
-    def __init__(self, ttl: float, max_entries: int) -> None:
-        self.ttl = ttl
-        self.max_entries = max_entries
-        self._lock = threading.Lock()
-        self._entries: OrderedDict[tuple[Any, ...], tuple[float, list[Any]]] = OrderedDict()
-
-    def get(self, key: tuple[Any, ...]) -> list[Any] | None:
-        with self._lock:
-            entry = self._entries.get(key)
-            if entry is None:
-                return None
-            expires, tools = entry
-            if expires <= time.monotonic():
-                del self._entries[key]
-                return None
-            return [t.model_copy(deep=True) for t in tools]
-
-    def put(self, key: tuple[Any, ...], tools: list[Any]) -> None:
-        copies = [t.model_copy(deep=True) for t in tools]
-        with self._lock:
-            self._entries.pop(key, None)
-            self._entries[key] = (time.monotonic() + self.ttl, copies)
-            while len(self._entries) > self.max_entries:
-                self._entries.popitem(last=False)
-
-    def discard(self, key: tuple[Any, ...]) -> None:
-        with self._lock:
-            self._entries.pop(key, None)
-
-    def clear(self) -> None:
-        with self._lock:
-            self._entries.clear()
-
-    def __len__(self) -> int:
-        with self._lock:
-            return len(self._entries)
-
-
-tools_list_cache = ToolListCache(TOOLS_CACHE_TTL_SECONDS, TOOLS_CACHE_MAX_ENTRIES)
-
-
-def _cache_key(
-    *,
-    tool_id: str,
-    stamp: str,
-    url: str,
-    transport: str,
-    headers: dict[str, str],
-    allowed: list[str],
-) -> tuple[Any, ...]:
-    digest = hashlib.sha256(json.dumps(headers, sort_keys=True).encode()).hexdigest()
-    return (tool_id, stamp, url, transport, digest, tuple(sorted(allowed)))
-
-
-# --- SDK server classes --------------------------------------------------------------------------
 
 
 def _describe(error: BaseException, server: str, doing: str, secrets: Iterable[str] = ()) -> str:
@@ -360,9 +240,6 @@ def _headers(
     return headers, secrets
 
 
-# --- public API ----------------------------------------------------------------------------------
-
-
 def build_mcp_server(spec: dict[str, Any]) -> MCPServer:
     """The SDK server for a snapshot entry ``{"tool_id", "kind": "mcp", "name", "config", ...}``,
     named after the Tool, not yet connected. With ``requires_approval`` every call to one of its
@@ -406,7 +283,7 @@ def build_mcp_server(spec: dict[str, Any]) -> MCPServer:
         ) from e
     cache_key = None
     if row is not None:
-        cache_key = _cache_key(
+        cache_key = tools_cache_key(
             tool_id=str(row.pk),
             stamp=row.updated_at.isoformat(),
             url=url,
@@ -486,91 +363,3 @@ def _input_schema(tool: Any) -> dict[str, Any]:
     if schema is None:  # mcp 1.x spells it inputSchema
         schema = getattr(tool, "inputSchema", None)
     return dict(schema or {"type": "object", "properties": {}})
-
-
-# --- the guarded HTTP client ---------------------------------------------------------------------
-
-
-def guarded_client_factory(
-    headers: dict[str, str] | None = None, timeout: Any = None, auth: Any = None
-) -> Any:
-    """The SDK's ``httpx_client_factory``: a client whose every connection goes through the
-    outbound SSRF guard, no redirects followed (``httpx2.AsyncClient`` for mcp 2.x, the guarded
-    ``httpx.AsyncClient`` itself for mcp 1.x)."""
-    kwargs: dict[str, Any] = {"follow_redirects": False}
-    if headers is not None:
-        kwargs["headers"] = headers
-    if timeout is not None:
-        kwargs["timeout"] = timeout
-    if auth is not None:
-        kwargs["auth"] = auth
-    if not MCP_V2:
-        return guarded_async_client(**kwargs)
-    return httpx2.AsyncClient(transport=GuardedHttpx2Transport(), trust_env=False, **kwargs)
-
-
-if MCP_V2:
-    import httpx2
-
-    def _httpx2_error(error: Exception, request: httpx2.Request) -> httpx2.TransportError:
-        """The ``httpx2`` exception matching an ``httpx`` one; a refusal by the outbound policy
-        is a ``ConnectError`` (the MCP client then reports a connection failure)."""
-        if isinstance(error, OutboundRefused):
-            return httpx2.ConnectError(str(error), request=request)
-        cls = getattr(httpx2, type(error).__name__, None)
-        if not (isinstance(cls, type) and issubclass(cls, httpx2.TransportError)):
-            cls = httpx2.TransportError
-        return cls(str(error) or type(error).__name__, request=request)
-
-    class _ResponseStream(httpx2.AsyncByteStream):
-        def __init__(self, response: httpx.Response, request: httpx2.Request) -> None:
-            self._response = response
-            self._request = request
-
-        async def __aiter__(self) -> AsyncIterator[bytes]:
-            try:
-                async for chunk in self._response.aiter_raw():
-                    yield chunk
-            except (httpx.HTTPError, OutboundRefused) as e:
-                raise _httpx2_error(e, self._request) from e
-
-        async def aclose(self) -> None:
-            await self._response.aclose()
-
-    class GuardedHttpx2Transport(httpx2.AsyncBaseTransport):
-        """Sends each ``httpx2`` request with the guarded ``httpx`` client and streams the
-        response back as it arrives (SSE streams included). Per-request timeouts travel in the
-        request's ``timeout`` extension, which both libraries read the same way."""
-
-        def __init__(self) -> None:
-            self._client = guarded_async_client(timeout=None)
-
-        async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
-            body = await request.aread()  # JSON-RPC messages: small
-            extensions = {}
-            if "timeout" in request.extensions:
-                extensions["timeout"] = request.extensions["timeout"]
-            outgoing = httpx.Request(
-                request.method,
-                str(request.url),
-                headers=request.headers.raw,
-                content=body,
-                extensions=extensions,
-            )
-            try:
-                response = await self._client.send(outgoing, stream=True)
-            except (httpx.HTTPError, OutboundRefused) as e:
-                raise _httpx2_error(e, request) from e
-            return httpx2.Response(
-                status_code=response.status_code,
-                headers=response.headers.raw,
-                stream=_ResponseStream(response, request),
-                extensions={
-                    k: v
-                    for k, v in response.extensions.items()
-                    if k in ("http_version", "reason_phrase")
-                },
-            )
-
-        async def aclose(self) -> None:
-            await self._client.aclose()
