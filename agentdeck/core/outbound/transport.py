@@ -87,7 +87,7 @@ class _GuardedBackend(httpcore.AsyncNetworkBackend):
     """Resolves and validates in ``connect_tcp`` and connects to the validated IP string."""
 
     def __init__(self, allowlist: Allowlist) -> None:
-        self.current_allowlist = allowlist
+        self._allowlist = allowlist
         self._inner = httpcore.AnyIOBackend()
 
     async def connect_tcp(
@@ -98,7 +98,7 @@ class _GuardedBackend(httpcore.AsyncNetworkBackend):
         local_address: str | None = None,
         socket_options: Any = None,
     ) -> httpcore.AsyncNetworkStream:
-        addresses = await _checked_addresses(host, port, self.current_allowlist, timeout)
+        addresses = await _checked_addresses(host, port, self._allowlist, timeout)
         error: Exception | None = None
         for address in addresses:
             try:
@@ -173,7 +173,7 @@ class GuardedTransport(httpx.AsyncBaseTransport):
     """httpx's default transport, minus proxies, with :class:`_GuardedBackend` underneath."""
 
     def __init__(self, allowlist: Allowlist) -> None:
-        self.current_allowlist = allowlist
+        self._allowlist = allowlist
         self._pool = httpcore.AsyncConnectionPool(
             ssl_context=_ssl_context(),
             network_backend=_GuardedBackend(allowlist),
@@ -183,7 +183,7 @@ class GuardedTransport(httpx.AsyncBaseTransport):
         )
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        check_target(request.url, self.current_allowlist)
+        check_target(request.url, self._allowlist)
         core_request = httpcore.Request(
             method=request.method,
             url=httpcore.URL(
