@@ -625,12 +625,13 @@ def test_a_span_row_keeps_its_values_json_and_times_included(make_run):
     import dataclasses
     from datetime import UTC, datetime
 
-    from agentdeck.analytics.tracing import _insert_spans, _SpanRecord
+    from agentdeck.analytics.tracing.records import SpanRecord
+    from agentdeck.analytics.tracing.store import insert_spans
 
     run = make_run()
     started = datetime(2026, 11, 30, 10, 0, 0, 123456, tzinfo=UTC)
     ended = datetime(2026, 11, 30, 10, 0, 1, 654321, tzinfo=UTC)
-    failed = _SpanRecord(
+    failed = SpanRecord(
         trace_id="trace_1",
         span_id="span_1",
         parent_id="",
@@ -658,8 +659,8 @@ def test_a_span_row_keeps_its_values_json_and_times_included(make_run):
         ended_at=None,
         duration_ms=None,
     )
-    _insert_spans(str(run.id), [failed, ok])
-    _insert_spans(str(run.id), [failed])  # stored once
+    insert_spans(str(run.id), [failed, ok])
+    insert_spans(str(run.id), [failed])  # stored once
 
     rows = {s.span_id: s for s in RunSpan.objects.filter(run=run)}
     assert set(rows) == {"span_1", "span_2"}
