@@ -577,13 +577,13 @@ def test_events_written_together_take_consecutive_seqs_in_order(
 def test_the_event_writer_writes_a_burst_together_and_stops_at_a_failed_write(
     user, mock_agent, monkeypatch
 ):
-    """The worker's _EventWriter: events appended while a write is in flight go together in
+    """The worker's EventWriter: events appended while a write is in flight go together in
     the next one, in order; a write that fails is raised by drain and by the next append, and
     nothing queued after it is written."""
     from asgiref.sync import async_to_sync
 
     from agentdeck.agents.models import RunEvent
-    from agentdeck.agents.runtime import executor
+    from agentdeck.agents.runtime.event_writer import EventWriter
     from agentdeck.agents.services.run_sink import ServiceRunSink
 
     run, _ = agent_run_start(user=user, agent=mock_agent, input="x")
@@ -598,7 +598,7 @@ def test_the_event_writer_writes_a_burst_together_and_stops_at_a_failed_write(
     monkeypatch.setattr(sink, "append", counting)
 
     async def burst():
-        writer = executor._EventWriter(run.id, sink, seen.append)
+        writer = EventWriter(run.id, sink, seen.append)
         await writer.append("e0", {"i": 0})  # returns at once: nothing awaits the write
         await asyncio.sleep(0)  # the write of e0 starts
         for i in range(1, 6):
@@ -618,7 +618,7 @@ def test_the_event_writer_writes_a_burst_together_and_stops_at_a_failed_write(
     monkeypatch.setattr(sink, "append", failing)
 
     async def broken():
-        writer = executor._EventWriter(run.id, sink, seen.append)
+        writer = EventWriter(run.id, sink, seen.append)
         await writer.append("lost", {})
         with pytest.raises(RuntimeError, match="database gone"):
             await writer.drain()
