@@ -140,7 +140,7 @@ def test_flush_sends_waiting_coalesced_messages_at_once(make_publisher):
     layer = RecordingLayer()
     publisher = make_publisher(layer)
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(realtime, "COALESCE_SECONDS", 30.0)
+        patch.setattr(realtime.publisher, "COALESCE_SECONDS", 30.0)
         publisher.submit("user.1", {"balance": 1}, coalesce="credits.updated")
         publisher.submit("user.1", {"balance": 2}, coalesce="credits.updated")
         started = time.monotonic()
