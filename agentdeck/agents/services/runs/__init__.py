@@ -12,6 +12,8 @@ machine is documented on ``AgentRun``; each module holds one step of it:
 Callers import from here (``from agentdeck.agents.services.runs import agent_run_start``).
 """
 
+# Not a service: benchmarks/ws_fanout.py imports it from here (it lives in runtime.sink).
+from agentdeck.agents.runtime.sink import RunOutcome
 from agentdeck.agents.services.runs.approvals import agent_run_approve, agent_run_pause
 from agentdeck.agents.services.runs.cancel import agent_run_cancel
 from agentdeck.agents.services.runs.events import (
@@ -49,6 +51,7 @@ __all__ = [
     "RUN_CLAIM_LOCK",
     "RUN_QUEUE_CHANNEL",
     "TOOL_OUTPUT_MAX_CHARS",
+    "RunOutcome",
     "agent_run_approve",
     "agent_run_begin",
     "agent_run_cancel",
