@@ -13,9 +13,13 @@ from django.db import connection
 
 from agentdeck.agents.models import AgentRun, RunEvent
 from agentdeck.agents.runtime import events as ev
-from agentdeck.agents.services import runs
 from agentdeck.agents.services.run_sink import run_sink
-from agentdeck.agents.services.runs import agent_run_claim, agent_run_start, run_event_append
+from agentdeck.agents.services.runs import (
+    agent_run_claim,
+    agent_run_start,
+    execution,
+    run_event_append,
+)
 from agentdeck.agents.tasks import execute_run
 from tests.support.outages import terminate_backends
 
@@ -94,7 +98,7 @@ def test_a_claim_or_start_whose_commit_was_not_confirmed_is_not_done_twice(
 ):
     settings.RECONNECT_MAX_DELAY_SECONDS = 0.05
     run, _ = agent_run_start(user=user, agent=mock_agent, input="hello")
-    real = getattr(runs, step)
+    real = getattr(execution, step)
     failures = [
         psycopg.OperationalError(
             "consuming input failed: server closed the connection unexpectedly"
@@ -107,7 +111,7 @@ def test_a_claim_or_start_whose_commit_was_not_confirmed_is_not_done_twice(
             raise failures.pop()
         return result
 
-    monkeypatch.setattr(runs, step, committed_then_lost)
+    monkeypatch.setattr(execution, step, committed_then_lost)
     # Not "skipped" (the run would stay running with nobody on it until reaped).
     assert execute_run(str(run.id)) == "succeeded"
     assert not failures

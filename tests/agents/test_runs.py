@@ -478,13 +478,15 @@ def test_big_events_are_published_whole_only_under_the_layers_limit(
 ):
     """The Redis layer carries a run's final output whole (70,000 by default); PostgreSQL's
     NOTIFY (4,000) gets a wake-up and followers read the log."""
-    from agentdeck.agents.services import runs
+    from agentdeck.agents.services.runs import events
 
     published = []
-    monkeypatch.setattr(runs, "publish_on_commit", lambda group, message: published.append(message))
+    monkeypatch.setattr(
+        events, "publish_on_commit", lambda group, message: published.append(message)
+    )
     settings.RUN_EVENT_LIVE_MAX_CHARS = limit
     run, _ = agent_run_start(user=user, agent=mock_agent, input="x")
-    runs.run_event_append(run_id=run.id, type="message.completed", data={"text": "z" * 10_000})
+    events.run_event_append(run_id=run.id, type="message.completed", data={"text": "z" * 10_000})
     [message] = published
     assert message["seq"] == 1
     if inline:
@@ -517,15 +519,17 @@ def test_events_written_together_take_consecutive_seqs_in_order(
     with single appends and other bursts racing it on other connections: no gap, no duplicate,
     and each burst's events stay together and in their order."""
     from agentdeck.agents.models import RunEvent
-    from agentdeck.agents.services import runs
+    from agentdeck.agents.services.runs import events as event_log
     from agentdeck.core.jsonsafe import pg_json_safe
     from tests.support.threads import in_threads
 
     published = []
-    monkeypatch.setattr(runs, "publish_on_commit", lambda group, message: published.append(message))
+    monkeypatch.setattr(
+        event_log, "publish_on_commit", lambda group, message: published.append(message)
+    )
     settings.RUN_EVENT_LIVE_MAX_CHARS = 100
     run, _ = agent_run_start(user=user, agent=mock_agent, input="x")
-    result = runs.run_events_append(
+    result = event_log.run_events_append(
         run_id=run.id,
         events=[
             ("usage", {"input_tokens": 3}, False),
@@ -556,9 +560,9 @@ def test_events_written_together_take_consecutive_seqs_in_order(
     def writer(i: int):
         for j in range(5):
             if i % 2:
-                runs.run_event_append(run_id=run.id, type="one", data={"w": i, "j": j})
+                event_log.run_event_append(run_id=run.id, type="one", data={"w": i, "j": j})
             else:
-                runs.run_events_append(
+                event_log.run_events_append(
                     run_id=run.id,
                     events=[("burst", {"w": i, "j": j, "k": k}, False) for k in range(3)],
                 )

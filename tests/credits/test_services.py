@@ -13,7 +13,6 @@ from django.db import connection, transaction
 from agentdeck.agents.models import AgentRun, AgentVersion
 from agentdeck.agents.services.agents import agent_create
 from agentdeck.agents.services.providers import provider_create
-from agentdeck.credits import services
 from agentdeck.credits.exceptions import InsufficientCredits
 from agentdeck.credits.models import CreditHold, CreditTransaction, UserCredits
 from agentdeck.credits.services import (
@@ -22,6 +21,7 @@ from agentdeck.credits.services import (
     credits_hold,
     credits_reconcile,
     credits_settle,
+    holds,
     usage_cost,
 )
 from tests.factories import UserFactory
@@ -60,7 +60,7 @@ def new_run():
 def notified(monkeypatch):
     sent: list = []
     monkeypatch.setattr(
-        "agentdeck.credits.services.notify_user_on_commit",
+        "agentdeck.credits.services.ledger.notify_user_on_commit",
         lambda user_id, kind, data: sent.append((user_id, kind, data)),
     )
     return sent
@@ -216,11 +216,11 @@ def test_a_refused_hold_says_what_is_available_and_what_is_required(user, new_ru
 def sql_cost(usage: dict, prices: dict) -> int:
     with connection.cursor() as cursor:
         cursor.execute(
-            "SELECT " + services._COST_SQL.format(prices="%(prices)s::jsonb"),
+            "SELECT " + holds._COST_SQL.format(prices="%(prices)s::jsonb"),
             {
-                "usage": services._usage_rows(usage),
-                "prices": services.json.dumps(prices),
-                "per": services.TOKENS_PER_PRICE_UNIT,
+                "usage": holds._usage_rows(usage),
+                "prices": holds.json.dumps(prices),
+                "per": holds.TOKENS_PER_PRICE_UNIT,
             },
         )
         return int(cursor.fetchone()[0])

@@ -1,0 +1,84 @@
+"""Model prices: which one is in force for a model, what a run's usage costs at them, and adding
+one."""
+
+from __future__ import annotations
+
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from agentdeck.credits.exceptions import InvalidAmount
+from agentdeck.credits.models import ModelPrice
+from agentdeck.credits.units import MAX_PRICE_PER_MILLION, cost_of
+
+
+def price_for(*, provider_kind: str, model: str, at=None) -> ModelPrice | None:
+    """The price in force at ``at``: an exact model name beats a pattern; the newest
+    ``effective_from`` not after ``at`` wins."""
+    at = at or timezone.now()
+    candidates = [
+        p
+        for p in ModelPrice.objects.filter(
+            provider_kind=provider_kind, effective_from__lte=at
+        ).order_by("-effective_from")
+        if p.matches(model)
+    ]
+    exact = [p for p in candidates if not p.is_pattern]
+    return (exact or candidates or [None])[0]
+
+
+def price_table(*, provider_kind: str, model: str) -> dict[str, dict[str, int]]:
+    price = price_for(provider_kind=provider_kind, model=model)
+    if price is None:
+        return {}
+    return {
+        model: {
+            "input": price.input_per_million,
+            "cached_input": price.cached_input_per_million,
+            "output": price.output_per_million,
+        }
+    }
+
+
+def usage_cost(usage: dict[str, dict[str, int]], prices: dict[str, dict[str, int]]) -> int:
+    """Micro-credits for a run's usage: uncached input, cached input and output (reasoning tokens
+    are output tokens) each at their price. A model without a price costs nothing."""
+    total = 0
+    for model, counts in (usage or {}).items():
+        price = prices.get(model)
+        if not price:
+            continue
+        cached = counts.get("cached_input_tokens", 0)
+        total += cost_of(max(counts.get("input_tokens", 0) - cached, 0), price["input"])
+        total += cost_of(cached, price["cached_input"])
+        total += cost_of(counts.get("output_tokens", 0), price["output"])
+    return total
+
+
+def model_price_create(
+    *,
+    provider_kind: str,
+    model: str,
+    input_per_million: int,
+    cached_input_per_million: int,
+    output_per_million: int,
+    effective_from,
+) -> ModelPrice:
+    from agentdeck.core.exceptions import Conflict
+
+    prices = (input_per_million, cached_input_per_million, output_per_million)
+    if min(prices) < 0 or max(prices) > MAX_PRICE_PER_MILLION:
+        raise InvalidAmount(f"Prices are between 0 and {MAX_PRICE_PER_MILLION} per million tokens.")
+    try:
+        with transaction.atomic():
+            return ModelPrice.objects.create(
+                provider_kind=provider_kind,
+                model=model,
+                input_per_million=input_per_million,
+                cached_input_per_million=cached_input_per_million,
+                output_per_million=output_per_million,
+                effective_from=effective_from,
+            )
+    except IntegrityError:
+        raise Conflict(
+            "A price for this model from that moment exists already.", code="price_exists"
+        ) from None
