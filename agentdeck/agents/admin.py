@@ -3,15 +3,13 @@ versions are read-only; the provider key is write-only and shown masked."""
 
 from __future__ import annotations
 
-from datetime import timedelta
-
 from django import forms
 from django.contrib import admin, messages
-from django.db.models import Count, Max, Q, QuerySet
+from django.db.models import QuerySet
 from django.http import HttpRequest
-from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
+from agentdeck.agents import selectors
 from agentdeck.agents.models import (
     Agent,
     AgentMetadata,
@@ -19,15 +17,14 @@ from agentdeck.agents.models import (
     AgentVersion,
     Conversation,
     Provider,
-    RunEvent,
     Tool,
     ToolCall,
 )
 from agentdeck.agents.models.run import TERMINAL_STATUSES
 from agentdeck.agents.services.agents import agent_set_status
-from agentdeck.agents.services.providers import provider_update
+from agentdeck.agents.services.providers import provider_create, provider_update
 from agentdeck.agents.services.runs import agent_run_cancel
-from agentdeck.core.crypto import SecretDecryptionError, decrypt_secret, encrypt_secret, mask_secret
+from agentdeck.core.crypto import SecretDecryptionError, decrypt_secret, mask_secret
 from agentdeck.core.httpheaders import HeaderError, check_api_key, check_headers
 
 
@@ -103,8 +100,23 @@ class ProviderAdmin(admin.ModelAdmin):
                 **fields,
             )
         else:
-            obj.api_key_encrypted = encrypt_secret(key) if key else ""
-            obj.save()
+            # No owner: a shared provider, as in the list filter.
+            owner = form.cleaned_data.get("owner")
+            provider = provider_create(
+                actor=request.user,
+                shared=owner is None,
+                owner=owner,
+                api_key=key or "",
+                **{
+                    name: form.cleaned_data[name]
+                    for name in ProviderForm.Meta.fields
+                    if name != "owner" and name in form.cleaned_data
+                },
+            )
+            # The admin goes on with ``obj`` (its history entry, the redirect): make it the row.
+            for field in Provider._meta.concrete_fields:
+                setattr(obj, field.attname, getattr(provider, field.attname))
+            obj._state = provider._state
 
 
 class AgentVersionInline(admin.TabularInline):
@@ -150,15 +162,7 @@ class AgentAdmin(admin.ModelAdmin):
     show_full_result_count = False
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Agent]:
-        since = timezone.now() - timedelta(hours=24)
-        return (
-            super()
-            .get_queryset(request)
-            .annotate(
-                _runs_24h=Count("runs", filter=Q(runs__created_at__gte=since)),
-                _last_run=Max("runs__created_at"),
-            )
-        )
+        return selectors.agents_with_run_stats(super().get_queryset(request))
 
     @admin.display(description="runs (24 h)", ordering="_runs_24h")
     def runs_24h(self, obj: Agent) -> int:
@@ -262,7 +266,7 @@ class AgentRunAdmin(admin.ModelAdmin):
 
     @admin.display(description="events")
     def transcript(self, obj: AgentRun) -> str:
-        events = RunEvent.objects.filter(run=obj).order_by("seq")[:500]
+        events = selectors.run_events_after(run=obj, limit=500)
         rows = format_html_join(
             "",
             "<tr><td>{}</td><td><code>{}</code></td><td>{}</td><td><pre style='white-space:pre-wrap;margin:0'>{}"
@@ -380,18 +384,7 @@ class ToolAdmin(admin.ModelAdmin):
     show_full_result_count = False
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Tool]:
-        since = timezone.now() - timedelta(hours=24)
-        return (
-            super()
-            .get_queryset(request)
-            .annotate(
-                _calls=Count("calls", filter=Q(calls__created_at__gte=since)),
-                _errors=Count(
-                    "calls",
-                    filter=Q(calls__created_at__gte=since, calls__status=ToolCall.Status.FAILED),
-                ),
-            )
-        )
+        return selectors.tools_with_call_stats(super().get_queryset(request))
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False  # definitions are validated by the API's services

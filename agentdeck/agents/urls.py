@@ -2,15 +2,11 @@ from django.urls import path
 from rest_framework.routers import SimpleRouter
 
 from agentdeck.agents.api.sse import run_events
-from agentdeck.agents.api.views import (
-    AgentVersionRestoreApi,
-    AgentViewSet,
-    ConversationItemsApi,
-    ConversationViewSet,
-    ProviderViewSet,
-    RunViewSet,
-    ToolViewSet,
-)
+from agentdeck.agents.api.views.agents import AgentVersionRestoreApi, AgentViewSet
+from agentdeck.agents.api.views.conversations import ConversationItemsApi, ConversationViewSet
+from agentdeck.agents.api.views.providers import ProviderViewSet
+from agentdeck.agents.api.views.runs import RunViewSet
+from agentdeck.agents.api.views.tools import ToolViewSet
 
 router = SimpleRouter()
 router.register("providers", ProviderViewSet, basename="provider")

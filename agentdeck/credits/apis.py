@@ -7,9 +7,10 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from agentdeck.accounts.models import User
+from agentdeck.accounts.selectors import user_get_by_pk
 from agentdeck.core.exceptions import NotFound, PermissionDenied
 from agentdeck.credits.models import CreditTransaction, ModelPrice
+from agentdeck.credits.selectors import credit_transaction_list
 from agentdeck.credits.services import credits_account, credits_grant, model_price_create
 from agentdeck.credits.units import (
     MAX_GRANT_MICROS,
@@ -141,15 +142,7 @@ class TransactionListApi(ListAPIView):
     def get_queryset(self):
         query = TransactionQuerySerializer(data=self.request.query_params)
         query.is_valid(raise_exception=True)
-        qs = CreditTransaction.objects.filter(user=self.request.user)
-        values = query.validated_data
-        if values.get("kind"):
-            qs = qs.filter(kind=values["kind"])
-        if values.get("created_after"):
-            qs = qs.filter(created_at__gte=values["created_after"])
-        if values.get("created_before"):
-            qs = qs.filter(created_at__lt=values["created_before"])
-        return qs
+        return credit_transaction_list(user=self.request.user, **query.validated_data)
 
 
 @extend_schema(tags=["credits"])
@@ -172,7 +165,7 @@ class GrantApi(APIView):
         # credits:grant gets here (a JWT never holds that scope).
         data = GrantSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        user = User.objects.filter(pk=data.validated_data["user_id"]).first()
+        user = user_get_by_pk(data.validated_data["user_id"])
         if user is None:
             raise NotFound("No such user.")
         tx, created = credits_grant(

@@ -19,12 +19,10 @@ from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from agentdeck.agents.selectors import providers_visible_to
 from agentdeck.core.exceptions import NotFound
 from agentdeck.core.jsonshape import JSONShapeField
 from agentdeck.core.parsers import StrictJSONParser
-from agentdeck.core.permissions import scope_to_owner
-from agentdeck.files import services
+from agentdeck.files import selectors, services
 from agentdeck.files.attributes import (
     ATTRIBUTES_SCHEMA,
     ATTRIBUTES_SHAPE,
@@ -240,7 +238,7 @@ class FileViewSet(viewsets.GenericViewSet):
     parser_classes = [MultiPartParser, FormParser, StrictJSONParser]
 
     def get_queryset(self):
-        return scope_to_owner(FileMetadata.objects.all(), self.request.user).defer("text")
+        return selectors.files_visible_to(self.request.user)
 
     @extend_schema(summary="Your files, newest first")
     def list(self, request: Request) -> Response:
@@ -335,15 +333,10 @@ class FileViewSet(viewsets.GenericViewSet):
 
 
 def _indices(request: Request, ids) -> list[VectorIndex]:
-    if not ids:
-        return []
-    found = {
-        i.pk: i for i in scope_to_owner(VectorIndex.objects.all(), request.user).filter(pk__in=ids)
-    }
-    missing = [str(i) for i in ids if i not in found]
+    indices, missing = selectors.vector_indices_by_id(user=request.user, ids=ids)
     if missing:
         raise NotFound(f"Vector index {missing[0]} not found.")
-    return [found[i] for i in ids]
+    return indices
 
 
 # --- vector indices -------------------------------------------------------------------------------
@@ -355,7 +348,7 @@ class VectorIndexViewSet(viewsets.GenericViewSet):
     lookup_value_regex = "[0-9a-f-]{36}"
 
     def get_queryset(self):
-        return scope_to_owner(VectorIndex.objects.all(), self.request.user)
+        return selectors.vector_indices_visible_to(self.request.user)
 
     @extend_schema(summary="Your vector indices")
     def list(self, request: Request) -> Response:
@@ -376,14 +369,9 @@ class VectorIndexViewSet(viewsets.GenericViewSet):
         data = VectorIndexCreateSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         values = dict(data.validated_data)
-        provider = None
-        if values.get("provider_id"):
-            provider = (
-                providers_visible_to(request.user).filter(pk=values.pop("provider_id")).first()
-            )
-            if provider is None:
-                raise services.InvalidIndex("Unknown provider.", code="invalid_provider")
-        values.pop("provider_id", None)
+        provider = selectors.vector_index_provider(
+            user=request.user, provider_id=values.pop("provider_id", None)
+        )
         index = services.vector_index_create(owner=request.user, provider=provider, **values)
         return Response(VectorIndexSerializer(index).data, status=http.HTTP_201_CREATED)
 
@@ -428,27 +416,26 @@ class VectorIndexViewSet(viewsets.GenericViewSet):
     @action(detail=True, methods=["get", "post"])
     def files(self, request: Request, pk: str | None = None) -> Response:
         if request.method == "GET":
-            qs = self.get_object().attachments.select_related("file").order_by("-created_at", "-id")
-            qs = qs.defer("file__text")
+            qs = selectors.vector_index_attachment_list(index=self.get_object())
             page = self.paginate_queryset(qs)
             return self.get_paginated_response(AttachmentSerializer(page, many=True).data)
         data = AttachSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         index = self.get_object()
         file = _own_file(request, data.validated_data["file_id"])
-        before = VectorIndexFile.objects.filter(index=index, file=file).exists()
         source = None
         if data.validated_data.get("copy_from_index_id"):
             source = get_object_or_404(
                 self.get_queryset(), pk=data.validated_data["copy_from_index_id"]
             )
-        attachment = services.vector_index_attach(
+        attachment, created = services.vector_index_attach(
             index=index, file=file, attributes=data.validated_data["attributes"], copy_from=source
         )
-        attachment.refresh_from_db()
+        # Read again: the file's status may have changed with the attach.
+        attachment = selectors.vector_index_attachment_get(attachment_id=attachment.pk)
         return Response(
             AttachmentSerializer(attachment).data,
-            status=http.HTTP_200_OK if before else http.HTTP_201_CREATED,
+            status=http.HTTP_201_CREATED if created else http.HTTP_200_OK,
         )
 
     @extend_schema(
@@ -517,6 +504,4 @@ class VectorIndexViewSet(viewsets.GenericViewSet):
 def _own_file(request: Request, file_id) -> FileMetadata:
     # DRF's get_object_or_404: a file_id of the wrong shape (the route takes any 36 hex digits
     # and dashes) is 404 like an unknown one, not a validation error.
-    return get_object_or_404(
-        scope_to_owner(FileMetadata.objects.all(), request.user).defer("text"), pk=file_id
-    )
+    return get_object_or_404(selectors.files_visible_to(request.user), pk=file_id)

@@ -314,8 +314,12 @@ def vector_index_attach(
     file: FileMetadata,
     attributes: dict[str, Any] | None = None,
     copy_from: VectorIndex | None = None,
-) -> VectorIndexFile:
-    """Attach a file to an index and queue its embedding.
+) -> tuple[VectorIndexFile, bool]:
+    """Attach a file to an index and queue its embedding; returns (attachment, created).
+
+    ``created`` is the answer of the insert itself (``get_or_create`` under the unique
+    (index, file) constraint), not of a look beforehand: of two concurrent attaches of the same
+    file, exactly one says it created the attachment (tests/files/test_files_api.py).
 
     The file row is locked so this cannot interleave with a worker finishing the file: either
     the worker's last look (under the same lock) sees the new attachment, or the file is free
@@ -344,7 +348,7 @@ def vector_index_attach(
             if attributes is not None and attributes != attachment.attributes:
                 attachment.attributes = attributes
                 attachment.save(update_fields=["attributes"])
-            return attachment
+            return attachment, False
         if locked.claimed_by is None and locked.status != FileMetadata.Status.UPLOADED:
             FileMetadata.objects.filter(pk=locked.pk).update(
                 status=FileMetadata.Status.PROCESSING,
@@ -357,7 +361,7 @@ def vector_index_attach(
             transaction.on_commit(lambda: enqueue_file_processing(locked.pk))
         _index_touch(index)
         _index_refresh(index.pk)
-    return attachment
+    return attachment, True
 
 
 def _attach_by_copy(
@@ -366,7 +370,7 @@ def _attach_by_copy(
     file: FileMetadata,
     source: VectorIndex,
     attributes: dict[str, Any] | None,
-) -> VectorIndexFile:
+) -> tuple[VectorIndexFile, bool]:
     from agentdeck.core.exceptions import NotFound
 
     if source.owner_id != index.owner_id:
@@ -430,7 +434,7 @@ def _attach_by_copy(
         attachment.save()
         _index_touch(index)
         _index_refresh(index.pk)
-    return attachment
+    return attachment, created
 
 
 def vector_index_detach(*, index: VectorIndex, file: FileMetadata) -> None:

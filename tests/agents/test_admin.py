@@ -113,3 +113,16 @@ def test_provider_form_refuses_credentials_that_cannot_be_sent(staff_client, use
     stored = Provider.objects.get(pk=provider.pk)
     assert decrypt_secret(stored.api_key_encrypted) == SECRET
     assert stored.extra_headers == {}
+
+
+@pytest.mark.parametrize("owned", [True, False], ids=["for a user", "shared"])
+def test_provider_added_in_the_admin_goes_through_the_service(staff_client, user, owned):
+    form = {**provider_form(user), "api_key": SECRET}
+    if not owned:
+        form["owner"] = ""
+    response = staff_client.post("/admin/agents/provider/add/", form)
+    assert response.status_code == 302, response.content
+    provider = Provider.objects.get(name="mine")
+    assert provider.owner_id == (user.pk if owned else None)
+    assert decrypt_secret(provider.api_key_encrypted) == SECRET
+    assert response["Location"].endswith("/admin/agents/provider/")

@@ -374,3 +374,27 @@ def test_openapi_documents_files_and_indices(api_client):
     upload_body = paths["/api/v1/files/"]["post"]["requestBody"]["content"]
     assert "multipart/form-data" in upload_body
     assert {"413", "415"} <= set(paths["/api/v1/files/"]["post"]["responses"])
+
+
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_attaches_of_one_file_answer_201_once(user, client_for, index):
+    """The 201/200 answer comes from the insert, not from a look before it: of attaches racing
+    for the same (index, file), exactly one created the attachment."""
+    from agentdeck.files import services
+    from tests.support.threads import in_threads
+
+    file, _ = services.file_upload(owner=user, name="facts.txt", data=TEXT.encode())
+
+    def attach(i: int) -> int:
+        return (
+            client_for(user)
+            .post(
+                f"/api/v1/vector-indices/{index.pk}/files/",
+                {"file_id": str(file.pk)},
+                format="json",
+            )
+            .status_code
+        )
+
+    assert sorted(in_threads(4, attach)) == [200, 200, 200, 201]
+    assert VectorIndexFile.objects.filter(index=index, file=file).count() == 1

@@ -42,12 +42,11 @@ def wait_here(run_id: Any) -> dict[str, Any]:
 def _run_data(run_id: Any, close: bool = True) -> dict[str, Any]:
     from django.db import close_old_connections
 
-    from agentdeck.agents.api import serializers as s
-    from agentdeck.agents.models import AgentRun
+    from agentdeck.agents.api.serializers.runs import RunSerializer
+    from agentdeck.agents.selectors import run_get
 
     try:
-        run = AgentRun.objects.select_related("agent_version").get(pk=run_id)
-        return s.RunSerializer(run).data
+        return RunSerializer(run_get(run_id=run_id)).data
     finally:
         if close:  # after the request: the connection goes back as request_finished does
             close_old_connections()

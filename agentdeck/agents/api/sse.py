@@ -53,7 +53,7 @@ def wants_event_stream(request: HttpRequest) -> bool:
 @allow_methods("GET", "HEAD", "OPTIONS")
 async def run_events(request: HttpRequest, pk: Any) -> HttpResponse:
     if not wants_event_stream(request):
-        from agentdeck.agents.api.views import RunViewSet
+        from agentdeck.agents.api.views.runs import RunViewSet
 
         view = RunViewSet.as_view({"get": "events"})
         return await sync_to_async(view)(request, pk=str(pk))
@@ -71,9 +71,9 @@ def _authenticate(request: HttpRequest):
 
 
 def _visible(user, run_id: str) -> bool:
-    from agentdeck.agents.selectors import run_list
+    from agentdeck.agents.selectors import run_is_visible
 
-    return run_list(user=user).filter(pk=run_id).exists()
+    return run_is_visible(user=user, run_id=run_id)
 
 
 def _format(frame: dict[str, Any]) -> str:

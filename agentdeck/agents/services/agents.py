@@ -21,7 +21,7 @@ from agentdeck.agents.models import (
     Tool,
 )
 from agentdeck.agents.models.run import ACTIVE_STATUSES
-from agentdeck.core.exceptions import ApplicationError, Conflict, NotFound
+from agentdeck.core.exceptions import ApplicationError, Conflict, NotFound, PermissionDenied
 from agentdeck.core.jsonshape import check_shape, shape_errors_as
 from agentdeck.files.models import AgentVectorIndex, VectorIndex
 
@@ -36,6 +36,24 @@ BEHAVIOUR_FIELDS = (
     "guardrails",
 )
 METADATA_FIELDS = ("category", "tags", "icon", "featured")
+# Marketplace placement is the platform's choice: only staff set it; from others it is ignored.
+STAFF_METADATA_FIELDS = ("featured",)
+
+
+def agent_check_can_change(*, agent: Agent, actor: User) -> None:
+    """Only the owner (or staff) changes, restores or deletes an agent, public or not: 403.
+    Views call it before they validate the body, so a stranger learns nothing from its errors."""
+    if actor.pk != agent.owner_id and not actor.is_staff:
+        raise PermissionDenied("Only the owner can change this agent.")
+
+
+def _metadata_values(metadata: dict[str, Any] | None, *, actor: User) -> dict[str, Any]:
+    """The marketplace fields ``actor`` may set, of those given."""
+    return {
+        k: v
+        for k, v in (metadata or {}).items()
+        if k in METADATA_FIELDS and (actor.is_staff or k not in STAFF_METADATA_FIELDS)
+    }
 
 
 def agent_snapshot(agent: Agent) -> dict[str, Any]:
@@ -263,6 +281,7 @@ def agent_create(
     name: str,
     provider: Provider,
     model: str,
+    actor: User | None = None,
     instructions: str = "",
     description: str = "",
     model_settings: dict[str, Any] | None = None,
@@ -275,7 +294,8 @@ def agent_create(
     vector_indices: list[VectorIndex] | None = None,
 ) -> Agent:
     """Create an agent with version 1 and its marketplace metadata row. ``vector_indices``
-    (``VectorIndex`` rows of the owner) give it the ``file_search`` tool."""
+    (``VectorIndex`` rows of the owner) give it the ``file_search`` tool. ``actor`` (who asks;
+    the owner unless given) sets the staff-only metadata only if staff."""
     _check_provider(provider=provider, owner=owner, model=model)
     validate_output_schema(output_schema)
     if guardrails:
@@ -300,9 +320,7 @@ def agent_create(
     if vector_indices:
         _set_vector_indices(agent=agent, indices=vector_indices)
         _check_tool_names(agent)
-    AgentMetadata.objects.create(
-        agent=agent, **{k: v for k, v in (metadata or {}).items() if k in METADATA_FIELDS}
-    )
+    AgentMetadata.objects.create(agent=agent, **_metadata_values(metadata, actor=actor or owner))
     _new_version(agent=agent, actor=owner, note="created")
     return agent
 
@@ -323,7 +341,12 @@ def agent_update(
 
     The agent row is locked first, so two concurrent edits get consecutive version numbers
     instead of colliding on (agent, number).
+
+    Only staff suspend or activate an agent (``status``, 403 ``staff_only``) or set its
+    staff-only metadata (ignored from others).
     """
+    if "status" in fields and not actor.is_staff:
+        raise PermissionDenied("Only staff can suspend or activate agents.", code="staff_only")
     agent = Agent.objects.select_for_update().select_related("provider").get(pk=agent.pk)
     if "guardrails" in fields:
         provider = fields.get("provider", agent.provider)
@@ -366,7 +389,7 @@ def agent_update(
     versioned = changed & {*BEHAVIOUR_FIELDS, "tools", "handoffs", "vector_indices"}
     if versioned:
         _new_version(agent=agent, actor=actor, note="updated " + ", ".join(sorted(versioned)))
-    values = {k: v for k, v in (metadata or {}).items() if k in METADATA_FIELDS}
+    values = _metadata_values(metadata, actor=actor)
     if values:
         # update() skips auto_now; the Next.js side reads updated_at from this shared table.
         AgentMetadata.objects.filter(agent=agent).update(**values, updated_at=timezone.now())

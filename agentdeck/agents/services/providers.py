@@ -60,14 +60,18 @@ def provider_create(
     default_model: str = "",
     enabled: bool = True,
     shared: bool = False,
+    owner: User | None = None,
 ) -> Provider:
-    """Create a provider. ``shared`` providers (usable by everyone) are staff-only."""
+    """Create a provider, the actor's own unless ``owner`` names another user. ``shared``
+    providers (usable by everyone) and providers for another user (the admin) are staff-only."""
     if shared and not actor.is_staff:
         raise PermissionDenied("Only staff can create shared providers.", code="staff_only")
+    if owner is not None and owner.pk != actor.pk and not actor.is_staff:
+        raise PermissionDenied("Only staff can create providers for others.", code="staff_only")
     _check_credentials(api_key=api_key, extra_headers=extra_headers)
     with _name_must_be_free(name):
         return Provider.objects.create(
-            owner=None if shared else actor,
+            owner=None if shared else (owner or actor),
             name=name,
             kind=kind,
             base_url=base_url,

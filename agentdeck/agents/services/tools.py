@@ -246,10 +246,17 @@ def tool_create(
 
 @transaction.atomic
 def tool_update(
-    *, tool: Tool, secret_headers: dict[str, str] | None = _UNSET, **fields: Any
+    *,
+    tool: Tool,
+    kind: str | None = None,
+    secret_headers: dict[str, str] | None = _UNSET,
+    **fields: Any,
 ) -> Tool:
     """Change a tool; omit ``secret_headers`` to keep them, pass ``{}`` to remove them. Agents
-    that use it see the change on their next version (snapshots copy the definition)."""
+    that use it see the change on their next version (snapshots copy the definition). The kind
+    never changes (its config would mean something else): 400 ``invalid_tool``."""
+    if kind is not None and kind != tool.kind:
+        raise InvalidTool("A tool's kind cannot change; create another tool.")
     for name, value in fields.items():
         setattr(tool, name, value)
     tool.config, tool.parameters_schema = validate_tool(

@@ -1,0 +1,1 @@
+"""Input and output serializers of the agents API, one module per resource."""

@@ -1,0 +1,29 @@
+"""Reads of the credits domain: a user's ledger."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from django.db.models import QuerySet
+
+from agentdeck.accounts.models import User
+from agentdeck.credits.models import CreditTransaction
+
+
+def credit_transaction_list(
+    *,
+    user: User,
+    kind: str = "",
+    created_after: datetime | None = None,
+    created_before: datetime | None = None,
+) -> QuerySet[CreditTransaction]:
+    """The user's ledger entries, filtered; an empty ``kind`` is no filter (what DRF makes of
+    ``?kind=``)."""
+    qs = CreditTransaction.objects.filter(user=user)
+    if kind:
+        qs = qs.filter(kind=kind)
+    if created_after:
+        qs = qs.filter(created_at__gte=created_after)
+    if created_before:
+        qs = qs.filter(created_at__lt=created_before)
+    return qs
