@@ -7,7 +7,6 @@ from __future__ import annotations
 from urllib.parse import urlsplit
 
 import pytest
-from django.core.management import call_command
 from rest_framework.test import APIClient
 
 from agentdeck.accounts.services import api_key_create
@@ -731,10 +730,6 @@ def test_openapi_document_describes_providers_and_agents():
     assert {"get", "patch", "delete"} <= set(paths["/api/v1/agents/{id}/"])
     assert {"get", "post"} <= set(paths["/api/v1/providers/"])
     assert {"get", "patch", "delete"} <= set(paths["/api/v1/providers/{id}/"])
-
-
-def test_openapi_document_validates_without_warnings(tmp_path):
-    call_command("spectacular", "--validate", "--fail-on-warn", "--file", str(tmp_path / "s.yaml"))
 
 
 # --- bounds on client JSON -----------------------------------------------------------------------
