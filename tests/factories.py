@@ -21,7 +21,7 @@ from agentdeck.agents.models import (
 )
 from agentdeck.core.crypto import encrypt_secret
 from agentdeck.credits.models import ModelPrice
-from agentdeck.files.models import FileMetadata, VectorIndex
+from agentdeck.files.models import Chunk, FileMetadata, VectorIndex, VectorIndexFile
 
 
 class UserFactory(factory.django.DjangoModelFactory):
@@ -120,24 +120,29 @@ class AgentRunFactory(factory.django.DjangoModelFactory):
 
 
 class RunEventFactory(factory.django.DjangoModelFactory):
-    """The next event in a run's log, numbered as the run engine numbers them (``next_seq`` bumped
-    in the database), without publishing it: an event whose live message was lost."""
+    """The next event in the log of ``run`` (or ``run_id``), numbered as the run engine numbers
+    them (``next_seq`` bumped in the database), and published to nobody: what a channel layer that
+    dropped the live message leaves behind."""
 
     class Meta:
         model = RunEvent
 
-    run = factory.SubFactory(AgentRunFactory)
+    run_id = None
+    run = factory.Maybe(
+        "run_id", yes_declaration=None, no_declaration=factory.SubFactory(AgentRunFactory)
+    )
     type = "message.delta"
     data = factory.LazyFunction(dict)
 
     @classmethod
     def _create(cls, model_class, *args, **kwargs):
+        run = kwargs.pop("run")
+        run_id = kwargs.pop("run_id") or run.pk
         if "seq" not in kwargs:
-            run_id = kwargs["run"].pk if "run" in kwargs else kwargs["run_id"]
             runs = AgentRun.objects.filter(pk=run_id)
             runs.update(next_seq=F("next_seq") + 1)
             kwargs["seq"] = runs.values_list("next_seq", flat=True).get()
-        return super()._create(model_class, *args, **kwargs)
+        return super()._create(model_class, *args, run_id=run_id, **kwargs)
 
 
 class ConversationItemFactory(factory.django.DjangoModelFactory):
@@ -209,3 +214,35 @@ class FileMetadataFactory(factory.django.DjangoModelFactory):
     size = 1
     mime_type = "text/plain"
     sha256 = factory.Sequence(lambda n: f"{n:064d}")
+
+
+class VectorIndexFileFactory(factory.django.DjangoModelFactory):
+    """A file of the index's owner attached to it and ready, for tests that write chunks
+    directly."""
+
+    class Meta:
+        model = VectorIndexFile
+
+    index = factory.SubFactory(VectorIndexFactory)
+    file = factory.SubFactory(FileMetadataFactory, owner=factory.SelfAttribute("..index.owner"))
+    status = VectorIndexFile.Status.READY
+
+
+class ChunkFactory(factory.django.DjangoModelFactory):
+    """A chunk as ingestion writes it, one token a word. Pass ``embedding`` (the index's embedder
+    on ``text``) when the vector matters; many at once with
+    ``Chunk.objects.bulk_create(ChunkFactory.build(...) for ...)``."""
+
+    class Meta:
+        model = Chunk
+
+    index = factory.SubFactory(VectorIndexFactory)
+    file = factory.SubFactory(FileMetadataFactory, owner=factory.SelfAttribute("..index.owner"))
+    position = factory.Sequence(int)
+    text = "chunk"
+    token_count = factory.LazyAttribute(lambda chunk: len(chunk.text.split()))
+    char_start = 0
+    char_end = factory.LazyAttribute(lambda chunk: len(chunk.text))
+    embedding_model = factory.SelfAttribute("index.embedding_model")
+    dimensions = factory.SelfAttribute("index.dimensions")
+    embedding = factory.LazyAttribute(lambda chunk: [1.0] + [0.0] * (chunk.dimensions - 1))
