@@ -243,9 +243,7 @@ def test_an_agent_used_as_a_tool_counts_its_nested_usage(user, model, make_agent
 
 
 def test_another_users_tool_cannot_be_attached(user, other_user, client_for, make_agent):
-    theirs = tool_create(
-        owner=other_user, name="calc", kind="builtin", config={"builtin": "calculator"}
-    )
+    theirs = ToolFactory(owner=other_user, name="calc")
     agent = make_agent("Mine")
     response = client_for(user).patch(
         f"/api/v1/agents/{agent.id}/", {"tools": [{"tool": str(theirs.id)}]}, format="json"
