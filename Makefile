@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: run test lint format install clean-var
+.PHONY: run test test-fast lint format install clean-var
 
 # Progress is shown (pip's own lines and download bars): the first install takes minutes, and a
 # silent terminal for that long looks like a hang.
@@ -31,9 +31,15 @@ install: $(STAMP)
 run: $(STAMP)
 	$(BIN)/python manage.py serve
 
-## The whole suite against real PostgreSQL + pgvector, with a coverage summary.
+## The whole suite against real PostgreSQL + pgvector, with a coverage summary and the 20 slowest
+## tests (CI runs this target, so its log shows where the suite's time goes).
 test: $(STAMP)
-	$(BIN)/python -m pytest --cov --cov-report=term
+	$(BIN)/python -m pytest --cov --cov-report=term --durations=20
+
+## The edit loop: the suite without the tests marked e2e (tests/e2e/ and the Schemathesis run,
+## which start real serve/daphne/qcluster processes) and without coverage.
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -m "not e2e"
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -85,8 +85,6 @@ INSTALLED_APPS = [
     "agentdeck.agents",
     "agentdeck.credits",
     "agentdeck.files",
-    "agentdeck.workflows",
-    "agentdeck.evals",
     "agentdeck.analytics",
 ]
 
@@ -334,7 +332,7 @@ REST_FRAMEWORK = {
 SPECTACULAR_SETTINGS = {
     "TITLE": "agentdeck API",
     "DESCRIPTION": (
-        "Agents, runs, tools, files, workflows, evaluations and credits. "
+        "Agents, runs, tools, files and credits. "
         "Every error is RFC 9457 application/problem+json with a stable `code`."
     ),
     "VERSION": "1.0.0",

@@ -7,13 +7,12 @@ from __future__ import annotations
 from urllib.parse import urlsplit
 
 import pytest
-from django.core.management import call_command
 from rest_framework.test import APIClient
 
 from agentdeck.accounts.services import api_key_create
 from agentdeck.agents.models import Agent, AgentMetadata, AgentRun, AgentVersion
 from agentdeck.agents.services.agents import agent_create
-from tests.factories import ProviderFactory
+from tests.factories import AgentRunFactory, ProviderFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -553,20 +552,10 @@ def test_owner_deletes_their_agent(user, user_client, provider):
     assert_problem(user_client.get(url(agent.pk)), 404, "not_found")
 
 
-def run_of(agent: Agent, status: str) -> AgentRun:
-    return AgentRun.objects.create(
-        owner=agent.owner,
-        agent=agent,
-        agent_version=AgentVersion.objects.get(agent=agent, number=agent.current_version),
-        input="hi",
-        status=status,
-    )
-
-
 def test_deleting_an_agent_deletes_its_finished_runs(user, user_client, provider):
     agent = make_agent(user, provider)
-    run_of(agent, "succeeded")
-    run_of(agent, "failed")
+    AgentRunFactory(agent=agent, status="succeeded")
+    AgentRunFactory(agent=agent, status="failed")
 
     response = user_client.delete(url(agent.pk))
 
@@ -578,8 +567,8 @@ def test_deleting_an_agent_deletes_its_finished_runs(user, user_client, provider
 @pytest.mark.parametrize("status", ["queued", "running", "requires_action"])
 def test_deleting_an_agent_with_a_run_in_flight_is_refused(user, user_client, provider, status):
     agent = make_agent(user, provider)
-    run_of(agent, "succeeded")
-    run_of(agent, status)
+    AgentRunFactory(agent=agent, status="succeeded")
+    AgentRunFactory(agent=agent, status=status)
 
     assert_problem(user_client.delete(url(agent.pk)), 409, "agent_busy")
     assert Agent.objects.filter(pk=agent.pk).exists()
@@ -731,10 +720,6 @@ def test_openapi_document_describes_providers_and_agents():
     assert {"get", "patch", "delete"} <= set(paths["/api/v1/agents/{id}/"])
     assert {"get", "post"} <= set(paths["/api/v1/providers/"])
     assert {"get", "patch", "delete"} <= set(paths["/api/v1/providers/{id}/"])
-
-
-def test_openapi_document_validates_without_warnings(tmp_path):
-    call_command("spectacular", "--validate", "--fail-on-warn", "--file", str(tmp_path / "s.yaml"))
 
 
 # --- bounds on client JSON -----------------------------------------------------------------------

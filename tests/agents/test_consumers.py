@@ -15,6 +15,7 @@ from agentdeck.agents.models import AgentRun
 from agentdeck.agents.services.runs import agent_run_start, run_event_append
 from agentdeck.agents.tasks import execute_run
 from config.asgi import application
+from tests.factories import RunEventFactory
 from tests.support.redis import redis_available, redis_url
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -560,18 +561,6 @@ def test_big_events_travel_as_a_wake_up_and_are_read_from_the_log(user, mock_age
     assert code == 1000
 
 
-def _append_without_publishing(run_id, event_type: str) -> None:
-    """What a channel layer that dropped the message leaves behind: the event is in the log,
-    nobody was woken up."""
-    from django.db.models import F
-
-    from agentdeck.agents.models import RunEvent
-
-    AgentRun.objects.filter(pk=run_id).update(next_seq=F("next_seq") + 1)
-    seq = AgentRun.objects.values_list("next_seq", flat=True).get(pk=run_id)
-    RunEvent.objects.create(run_id=run_id, seq=seq, type=event_type, data={})
-
-
 def test_a_dropped_last_message_is_recovered_from_the_log_over_websocket(
     user, mock_agent, token, settings
 ):
@@ -585,7 +574,8 @@ def test_a_dropped_last_message_is_recovered_from_the_log_over_websocket(
         await database_sync_to_async(run_event_append)(
             run_id=run.id, type="message.delta", data={"delta": "a"}
         )
-        await database_sync_to_async(_append_without_publishing)(run.id, "run.succeeded")
+        # In the log, published to nobody: the channel layer dropped the message.
+        await database_sync_to_async(RunEventFactory)(run_id=run.id, type="run.succeeded")
         return await frames_until_close(comm, timeout=5)
 
     frames, code = async_to_sync(main)()
@@ -603,7 +593,8 @@ def test_a_dropped_last_message_is_recovered_from_the_log_over_sse(
     async def main():
         reader = asyncio.ensure_future(sse(f"/api/v1/runs/{run.id}/events/", token))
         await asyncio.sleep(0.3)
-        await database_sync_to_async(_append_without_publishing)(run.id, "run.succeeded")
+        # In the log, published to nobody: the channel layer dropped the message.
+        await database_sync_to_async(RunEventFactory)(run_id=run.id, type="run.succeeded")
         return await reader
 
     events = parse_sse(async_to_sync(main)()["body"])

@@ -10,11 +10,13 @@ import json
 
 import pytest
 from asgiref.sync import async_to_sync
+from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 
 from agentdeck.agents.services.runs import agent_run_start, run_event_append
 from agentdeck.core.realtime import run_group, user_group
 from tests.agents.test_consumers import frames_until_close, ws
+from tests.factories import RunEventFactory
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -38,7 +40,9 @@ def test_a_run_follower_reads_what_it_missed_as_soon_as_the_layer_is_back(
         assert (await comm.connect())[0]
         first = json.loads(await comm.receive_from(5))
         # Written while the layer was away: its live message never came.
-        await _append_unpublished(run.id, "agent.updated", {"agent": "Echo"})
+        await database_sync_to_async(RunEventFactory)(
+            run_id=run.id, type="agent.updated", data={"agent": "Echo"}
+        )
         assert await comm.receive_nothing(0.2)
         await get_channel_layer().group_send(run_group(run.id), RECONNECTED)
         second = json.loads(await comm.receive_from(5))
@@ -61,21 +65,6 @@ def test_a_run_follower_reads_what_it_missed_as_soon_as_the_layer_is_back(
     first, second = async_to_sync(main)()
     assert (first["seq"], second["seq"]) == (1, 2)
     assert second["type"] == "agent.updated"
-
-
-async def _append_unpublished(run_id, event_type: str, data: dict) -> None:
-    """An event in the log whose live message was lost (as while the layer was away)."""
-    from channels.db import database_sync_to_async
-    from django.db.models import F
-
-    from agentdeck.agents.models import AgentRun, RunEvent
-
-    def append() -> None:
-        AgentRun.objects.filter(pk=run_id).update(next_seq=F("next_seq") + 1)
-        seq = AgentRun.objects.values_list("next_seq", flat=True).get(pk=run_id)
-        RunEvent.objects.create(run_id=run_id, seq=seq, type=event_type, data=data)
-
-    await database_sync_to_async(append)()
 
 
 def test_the_notifications_stream_tells_the_client_to_resync_after_an_outage(user, token):

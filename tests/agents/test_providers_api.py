@@ -510,15 +510,14 @@ def test_credentials_that_can_be_sent_are_stored(user_client):
 @pytest.fixture
 def unsendable_provider(user):
     """A provider row written before the API refused such values (or by other means)."""
-    from agentdeck.core.crypto import encrypt_secret
 
     def make(*, api_key: str = "", extra_headers: dict | None = None) -> Provider:
-        return Provider.objects.create(
+        return ProviderFactory(
             owner=user,
             name="legacy",
             kind=Provider.Kind.OPENAI_COMPATIBLE,
             base_url="http://127.0.0.1:1/v1",
-            api_key_encrypted=encrypt_secret(api_key) if api_key else "",
+            api_key=api_key,
             extra_headers=extra_headers or {},
         )
 

@@ -15,9 +15,9 @@ from agents.testing import ScriptedModel, assistant_message
 from asgiref.sync import async_to_sync, sync_to_async
 from django.db import connection, transaction
 
-from agentdeck.agents.models import AgentRun, AgentVersion, Conversation, ConversationItem
+from agentdeck.agents.models import AgentRun, Conversation, ConversationItem
 from agentdeck.agents.runtime.session import DjangoSession
-from tests.factories import ConversationFactory
+from tests.factories import AgentRunFactory, ConversationFactory
 
 agents.set_tracing_disabled(True)
 
@@ -86,20 +86,6 @@ def close_shared_thread_connection() -> Iterator[None]:
     asyncio.run(sync_to_async(close)())
 
 
-def make_run(conversation: Conversation, **fields: Any) -> AgentRun:
-    version = AgentVersion.objects.get_or_create(
-        agent=conversation.agent, number=1, defaults={"snapshot": {}}
-    )[0]
-    return AgentRun.objects.create(
-        owner=conversation.owner,
-        agent=conversation.agent,
-        agent_version=version,
-        conversation=conversation,
-        input="hello",
-        **fields,
-    )
-
-
 # --- the protocol, one caller at a time ------------------------------------------------------
 
 
@@ -156,7 +142,7 @@ def test_positions_stay_gapless_across_adds_and_pops(conversation):
 
 
 def test_items_are_stored_as_given_and_tagged_with_the_run(conversation):
-    run = make_run(conversation)
+    run = AgentRunFactory(conversation=conversation)
     item = {
         "type": "function_call_output",
         "call_id": "call_1",
@@ -351,8 +337,8 @@ def test_runner_sees_the_previous_turn(close_shared_thread_connection):
         ]
     )
     agent = agents.Agent(name="assistant", instructions="Be brief.", model=model)
-    first_run = make_run(conversation, status=AgentRun.Status.SUCCEEDED)
-    second_run = make_run(conversation)
+    first_run = AgentRunFactory(conversation=conversation, status=AgentRun.Status.SUCCEEDED)
+    second_run = AgentRunFactory(conversation=conversation)
 
     # Exactly as the worker does it: the SDK inside asyncio.run.
     first = asyncio.run(

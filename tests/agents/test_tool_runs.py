@@ -21,6 +21,7 @@ from agentdeck.agents.services.providers import provider_create
 from agentdeck.agents.services.runs import agent_run_reap_stale, agent_run_start
 from agentdeck.agents.services.tools import tool_create
 from agentdeck.agents.tasks import execute_run
+from tests.factories import ToolCallFactory, ToolFactory
 from tests.support.openai_server import FakeOpenAI
 
 pytestmark = pytest.mark.django_db
@@ -242,9 +243,7 @@ def test_an_agent_used_as_a_tool_counts_its_nested_usage(user, model, make_agent
 
 
 def test_another_users_tool_cannot_be_attached(user, other_user, client_for, make_agent):
-    theirs = tool_create(
-        owner=other_user, name="calc", kind="builtin", config={"builtin": "calculator"}
-    )
+    theirs = ToolFactory(owner=other_user, name="calc")
     agent = make_agent("Mine")
     response = client_for(user).patch(
         f"/api/v1/agents/{agent.id}/", {"tools": [{"tool": str(theirs.id)}]}, format="json"
@@ -258,7 +257,7 @@ def test_another_users_tool_cannot_be_attached(user, other_user, client_for, mak
 
 @pytest.fixture
 def guarded(user, make_agent):
-    tool = tool_create(owner=user, name="calc", kind="builtin", config={"builtin": "calculator"})
+    tool = ToolFactory(owner=user, name="calc")
     return make_agent("Careful", tools=[{"tool": tool, "requires_approval": True}])
 
 
@@ -345,7 +344,7 @@ def test_approvals_are_refused_when_nothing_waits_or_the_id_is_wrong(
 
 
 def test_tool_calls_endpoint_lists_the_runs_calls(user, user_client, model, make_agent):
-    tool = tool_create(owner=user, name="calc", kind="builtin", config={"builtin": "calculator"})
+    tool = ToolFactory(owner=user, name="calc")
     agent = make_agent("Maths", tools=[{"tool": tool}])
     model.add_tool_call("calc", {"expression": "2**10"})
     model.add_text("1024")
@@ -358,7 +357,7 @@ def test_tool_calls_endpoint_lists_the_runs_calls(user, user_client, model, make
 
 def test_changing_tools_makes_a_new_version_captured_in_the_snapshot(user, make_agent):
     agent = make_agent("Versioned")
-    tool = tool_create(owner=user, name="calc", kind="builtin", config={"builtin": "calculator"})
+    tool = ToolFactory(owner=user, name="calc")
     agent_update(agent=agent, actor=user, tools=[{"tool": tool, "requires_approval": True}])
     agent.refresh_from_db()
     assert agent.current_version == 2
@@ -485,7 +484,7 @@ def test_finishing_a_call_keeps_a_rejection_and_records_success_or_failure(user,
 
     r, _ = agent_run_start(user=user, agent=make_agent("Plain"), input="go")
     rows = {
-        call_id: ToolCall.objects.create(
+        call_id: ToolCallFactory(
             run=r, call_id=call_id, tool_name="calc", status=status, error=error, duration_ms=dur
         )
         for call_id, status, error, dur in [
@@ -518,7 +517,7 @@ def test_finishing_a_call_keeps_a_rejection_and_records_success_or_failure(user,
 def test_a_tool_that_ran_records_when_it_was_last_used(user, model, make_agent):
     from agentdeck.agents.models import Tool
 
-    tool = tool_create(owner=user, name="calc", kind="builtin", config={"builtin": "calculator"})
+    tool = ToolFactory(owner=user, name="calc")
     agent = make_agent("Counter", tools=[{"tool": tool}])
     model.add_tool_call("calc", {"expression": "6*7"})
     model.add_text("It is 42.")

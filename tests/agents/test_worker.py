@@ -16,7 +16,6 @@ from datetime import timedelta
 
 import pytest
 from django.db import connection
-from django.utils import timezone
 
 from agentdeck.agents.models import AgentRun, RunEvent
 from agentdeck.agents.runtime import events as ev
@@ -30,9 +29,9 @@ from agentdeck.agents.services.runs import (
 )
 from agentdeck.agents.worker import RunWorker, WorkerConfig
 from agentdeck.core.preload import run_worker_process
-from agentdeck.credits.models import ModelPrice, UserCredits
+from agentdeck.credits.models import UserCredits
 from agentdeck.credits.services import credits_grant
-from tests.factories import UserFactory
+from tests.factories import ModelPriceFactory, UserFactory
 from tests.support.openai_server import FakeOpenAI
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -49,14 +48,7 @@ def model():
 @pytest.fixture
 def agent(user, model):
     # Priced, with credits to pay: every run holds credits, and what it leaves must be released.
-    ModelPrice.objects.create(
-        provider_kind="openai_compatible",
-        model="fake-model",
-        effective_from=timezone.now() - timedelta(days=1),
-        input_per_million=10_000_000,
-        cached_input_per_million=5_000_000,
-        output_per_million=30_000_000,
-    )
+    ModelPriceFactory()
     credits_grant(user=user, amount=1_000_000_000, idempotency_key="worker-tests")
     provider = provider_create(
         actor=user, name="local", kind="openai_compatible", base_url=model.base_url

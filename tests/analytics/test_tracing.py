@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import socket
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import agents
@@ -35,7 +35,7 @@ from django.test import override_settings
 from openai import AsyncOpenAI
 from openai.types.responses.response_usage import InputTokensDetails, OutputTokensDetails
 
-from agentdeck.agents.models import AgentRun, AgentVersion
+from agentdeck.agents.models import AgentRun
 from agentdeck.analytics.models import RunSpan
 from agentdeck.analytics.tracing import (
     RUN_ID_METADATA_KEY,
@@ -43,7 +43,7 @@ from agentdeck.analytics.tracing import (
     get_span_processor,
     install_tracing,
 )
-from tests.factories import AgentFactory, ConversationFactory
+from tests.factories import AgentRunFactory, ConversationFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -101,20 +101,6 @@ def processor(tracing_enabled: None) -> Iterator[RunSpanProcessor]:
     # Nothing a test left buffered may leak into the next one; the rows it writes are rolled
     # back with the test's transaction.
     installed.force_flush()
-
-
-@pytest.fixture
-def make_run() -> Callable[..., AgentRun]:
-    def make(**kwargs: Any) -> AgentRun:
-        agent = kwargs.pop("agent", None) or AgentFactory()
-        version, _ = AgentVersion.objects.get_or_create(
-            agent=agent, number=1, defaults={"snapshot": {}}
-        )
-        return AgentRun.objects.create(
-            owner=agent.owner, agent=agent, agent_version=version, input="hi", **kwargs
-        )
-
-    return make
 
 
 class Recorder(TracingProcessor):
@@ -266,8 +252,8 @@ def mock_openai_client() -> AsyncOpenAI:
 # --- spans of a run ---------------------------------------------------------------------------
 
 
-def test_a_run_s_spans_are_stored_with_structure_and_durations(make_run, processor):
-    run = make_run()
+def test_a_run_s_spans_are_stored_with_structure_and_durations(processor):
+    run = AgentRunFactory()
 
     result = run_agent(calculator(), config_for(run))
     written = processor.flush_run(run.id)
@@ -312,8 +298,8 @@ def test_a_run_s_spans_are_stored_with_structure_and_durations(make_run, process
     assert processor.pending() == {}
 
 
-def test_responses_api_spans_carry_model_and_token_counts(make_run, processor):
-    run = make_run()
+def test_responses_api_spans_carry_model_and_token_counts(processor):
+    run = AgentRunFactory()
     agent = Agent(
         name="Writer", model=OpenAIResponsesModel("gpt-test-responses", mock_openai_client())
     )
@@ -335,8 +321,8 @@ def test_responses_api_spans_carry_model_and_token_counts(make_run, processor):
     assert response.data["span_data"]["response_id"] == "resp_1"
 
 
-def test_responses_api_spans_without_sensitive_data_still_count_tokens(make_run, processor):
-    run = make_run()
+def test_responses_api_spans_without_sensitive_data_still_count_tokens(processor):
+    run = AgentRunFactory()
     agent = Agent(
         name="Writer", model=OpenAIResponsesModel("gpt-test-responses", mock_openai_client())
     )
@@ -351,8 +337,8 @@ def test_responses_api_spans_without_sensitive_data_still_count_tokens(make_run,
     assert (response.input_tokens, response.output_tokens) == (11, 7)
 
 
-def test_chat_completions_spans_carry_model_and_token_counts(make_run, processor):
-    run = make_run()
+def test_chat_completions_spans_carry_model_and_token_counts(processor):
+    run = AgentRunFactory()
     agent = Agent(
         name="Writer", model=OpenAIChatCompletionsModel("gpt-test-chat", mock_openai_client())
     )
@@ -374,8 +360,8 @@ def test_chat_completions_spans_carry_model_and_token_counts(make_run, processor
     assert "model_config" in generation.data["span_data"]
 
 
-def test_flushing_twice_writes_no_duplicates(make_run, processor, recorder):
-    run = make_run()
+def test_flushing_twice_writes_no_duplicates(processor, recorder):
+    run = AgentRunFactory()
     run_agent(calculator(), config_for(run))
 
     first = processor.flush_run(run.id)
@@ -392,8 +378,8 @@ def test_flushing_twice_writes_no_duplicates(make_run, processor, recorder):
     assert run.spans.count() == 7
 
 
-def test_spans_of_concurrent_runs_do_not_mix(make_run, processor):
-    first, second = make_run(), make_run()
+def test_spans_of_concurrent_runs_do_not_mix(processor):
+    first, second = AgentRunFactory(), AgentRunFactory()
 
     async def both() -> None:
         await asyncio.gather(
@@ -412,17 +398,17 @@ def test_spans_of_concurrent_runs_do_not_mix(make_run, processor):
     assert RunSpan.objects.count() == 14
 
 
-def test_a_trace_without_the_metadata_key_is_found_by_its_group_id(make_run, processor):
-    run = make_run()
+def test_a_trace_without_the_metadata_key_is_found_by_its_group_id(processor):
+    run = AgentRunFactory()
 
     run_agent(calculator(), RunConfig(group_id=str(run.id).upper(), workflow_name="Calculator"))
 
     assert processor.flush_run(run.id) == 7
 
 
-def test_a_conversation_group_id_does_not_claim_a_run_s_spans(make_run, processor):
+def test_a_conversation_group_id_does_not_claim_a_run_s_spans(processor):
     conversation = ConversationFactory()
-    run = make_run(agent=conversation.agent, conversation=conversation)
+    run = AgentRunFactory(conversation=conversation)
     run_agent(calculator(), config_for(run, group_id=str(conversation.id)))
 
     assert processor.flush_run(conversation.id) == 0
@@ -436,8 +422,8 @@ def test_traces_of_other_code_are_not_buffered(processor):
     assert processor.pending() == {}
 
 
-def test_tracing_disabled_for_a_run_stores_nothing(make_run, processor):
-    run = make_run()
+def test_tracing_disabled_for_a_run_stores_nothing(processor):
+    run = AgentRunFactory()
 
     run_agent(calculator(), config_for(run, tracing_disabled=True))
 
@@ -477,8 +463,8 @@ def _custom_span(
     )
 
 
-def test_span_data_is_truncated_and_made_storable(make_run):
-    run = make_run()
+def test_span_data_is_truncated_and_made_storable():
+    run = AgentRunFactory()
     own = RunSpanProcessor()
     data = {"blob": "x" * 100_000, "nul": "a\x00b", "many": list(range(1000)), "obj": object()}
 
@@ -497,8 +483,8 @@ def test_span_data_is_truncated_and_made_storable(make_run):
     assert row.error == {"message": "boom", "data": {"detail": "bad"}}
 
 
-def test_spans_of_a_re_attached_trace_are_claimed_through_their_metadata(make_run):
-    run = make_run()
+def test_spans_of_a_re_attached_trace_are_claimed_through_their_metadata():
+    run = AgentRunFactory()
     own = RunSpanProcessor()
 
     # A resumed run's trace is re-attached without on_trace_start; its spans carry the metadata.
@@ -508,8 +494,8 @@ def test_spans_of_a_re_attached_trace_are_claimed_through_their_metadata(make_ru
     assert own.flush_run(run.id) == 1
 
 
-def test_buffers_are_bounded(make_run, caplog):
-    runs = [make_run() for _ in range(3)]
+def test_buffers_are_bounded(caplog):
+    runs = [AgentRunFactory() for _ in range(3)]
     own = RunSpanProcessor(max_traces=2, max_spans_per_trace=2)
 
     for run in runs:
@@ -526,8 +512,8 @@ def test_buffers_are_bounded(make_run, caplog):
     assert "over the 2-span limit" in caplog.text
 
 
-def test_force_flush_writes_every_identifiable_run(make_run):
-    by_metadata, by_group = make_run(), make_run()
+def test_force_flush_writes_every_identifiable_run():
+    by_metadata, by_group = AgentRunFactory(), AgentRunFactory()
     own = RunSpanProcessor()
 
     with _trace(own, by_metadata) as trace, _custom_span(own, trace.trace_id, by_metadata, {}):
@@ -544,8 +530,8 @@ def test_force_flush_writes_every_identifiable_run(make_run):
     assert own.pending() == {}
 
 
-def test_shutdown_discards_without_writing(make_run):
-    run = make_run()
+def test_shutdown_discards_without_writing():
+    run = AgentRunFactory()
     own = RunSpanProcessor()
     with _trace(own, run) as trace, _custom_span(own, trace.trace_id, run, {}):
         pass
@@ -594,8 +580,8 @@ def test_export_setting_adds_the_openai_exporter_next_to_ours(processor):
 # --- admin ------------------------------------------------------------------------------------
 
 
-def test_admin_lists_spans_read_only_and_searches_by_run_id(client, staff_user, make_run):
-    run = make_run()
+def test_admin_lists_spans_read_only_and_searches_by_run_id(client, staff_user):
+    run = AgentRunFactory()
     run_agent(calculator(), config_for(run))
     get_span_processor().flush_run(run.id)
     span = run.spans.get(kind="function")
@@ -619,7 +605,7 @@ def test_admin_lists_spans_read_only_and_searches_by_run_id(client, staff_user, 
     )
 
 
-def test_a_span_row_keeps_its_values_json_and_times_included(make_run):
+def test_a_span_row_keeps_its_values_json_and_times_included():
     """The spans' INSERT takes them as one JSON document: every column reads back as written,
     an error object as an object, no error as SQL NULL, times to the microsecond."""
     import dataclasses
@@ -628,7 +614,7 @@ def test_a_span_row_keeps_its_values_json_and_times_included(make_run):
     from agentdeck.analytics.tracing.records import SpanRecord
     from agentdeck.analytics.tracing.store import insert_spans
 
-    run = make_run()
+    run = AgentRunFactory()
     started = datetime(2026, 11, 30, 10, 0, 0, 123456, tzinfo=UTC)
     ended = datetime(2026, 11, 30, 10, 0, 1, 654321, tzinfo=UTC)
     failed = SpanRecord(

@@ -17,13 +17,13 @@ from django.utils import timezone
 from drf_spectacular.generators import SchemaGenerator
 
 from agentdeck.accounts.services import api_key_create
-from agentdeck.agents.models import AgentRun, AgentVersion, ConversationItem
 from agentdeck.agents.services.agents import agent_create
 from agentdeck.agents.services.conversations import conversation_create
 from agentdeck.agents.services.providers import provider_create
 from agentdeck.agents.services.tools import tool_create
 from agentdeck.credits.services import credits_grant, model_price_create
 from agentdeck.files import services as file_services
+from tests.factories import AgentRunFactory, ConversationItemFactory, VectorIndexFactory
 
 WRITE_METHODS = ("POST", "PUT", "PATCH", "DELETE")
 _PARAM = re.compile(r"\{(\w+)\}")
@@ -102,25 +102,17 @@ def make_objects(user) -> Objects:
         for n in range(2)
     ]
     agent = agents[0]
-    version = AgentVersion.objects.get(agent=agent, number=agent.current_version)
     conversation = conversation_create(owner=user, agent=agent, title="chat")
     conversation_create(owner=user, agent=agent, title="another")
-    runs = [
-        AgentRun.objects.create(
-            owner=user, agent=agent, agent_version=version, input="hi", status=status
-        )
-        for status in ("succeeded", "failed")
-    ]
+    runs = [AgentRunFactory(agent=agent, status=status) for status in ("succeeded", "failed")]
     for position in range(3):
-        ConversationItem.objects.create(
-            conversation=conversation, position=position, data={"role": "user", "content": "hi"}
-        )
+        ConversationItemFactory(conversation=conversation, position=position)
     tools = [
         tool_create(owner=user, name=f"calc{n}", kind="builtin", config={"builtin": "calculator"})
         for n in range(2)
     ]
-    index = file_services.vector_index_create(owner=user, name="docs", embedder="hash")
-    file_services.vector_index_create(owner=user, name="more", embedder="hash")
+    index = VectorIndexFactory(owner=user, name="docs")
+    VectorIndexFactory(owner=user, name="more")
     files = [
         file_services.file_upload(
             owner=user, name=f"note{n}.txt", data=f"note {n}".encode(), vector_indices=[index]
@@ -149,5 +141,5 @@ def make_objects(user) -> Objects:
             "tools": str(tools[0].pk),
             "vector-indices": str(index.pk),
         },
-        version_number=version.number,
+        version_number=agent.current_version,
     )

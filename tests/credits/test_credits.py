@@ -16,7 +16,7 @@ from agentdeck.agents.services.providers import provider_create
 from agentdeck.agents.services.runs import agent_run_reap_stale, agent_run_start
 from agentdeck.agents.tasks import execute_run
 from agentdeck.credits.exceptions import InsufficientCredits, InvalidAmount
-from agentdeck.credits.models import CreditHold, CreditTransaction, ModelPrice, UserCredits
+from agentdeck.credits.models import CreditHold, CreditTransaction, UserCredits
 from agentdeck.credits.services import (
     credits_adjust,
     credits_grant,
@@ -26,6 +26,7 @@ from agentdeck.credits.services import (
     price_for,
     usage_cost,
 )
+from tests.factories import ModelPriceFactory
 from tests.support.openai_server import FakeOpenAI
 from tests.support.threads import in_threads
 
@@ -48,12 +49,7 @@ def model():
 
 @pytest.fixture
 def priced_agent(user, model):
-    ModelPrice.objects.create(
-        provider_kind="openai_compatible",
-        model="fake-model",
-        effective_from=timezone.now() - timedelta(days=1),
-        **PRICE,
-    )
+    ModelPriceFactory(**PRICE)
     provider = provider_create(
         actor=user, name="paid", kind="openai_compatible", base_url=model.base_url
     )
@@ -266,27 +262,16 @@ def test_adjustments_need_a_reason_and_cannot_go_below_zero(user, staff_user):
 
 def test_prices_exact_beats_pattern_and_latest_effective_wins(staff_user, client_for):
     now = timezone.now()
-    ModelPrice.objects.create(
+    ModelPriceFactory(
         provider_kind="openai", model="gpt-4o*", effective_from=now - timedelta(days=3), **PRICE
     )
-    ModelPrice.objects.create(
-        provider_kind="openai",
-        model="gpt-4o-mini",
-        effective_from=now - timedelta(days=3),
-        **{**PRICE, "input_per_million": 1},
-    )
-    ModelPrice.objects.create(
-        provider_kind="openai",
-        model="gpt-4o-mini",
-        effective_from=now - timedelta(days=1),
-        **{**PRICE, "input_per_million": 2},
-    )
-    ModelPrice.objects.create(
-        provider_kind="openai",
-        model="gpt-4o-mini",
-        effective_from=now + timedelta(days=1),
-        **{**PRICE, "input_per_million": 3},
-    )
+    for days, input_per_million in ((-3, 1), (-1, 2), (1, 3)):
+        ModelPriceFactory(
+            provider_kind="openai",
+            model="gpt-4o-mini",
+            effective_from=now + timedelta(days=days),
+            **{**PRICE, "input_per_million": input_per_million},
+        )
     assert price_for(provider_kind="openai", model="gpt-4o-mini").input_per_million == 2
     assert (
         price_for(provider_kind="openai", model="gpt-4o-2024").input_per_million

@@ -10,7 +10,7 @@ import uuid
 import pytest
 from django.db import connection, transaction
 
-from agentdeck.agents.models import AgentRun, AgentVersion
+from agentdeck.agents.models import AgentRun
 from agentdeck.agents.services.agents import agent_create
 from agentdeck.agents.services.providers import provider_create
 from agentdeck.credits.exceptions import InsufficientCredits
@@ -24,7 +24,7 @@ from agentdeck.credits.services import (
     holds,
     usage_cost,
 )
-from tests.factories import UserFactory
+from tests.factories import AgentRunFactory, UserFactory
 from tests.support.threads import in_threads
 
 pytestmark = pytest.mark.django_db
@@ -47,11 +47,7 @@ def new_run():
             agents[owner.pk] = agent_create(
                 owner=owner, name="Priced", provider=provider, model="mock-echo"
             )
-        agent = agents[owner.pk]
-        version = AgentVersion.objects.get(agent=agent, number=agent.current_version)
-        return AgentRun.objects.create(
-            owner=owner, agent=agent, agent_version=version, input="x", status="running"
-        )
+        return AgentRunFactory(agent=agents[owner.pk], input="x", status="running")
 
     return make
 

@@ -23,6 +23,7 @@ from agentdeck.agents.tasks import execute_run
 from agentdeck.files import services, tool
 from agentdeck.files.models import Chunk, VectorIndex
 from agentdeck.files.processing import file_process
+from tests.factories import VectorIndexFactory
 from tests.support.openai_server import FakeOpenAI
 
 pytestmark = pytest.mark.django_db
@@ -44,9 +45,7 @@ def _media(settings, tmp_path):
 
 
 def make_index(owner, name="Handbook") -> VectorIndex:
-    return services.vector_index_create(
-        owner=owner, name=name, embedder="hash", chunk_size_tokens=100, chunk_overlap_tokens=0
-    )
+    return VectorIndexFactory(owner=owner, name=name, chunk_size_tokens=100, chunk_overlap_tokens=0)
 
 
 def add_file(owner, index, name="handbook.txt", text=HANDBOOK):

@@ -21,6 +21,7 @@ from agentdeck.files.embeddings import (
 )
 from agentdeck.files.models import Chunk, FileMetadata, VectorIndexFile
 from agentdeck.files.processing import ClaimLost, file_claim, file_process, files_watchdog
+from tests.factories import ProviderFactory, VectorIndexFactory
 from tests.files import fixtures as docs
 from tests.files.conftest import TEXT
 
@@ -54,9 +55,7 @@ def test_pdf_keeps_pages_and_docx_keeps_tables(user, index):
 
 
 def test_chunks_of_a_pdf_know_their_page(user):
-    index = services.vector_index_create(
-        owner=user, name="p", embedder="hash", chunk_size_tokens=100, chunk_overlap_tokens=0
-    )
+    index = VectorIndexFactory(owner=user, name="p", chunk_size_tokens=100, chunk_overlap_tokens=0)
     pages = [f"Page {n} " + " ".join(f"word{n}x{i}" for i in range(120)) for n in (1, 2, 3)]
     pdf = upload(user, index, "long.pdf", docs.make_pdf(pages))
     assert file_process(file_id=pdf.pk) == "ready"
@@ -133,8 +132,8 @@ def test_html_keeps_text_and_drops_scripts(user, index):
 
 def test_a_10mb_single_line_is_chunked_completely(user):
     # Big chunks keep the test to ~1,500 of them; the default 800/400 would make 16,000.
-    index = services.vector_index_create(
-        owner=user, name="big", embedder="hash", chunk_size_tokens=4096, chunk_overlap_tokens=0
+    index = VectorIndexFactory(
+        owner=user, name="big", chunk_size_tokens=4096, chunk_overlap_tokens=0
     )
     line = " ".join(f"w{i}" for i in range(1_400_000))[: 10 * 1024 * 1024]
     file = upload(user, index, "line.txt", line.encode())
@@ -200,11 +199,10 @@ def test_local_embedder_reads_past_the_model_window():
 
 
 def test_openai_compatible_embeddings_through_a_provider(user, client_for):
-    from agentdeck.agents.models import Provider
     from tests.support.openai_server import FakeOpenAI
 
     with FakeOpenAI() as fake:
-        provider = Provider.objects.create(
+        provider = ProviderFactory(
             owner=user, name="local-embed", kind="openai_compatible", base_url=fake.base_url
         )
         r = client_for(user).post(
@@ -254,15 +252,12 @@ def test_openai_compatible_embeddings_through_a_provider(user, client_for):
 def test_a_stored_provider_whose_key_cannot_be_sent_fails_embedding_with_a_code(user, client_for):
     """A row written before the API refused such keys: the attachment fails with
     provider_unavailable and the search answers 409, not a 500."""
-    from agentdeck.agents.models import Provider
-    from agentdeck.core.crypto import encrypt_secret
-
-    provider = Provider.objects.create(
+    provider = ProviderFactory(
         owner=user,
         name="legacy-embed",
         kind="openai_compatible",
         base_url="http://127.0.0.1:1/v1",
-        api_key_encrypted=encrypt_secret("sk-ключ"),
+        api_key="sk-ключ",
     )
     index = services.vector_index_create(
         owner=user,
@@ -339,7 +334,7 @@ def test_attaching_while_the_worker_runs_is_not_lost(user, index, monkeypatch):
     """The worker's last look for new attachments happens under the file row's lock, so an
     attach that commits while it embeds is picked up in the same task."""
     file = upload(user, index, "a.txt", TEXT.encode())
-    late = services.vector_index_create(owner=user, name="late", embedder="hash")
+    late = VectorIndexFactory(owner=user, name="late")
     from agentdeck.files import processing
 
     real_ingest = processing._ingest
@@ -409,7 +404,7 @@ def test_concurrent_identical_uploads_make_one_file(user):
 
 @pytest.mark.django_db(transaction=True)
 def test_two_workers_racing_for_one_file_process_it_once(user):
-    index = services.vector_index_create(owner=user, name="docs", embedder="hash")
+    index = VectorIndexFactory(owner=user, name="docs")
     file = upload(user, index, "a.txt", TEXT.encode())
     outcomes = []
     barrier = threading.Barrier(2)

@@ -10,9 +10,15 @@ from django.utils import timezone
 
 from agentdeck.files import services
 from agentdeck.files.embeddings import HashEmbedder
-from agentdeck.files.models import Chunk, FileMetadata, VectorIndex, VectorIndexFile
+from agentdeck.files.models import Chunk, FileMetadata, VectorIndex
 from agentdeck.files.processing import files_watchdog
 from agentdeck.files.search import vector_candidates
+from tests.factories import (
+    ChunkFactory,
+    FileMetadataFactory,
+    VectorIndexFactory,
+    VectorIndexFileFactory,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -27,25 +33,11 @@ def many_indices(user):
     embedder = HashEmbedder(384)
     indices = []
     for n in range(8):
-        index = services.vector_index_create(owner=user, name=f"i{n}", embedder="hash")
-        file = FileMetadata.objects.create(
-            owner=user, name=f"f{n}.txt", size=1, mime_type="text/plain", sha256=f"{n:064d}"
-        )
-        VectorIndexFile.objects.create(index=index, file=file, status="ready", chunk_count=150)
+        index = VectorIndexFactory(owner=user, name=f"i{n}")
+        file = VectorIndexFileFactory(index=index, file__name=f"f{n}.txt", chunk_count=150).file
         texts = [" ".join(rng.choices(WORDS, k=12)) for _ in range(150)]
         Chunk.objects.bulk_create(
-            Chunk(
-                index=index,
-                file=file,
-                position=i,
-                text=t,
-                token_count=12,
-                char_start=0,
-                char_end=len(t),
-                embedding_model="hash-v1",
-                dimensions=384,
-                embedding=v,
-            )
+            ChunkFactory.build(index=index, file=file, position=i, text=t, embedding=v)
             for i, (t, v) in enumerate(zip(texts, embedder.embed(texts), strict=True))
         )
         VectorIndex.objects.filter(pk=index.pk).update(chunk_count=150, file_count=1)
@@ -120,24 +112,11 @@ def test_a_short_graph_walk_falls_back_to_the_exact_read(many_indices, user, set
     few hundred tuples here, and the planner pushed onto the graph) gives up short of `limit`,
     and the exact read answers instead, so the result is still full and exact."""
     settings.VECTOR_SEARCH_EXACT_MAX_CHUNKS = 0
-    far = services.vector_index_create(owner=user, name="far", embedder="hash")
-    file = FileMetadata.objects.create(
-        owner=user, name="far.txt", size=1, mime_type="text/plain", sha256="f" * 64
-    )
+    far = VectorIndexFactory(owner=user, name="far")
+    file = FileMetadataFactory(owner=user, name="far.txt")
     texts = [f"zeta{i} omega{i} kappa{i}" for i in range(40)]
     Chunk.objects.bulk_create(
-        Chunk(
-            index=far,
-            file=file,
-            position=i,
-            text=t,
-            token_count=3,
-            char_start=0,
-            char_end=len(t),
-            embedding_model="hash-v1",
-            dimensions=384,
-            embedding=v,
-        )
+        ChunkFactory.build(index=far, file=file, position=i, text=t, embedding=v)
         for i, (t, v) in enumerate(zip(texts, HashEmbedder(384).embed(texts), strict=True))
     )
     VectorIndex.objects.filter(pk=far.pk).update(chunk_count=40)
