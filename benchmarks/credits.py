@@ -80,7 +80,6 @@ import logging
 import multiprocessing
 import os
 import platform
-import signal
 import statistics
 import sys
 import threading
@@ -97,12 +96,12 @@ sys.path.insert(0, str(BASE_DIR))
 from _support import (  # noqa: E402 (the scripts' own directory)
     BenchError,
     cpu_by_group,
-    interrupt_on_signal,
     local_postmaster,
     log,
     log_as,
     median_or_none,
     redis_answers,
+    run_sync,
     setup_django,
     temporary_work_dir,
     wait_for_quiet,
@@ -785,13 +784,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    # A TERM (timeout, kill) unwinds like Ctrl-C, so atexit stops the embedded server and
-    # removes its directory.
-    signal.signal(signal.SIGTERM, interrupt_on_signal)
     started = datetime.now(UTC)
     loadavg = os.getloadavg()
     samples: dict[str, dict[str, list[Sample]]] = {}
-    try:
+
+    def measure_all() -> dict[str, Any]:
         where = start_django(args)
         log(f"database: {where}; channel layer: {args.channel_layer}; {args.mode} workers")
         fixture = create_fixture(args)
@@ -809,13 +806,11 @@ def main(argv: list[str] | None = None) -> int:
                         f"(CPU per settlement: worker {sample.client_ms:.2f} ms, "
                         f"PostgreSQL {sample.server_ms or 0:.2f} ms)"
                     )
-        rec = reconcile()
-    except KeyboardInterrupt:
-        log("interrupted")
-        return 130
-    except BenchError as e:
-        log(f"benchmark failed: {e}")
-        return 1
+        return reconcile()
+
+    status, rec = run_sync(measure_all)
+    if status:
+        return status
     print()
     print(
         f"credits, {started:%Y-%m-%d %H:%M} UTC, nproc {os.cpu_count()}, "

@@ -67,7 +67,6 @@ import os
 import platform
 import random
 import re
-import signal
 import statistics
 import sys
 import time
@@ -81,11 +80,11 @@ BASE_DIR = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(BASE_DIR))
 from _support import (  # noqa: E402 (the scripts' own directory)
     BenchError,
-    interrupt_on_signal,
     log,
     log_as,
     md_rule,
     redis_answers,
+    run_sync,
     setup_django,
     temporary_work_dir,
 )
@@ -557,11 +556,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    signal.signal(signal.SIGTERM, interrupt_on_signal)
     started = datetime.now(UTC)
     loadavg = os.getloadavg()
     results: list[ConfigResult] = []
-    try:
+
+    def measure_all() -> list[tuple[str, bytes]]:
         where = start_django(args)
         import torch
         from django.conf import settings
@@ -579,12 +578,11 @@ def main(argv: list[str] | None = None) -> int:
         run_pipeline(small, plan_work(small, *MAIN_CONFIG), "warmup", args.breakdown)
         for size, overlap in args.configs:
             results.append(measure_config(args, docs, size, overlap))
-    except KeyboardInterrupt:
-        log("interrupted")
-        return 130
-    except BenchError as e:
-        log(f"benchmark failed: {e}")
-        return 1
+        return docs
+
+    status, docs = run_sync(measure_all)
+    if status:
+        return status
 
     import torch
 

@@ -99,7 +99,6 @@ import os
 import platform
 import re
 import shutil
-import signal
 import statistics
 import sys
 import time
@@ -117,14 +116,13 @@ from _support import (  # noqa: E402 (the scripts' own directory)
     KeepAlive,
     Server,
     env_pair,
-    interrupt_on_signal,
     log,
     log_as,
     md_rule,
     percentile,
     redis_answers,
+    run_sync,
     setup_django,
-    stop_live,
     verdict,
 )
 
@@ -611,6 +609,8 @@ def build_dataset(args: argparse.Namespace) -> tuple[list[str], dict[str, Any]]:
         cur.execute("ANALYZE chunks, vector_indices, vector_index_files, file_metadata")
         facts["analyze_s"] = time.perf_counter() - t0
         index_ids = [str(ix.pk) for ix in indices]
+        # --fresh on a new database never read the table, so it may not exist yet.
+        cur.execute(f"CREATE TABLE IF NOT EXISTS {META_TABLE} (key text PRIMARY KEY, value jsonb)")
         cur.execute(f"DELETE FROM {META_TABLE} WHERE key = 'dataset'")  # noqa: S608
         cur.execute(
             f"INSERT INTO {META_TABLE} (key, value) VALUES ('dataset', %s::jsonb)",  # noqa: S608
@@ -1253,12 +1253,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    signal.signal(signal.SIGTERM, interrupt_on_signal)
     started = datetime.now(UTC)
     loadavg = os.getloadavg()
     results: list[PathResult] = []
     sweep: dict[str, Any] = {}
-    try:
+
+    def measure_all() -> tuple[Any, ...]:
         where = start_django(args)
         from django.conf import settings
 
@@ -1296,20 +1296,20 @@ def main(argv: list[str] | None = None) -> int:
                 result.rep = rep + 1
                 results.append(result)
         if args.sweep_ef or args.unfiltered_queries:
-            sweep = hnsw_sweep(args, timed, index_ids)
-    except KeyboardInterrupt:
-        log("interrupted")
-        return 130
-    except BenchError as e:
-        log(f"benchmark failed: {e}")
-        return 1
+            sweep.update(hnsw_sweep(args, timed, index_ids))
+        return load, storage, truth_s, ties, redis_url
+
+    try:
+        status, measured = run_sync(measure_all)
     finally:
-        stop_live()
         if args.drop:
             from django.db import connections
 
             connections.close_all()
             shutil.rmtree(args.var_dir, ignore_errors=True)
+    if status:
+        return status
+    load, storage, truth_s, ties, redis_url = measured
 
     print()
     print(

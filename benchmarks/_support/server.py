@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-from .basics import HOST, BenchError, BenchTimeout, free_port, log
+from .basics import HOST, BenchError, BenchTimeout, free_port, interrupt_on_signal, log
 from .procs import interrupt_group
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
@@ -209,12 +209,14 @@ def stop_live() -> None:
         service.stop()
 
 
-def run_bench(work: Callable[[], Awaitable[T]], timeout: float) -> tuple[int, T | None]:
-    """Run a benchmark's async ``work`` within ``timeout`` seconds, then stop everything it
-    started (``_LIVE``, last started first) however it ended: (0, its result), or (130, None)
-    when interrupted (Ctrl-C, SIGTERM), (1, None) when it failed (``BenchError``, said why)."""
+def run_sync(work: Callable[[], T]) -> tuple[int, T | None]:
+    """Run a benchmark's ``work()``, then stop everything it started (``_LIVE``, last started
+    first) however it ended: (0, its result), or (130, None) when interrupted (Ctrl-C, or
+    SIGTERM, which unwinds like Ctrl-C so that ``finally`` blocks and atexit stop the embedded
+    PostgreSQL and remove its directory), (1, None) when it failed (``BenchError``, said why)."""
+    signal.signal(signal.SIGTERM, interrupt_on_signal)
     try:
-        return 0, asyncio.run(_bounded(work(), timeout))
+        return 0, work()
     except (KeyboardInterrupt, asyncio.CancelledError):
         log("interrupted; stopping everything that was started")
         return 130, None
@@ -223,6 +225,11 @@ def run_bench(work: Callable[[], Awaitable[T]], timeout: float) -> tuple[int, T 
         return 1, None
     finally:
         stop_live()
+
+
+def run_bench(work: Callable[[], Awaitable[T]], timeout: float) -> tuple[int, T | None]:
+    """:func:`run_sync` for an async ``work``, within ``timeout`` seconds."""
+    return run_sync(lambda: asyncio.run(_bounded(work(), timeout)))
 
 
 def runs_worker_available() -> bool:
