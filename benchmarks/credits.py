@@ -28,7 +28,8 @@ ratio and the reconciliation result. Targets: at least 40% of the baseline, zero
   exactly and then written to the ledger as one ``adjustment`` row per user (outside the timed
   section), so that reconciliation still covers every row.
 * ``--breakdown`` adds three diagnostic sides under the same load: **no_publish** (agentdeck with
-  ``credits.updated`` not published: ``_notify`` replaced by a no-op in the worker processes),
+  ``credits.updated`` not published: the ledger's ``notify_user_on_commit`` replaced by a
+  no-op in the worker processes),
   **own_statements** (agentdeck without the two ``transaction.atomic()`` blocks the run engine
   puts around them: each service's one statement is its own autocommit transaction, like the
   baseline's, so the run's BEGIN and COMMIT round trips and the lock held until that COMMIT
@@ -597,15 +598,16 @@ def balances(user_ids: list[str]) -> dict[str, tuple[int, int]]:
 @contextlib.contextmanager
 def publishing(enabled: bool):
     """--breakdown no_publish: credits_hold/credits_settle without their credits.updated."""
-    from agentdeck.credits import services
+    from agentdeck.credits.services import ledger
 
-    original = services._notify
+    # balance_notify's one way out: every service module calls it, and it calls this.
+    original = ledger.notify_user_on_commit
     if not enabled:
-        services._notify = lambda user_id, after: None
+        ledger.notify_user_on_commit = lambda *args, **kwargs: None
     try:
         yield
     finally:
-        services._notify = original
+        ledger.notify_user_on_commit = original
 
 
 def measure(args: argparse.Namespace, fixture: Fixture, config: str, rep: int, side: str) -> Sample:
