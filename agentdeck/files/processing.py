@@ -25,7 +25,7 @@ from agentdeck.files.chunking import chunk_text
 from agentdeck.files.embeddings import EmbeddingError, embedder_for, tokenize
 from agentdeck.files.models import Chunk, FileMetadata, VectorIndex, VectorIndexFile
 from agentdeck.files.parsing import ParseError, parse
-from agentdeck.files.services import _index_refresh, enqueue_file_processing, file_notify
+from agentdeck.files.services import _index_refresh, file_notify, file_processing_enqueue
 
 logger = logging.getLogger(__name__)
 
@@ -318,7 +318,7 @@ def files_watchdog() -> dict[str, int]:
             if FileMetadata.objects.filter(pk=file_id, claimed_by=token).update(
                 claimed_by=None, heartbeat_at=timezone.now()
             ):
-                transaction.on_commit(lambda fid=file_id: enqueue_file_processing(fid))
+                transaction.on_commit(lambda fid=file_id: file_processing_enqueue(fid))
                 retried += 1
             continue
         with transaction.atomic():
@@ -342,7 +342,7 @@ def files_watchdog() -> dict[str, int]:
             .filter(updated_at__lt=stale)
             .update(updated_at=timezone.now())
         ):
-            enqueue_file_processing(file_id)
+            file_processing_enqueue(file_id)
             requeued += 1
     expired = _expire_indices()
     return {"retried": retried, "failed": failed, "requeued": requeued, "expired": expired}

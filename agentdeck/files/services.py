@@ -76,7 +76,7 @@ def file_notify(file: FileMetadata, kind: str, **extra: Any) -> None:
     )
 
 
-def enqueue_file_processing(file_id: Any) -> None:
+def file_processing_enqueue(file_id: Any) -> None:
     enqueue(
         "agentdeck.files.tasks.process_file",
         str(file_id),
@@ -137,7 +137,7 @@ def file_upload(
             for index in vector_indices or []:
                 VectorIndexFile.objects.create(index=index, file=file, attributes=attributes or {})
                 _index_refresh(index.pk)
-            transaction.on_commit(lambda: enqueue_file_processing(file.id))
+            transaction.on_commit(lambda: file_processing_enqueue(file.id))
     except IntegrityError:
         file.content.storage.delete(file.content.name)
         existing = FileMetadata.objects.filter(owner=owner, sha256=sha256).first()
@@ -189,7 +189,7 @@ def file_reprocess(*, file: FileMetadata) -> FileMetadata:
         error_message="",
         updated_at=timezone.now(),
     )
-    transaction.on_commit(lambda: enqueue_file_processing(file.pk))
+    transaction.on_commit(lambda: file_processing_enqueue(file.pk))
     file.refresh_from_db()
     return file
 
@@ -358,7 +358,7 @@ def vector_index_attach(
                 error_message="",
                 updated_at=timezone.now(),
             )
-            transaction.on_commit(lambda: enqueue_file_processing(locked.pk))
+            transaction.on_commit(lambda: file_processing_enqueue(locked.pk))
         _index_touch(index)
         _index_refresh(index.pk)
     return attachment, True

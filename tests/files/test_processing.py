@@ -291,7 +291,7 @@ def _stale(file_id, seconds=3600):
 def test_watchdog_retries_a_dead_workers_file_then_gives_up(user, index, settings, monkeypatch):
     queued = []
     monkeypatch.setattr(
-        "agentdeck.files.processing.enqueue_file_processing", lambda fid: queued.append(fid)
+        "agentdeck.files.processing.file_processing_enqueue", lambda fid: queued.append(fid)
     )
     settings.FILE_PROCESSING_MAX_ATTEMPTS = 2
     file = upload(user, index, "a.txt", TEXT.encode())
@@ -320,7 +320,7 @@ def test_watchdog_retries_a_dead_workers_file_then_gives_up(user, index, setting
 def test_watchdog_requeues_a_file_whose_task_was_lost(user, index, monkeypatch):
     queued = []
     monkeypatch.setattr(
-        "agentdeck.files.processing.enqueue_file_processing", lambda fid: queued.append(fid)
+        "agentdeck.files.processing.file_processing_enqueue", lambda fid: queued.append(fid)
     )
     file = upload(user, index, "a.txt", TEXT.encode())
     assert files_watchdog()["requeued"] == 0  # fresh uploads are left to their task

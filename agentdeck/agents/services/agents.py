@@ -206,7 +206,7 @@ def _validate_guardrails(guardrails: Any, *, provider_kind: str) -> dict[str, An
     return validate_guardrails(guardrails, provider_kind=provider_kind)
 
 
-def validate_output_schema(schema: Any) -> None:
+def output_schema_validate(schema: Any) -> None:
     if schema is None:
         return
     from jsonschema import Draft202012Validator
@@ -297,7 +297,7 @@ def agent_create(
     (``VectorIndex`` rows of the owner) give it the ``file_search`` tool. ``actor`` (who asks;
     the owner unless given) sets the staff-only metadata only if staff."""
     _check_provider(provider=provider, owner=owner, model=model)
-    validate_output_schema(output_schema)
+    output_schema_validate(output_schema)
     if guardrails:
         guardrails = _validate_guardrails(guardrails, provider_kind=provider.kind)
     agent = Agent.objects.create(
@@ -379,7 +379,7 @@ def agent_update(
             model=fields.get("model", agent.model),
         )
     if "output_schema" in changed:
-        validate_output_schema(fields["output_schema"])
+        output_schema_validate(fields["output_schema"])
     for name in changed & set(fields):
         setattr(agent, name, fields[name])
     if "name" in changed:
