@@ -197,9 +197,9 @@ def setup_django(args: argparse.Namespace) -> str:
 
     call_command("migrate", verbosity=0)
     # The benchmark calls file_process itself (as the worker's task does); nothing is queued.
-    import agentdeck.files.services as services
+    import agentdeck.files.services.dispatch as dispatch
 
-    services.file_processing_enqueue = lambda file_id: None
+    dispatch.file_processing_enqueue = lambda file_id: None
     return where
 
 

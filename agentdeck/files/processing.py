@@ -22,10 +22,11 @@ from django.utils import timezone
 
 from agentdeck.core.redaction import log_exception
 from agentdeck.files.chunking import chunk_text
-from agentdeck.files.embeddings import EmbeddingError, embedder_for, tokenize
+from agentdeck.files.embeddings import embedder_for, tokenize
+from agentdeck.files.exceptions import EmbeddingError, ParseError
 from agentdeck.files.models import Chunk, FileMetadata, VectorIndex, VectorIndexFile
-from agentdeck.files.parsing import ParseError, parse
-from agentdeck.files.services import _index_refresh, file_notify, file_processing_enqueue
+from agentdeck.files.parsing import parse
+from agentdeck.files.services import file_notify, file_processing_enqueue, vector_index_refresh
 
 logger = logging.getLogger(__name__)
 
@@ -160,7 +161,7 @@ def _ingest(
     transaction, so searches see the old set or the new one, never half."""
     index: VectorIndex = attachment.index
     VectorIndexFile.objects.filter(pk=attachment.pk).update(status=AStatus.PROCESSING)
-    _index_refresh(index.pk)
+    vector_index_refresh(index.pk)
     tokens = tokenize(file.text)
     specs = chunk_text(
         file.text,
@@ -186,7 +187,7 @@ def _ingest(
         VectorIndexFile.objects.filter(pk=attachment.pk).update(
             status=AStatus.FAILED, error_code=e.code, error_message=e.detail[:1000]
         )
-        _index_refresh(index.pk)
+        vector_index_refresh(index.pk)
         return
     rows = [
         Chunk(
@@ -221,7 +222,7 @@ def _ingest(
             error_message="",
             processed_at=timezone.now(),
         )
-        _index_refresh(index.pk)
+        vector_index_refresh(index.pk)
 
 
 def _finish(claim: _Claim) -> bool:
@@ -292,7 +293,7 @@ def _fail_locked(file: FileMetadata, code: str, message: str) -> None:
         ]
     )
     for index_id in index_ids:
-        _index_refresh(index_id)
+        vector_index_refresh(index_id)
     file_notify(file, "file.failed")
 
 

@@ -19,7 +19,7 @@ from agentdeck.files.embeddings import (
     count_tokens,
     tokenize,
 )
-from agentdeck.files.models import Chunk, FileMetadata, VectorIndexFile
+from agentdeck.files.models import Chunk, FileMetadata, VectorIndex, VectorIndexFile
 from agentdeck.files.processing import ClaimLost, file_claim, file_process, files_watchdog
 from tests.factories import ProviderFactory, VectorIndexFactory
 from tests.files import fixtures as docs
@@ -217,7 +217,7 @@ def test_openai_compatible_embeddings_through_a_provider(user, client_for):
             format="json",
         )
         assert r.status_code == 201, r.content
-        index = services.VectorIndex.objects.get(pk=r.json()["id"])
+        index = VectorIndex.objects.get(pk=r.json()["id"])
         file = upload(user, index, "facts.txt", TEXT.encode())
         fake.embedding_dimensions = 256
         assert file_process(file_id=file.pk) == "ready"

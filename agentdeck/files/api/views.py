@@ -33,6 +33,7 @@ from agentdeck.files.api.serializers import (
     VectorIndexSerializer,
     VectorIndexUpdateSerializer,
 )
+from agentdeck.files.exceptions import FileTooLarge
 from agentdeck.files.models import FileMetadata, VectorIndex
 from agentdeck.files.parsing import ALLOWED_TYPES
 from agentdeck.files.search import MODES
@@ -72,7 +73,7 @@ class FileViewSet(viewsets.GenericViewSet):
         # Refuse an oversized body from its Content-Length, before reading it.
         length = int(request.META.get("CONTENT_LENGTH") or 0)
         if length > settings.FILE_UPLOAD_MAX_BYTES + 64 * 1024:
-            raise services.FileTooLarge(
+            raise FileTooLarge(
                 f"The request has {length} bytes; files may have {settings.FILE_UPLOAD_MAX_BYTES}.",
                 extra={"max_bytes": settings.FILE_UPLOAD_MAX_BYTES},
             )
@@ -80,7 +81,7 @@ class FileViewSet(viewsets.GenericViewSet):
         data.is_valid(raise_exception=True)
         upload = data.validated_data["file"]
         if upload.size > settings.FILE_UPLOAD_MAX_BYTES:
-            raise services.FileTooLarge(
+            raise FileTooLarge(
                 f"The file has {upload.size} bytes; the limit is {settings.FILE_UPLOAD_MAX_BYTES}.",
                 extra={"max_bytes": settings.FILE_UPLOAD_MAX_BYTES},
             )
