@@ -12,7 +12,7 @@ the word-piece statistics are those of real technical English. Deterministic (``
 the ``local`` embedder (all-MiniLM-L6-v2, CPU) and that chunking; every document is uploaded
 with ``services.file_upload`` (not timed), then ``processing.file_process`` runs on each file in
 turn in this process, as one qcluster worker would (the task queue is bypassed: the upload's
-``enqueue_file_processing`` is a no-op here). Timed wall clock from the first file to the last:
+``file_processing_enqueue`` is a no-op here). Timed wall clock from the first file to the last:
 claim, parse, tokenize, chunk, embed (``LocalEmbedder``: every chunk cut into windows of at most
 248 word pieces, all windows of a batch of ``EMBEDDING_BATCH_SIZE`` chunks encoded in one call,
 averaged per chunk), ``bulk_create`` of the chunks into PostgreSQL (with the HNSW and full-text
@@ -181,9 +181,9 @@ def start_django(args: argparse.Namespace) -> str:
         args.channel_layer = "postgres"
     setup_django(env)
     # The benchmark calls file_process itself (as the worker's task does); nothing is queued.
-    import agentdeck.files.services as services
+    import agentdeck.files.services.dispatch as dispatch
 
-    services.enqueue_file_processing = lambda file_id: None
+    dispatch.file_processing_enqueue = lambda file_id: None
     return where
 
 

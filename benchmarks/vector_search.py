@@ -8,7 +8,7 @@ recall@10 >= 0.95 for a search restricted to one index, and the API's p95 latenc
 one user, ``--files-per-index`` files each, ``--chunks`` chunks in all, written into the real
 tables (``vector_indices``, ``file_metadata``, ``vector_index_files``, ``chunks``); the chunks
 with ``COPY`` (psycopg ``cursor.copy``), the few thousand other rows with ``bulk_create``. The
-indices' and attachments' ``chunk_count``/``file_count`` are what ``_index_refresh`` would write,
+indices' and attachments' ``chunk_count``/``file_count`` are what ``vector_index_refresh`` would write,
 so the app picks its search path from the true sizes. Texts are English words (the vocabulary
 of Python's own documentation, ``pydoc_data.topics``) in phrases of 2-4 words drawn from topics:
 each index has ``TOPICS_PER_INDEX`` of ``2 x indices`` topics (so indices share some topics),
