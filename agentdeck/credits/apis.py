@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+from typing import Any, cast
+
+from django.db.models import QuerySet
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import serializers, status
 from rest_framework.generics import ListAPIView
@@ -7,6 +10,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from agentdeck.accounts.models import User
 from agentdeck.accounts.selectors import user_get_by_pk
 from agentdeck.core.exceptions import NotFound, PermissionDenied
 from agentdeck.credits.models import CreditTransaction, ModelPrice
@@ -25,7 +29,7 @@ def _credits(micros: int) -> str:
     return str(to_credits(micros))
 
 
-class BalanceSerializer(serializers.Serializer):
+class BalanceSerializer(serializers.Serializer[Any]):
     balance = serializers.IntegerField(help_text="Micro-credits (1 credit = 1,000,000).")
     reserved = serializers.IntegerField(help_text="Held by runs in flight.")
     available = serializers.IntegerField()
@@ -37,7 +41,7 @@ class BalanceSerializer(serializers.Serializer):
     micros_per_credit = serializers.IntegerField()
 
 
-class TransactionSerializer(serializers.ModelSerializer):
+class TransactionSerializer(serializers.ModelSerializer[CreditTransaction]):
     run = serializers.UUIDField(source="run_id", read_only=True, allow_null=True)
     amount_credits = serializers.SerializerMethodField()
 
@@ -63,7 +67,7 @@ class TransactionSerializer(serializers.ModelSerializer):
         return _credits(obj.amount)
 
 
-class TransactionQuerySerializer(serializers.Serializer):
+class TransactionQuerySerializer(serializers.Serializer[Any]):
     # allow_blank documents what DRF does with `?kind=`: an empty value is no filter.
     kind = serializers.ChoiceField(
         choices=CreditTransaction.Kind.choices, required=False, allow_blank=True
@@ -72,7 +76,7 @@ class TransactionQuerySerializer(serializers.Serializer):
     created_before = serializers.DateTimeField(required=False)
 
 
-class GrantSerializer(serializers.Serializer):
+class GrantSerializer(serializers.Serializer[Any]):
     user_id = serializers.CharField(max_length=64, help_text="users.id of the recipient.")
     amount = serializers.IntegerField(
         help_text=f"Micro-credits, positive, at most {MAX_GRANT_MICROS} (`invalid_amount` else)."
@@ -88,7 +92,7 @@ class GrantSerializer(serializers.Serializer):
     )
 
 
-class ModelPriceSerializer(serializers.ModelSerializer):
+class ModelPriceSerializer(serializers.ModelSerializer[ModelPrice]):
     input_per_million = serializers.IntegerField(
         min_value=0, max_value=MAX_PRICE_PER_MILLION, help_text="Micro-credits per million tokens."
     )
@@ -132,17 +136,17 @@ class BalanceApi(APIView):
 
 
 @extend_schema(tags=["credits"])
-class TransactionListApi(ListAPIView):
+class TransactionListApi(ListAPIView[CreditTransaction]):
     serializer_class = TransactionSerializer
 
     @extend_schema(summary="Your ledger, newest first", parameters=[TransactionQuerySerializer])
-    def get(self, request: Request, *args, **kwargs) -> Response:
+    def get(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         return super().get(request, *args, **kwargs)
 
-    def get_queryset(self):
+    def get_queryset(self) -> QuerySet[CreditTransaction]:
         query = TransactionQuerySerializer(data=self.request.query_params)
         query.is_valid(raise_exception=True)
-        return credit_transaction_list(user=self.request.user, **query.validated_data)
+        return credit_transaction_list(user=cast(User, self.request.user), **query.validated_data)
 
 
 @extend_schema(tags=["credits"])
@@ -184,12 +188,12 @@ class GrantApi(APIView):
 
 
 @extend_schema(tags=["credits"])
-class ModelPriceListApi(ListAPIView):
+class ModelPriceListApi(ListAPIView[ModelPrice]):
     serializer_class = ModelPriceSerializer
     queryset = ModelPrice.objects.all()
 
     @extend_schema(summary="Model prices (micro-credits per million tokens)")
-    def get(self, request: Request, *args, **kwargs) -> Response:
+    def get(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         return super().get(request, *args, **kwargs)
 
     @extend_schema(
