@@ -48,7 +48,6 @@ import asyncio
 import contextlib
 import json
 import os
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -73,6 +72,9 @@ from _support import (  # noqa: E402 (the scripts' own directory)
     free_port,
     log,
     machine,
+    md_row,
+    md_rule,
+    medians_of,
     memory_by_group,
     parse_ts,
     percentile,
@@ -545,11 +547,6 @@ async def run_scenario(bench: Bench, scenario: str) -> dict[str, float]:
 # --- the report ----------------------------------------------------------------------------------
 
 
-def medians(repetitions: list[dict[str, float]]) -> dict[str, float]:
-    keys = {key for rep in repetitions for key in rep}
-    return {key: statistics.median(rep[key] for rep in repetitions if key in rep) for key in keys}
-
-
 def targets(scenario: str, m: dict[str, float]) -> dict[str, tuple[str, bool]]:
     """{what: (the target in words, met)} for one scenario's medians."""
     if scenario == "latency":
@@ -569,10 +566,6 @@ def targets(scenario: str, m: dict[str, float]) -> dict[str, tuple[str, bool]]:
     return {"start": (f"p50 < {START_P50_MAX_MS} ms", m["q2s_p50_ms"] < START_P50_MAX_MS)}
 
 
-def _row(*cells: Any) -> str:
-    return "| " + " | ".join(str(c) for c in cells) + " |"
-
-
 def _cpu_cell(ms_per_run: float, runs: float) -> str:
     return f"{ms_per_run:.1f} ({ms_per_run * runs / 1000:.2f} s)"
 
@@ -587,27 +580,27 @@ def _target_cells(t: dict[str, tuple[str, bool]], key: str) -> tuple[str, str]:
 def report(scenario: str, m: dict[str, float], args: argparse.Namespace) -> str:
     t = targets(scenario, m)
     lat = scenario_latency(args, scenario)
-    lines = [_row("metric", "raw SDK", "agentdeck", "ratio", "target", "verdict")]
-    lines.append("|" + "---|" * 6)
+    lines = [md_row("metric", "raw SDK", "agentdeck", "ratio", "target", "verdict")]
+    lines.append(md_rule(6))
     if scenario in ("latency", "cpu"):
         title = f"{scenario}: {m['runs']:.0f} runs, {lat:g} s per model call"
         lines += [
-            _row(
+            md_row(
                 "wall time, s",
                 f"{m['raw_wall_s']:.2f}",
                 f"{m['wall_s']:.2f}",
                 f"{m['wall_ratio']:.2f}",
                 *_target_cells(t, "wall"),
             ),
-            _row("runs/s", f"{m['raw_runs_per_s']:.1f}", f"{m['runs_per_s']:.1f}", "", "", ""),
-            _row(
+            md_row("runs/s", f"{m['raw_runs_per_s']:.1f}", f"{m['runs_per_s']:.1f}", "", "", ""),
+            md_row(
                 "most runs in flight",
                 f"{m['raw_in_flight']:.0f}",
                 f"{m['in_flight']:.0f}",
                 "",
                 *_target_cells(t, "in_flight"),
             ),
-            _row(
+            md_row(
                 "most model calls at once (stub)",
                 f"{m['raw_stub_calls_at_once']:.0f}",
                 f"{m['stub_calls_at_once']:.0f}",
@@ -615,7 +608,7 @@ def report(scenario: str, m: dict[str, float], args: argparse.Namespace) -> str:
                 "",
                 "",
             ),
-            _row(
+            md_row(
                 "CPU ms per run, all processes (CPU s)",
                 _cpu_cell(m["raw_cpu_ms_per_run"], m["runs"]),
                 _cpu_cell(m["cpu_ms_per_run"], m["runs"]),
@@ -627,11 +620,11 @@ def report(scenario: str, m: dict[str, float], args: argparse.Namespace) -> str:
             k.removeprefix("cpu_ms_per_run_") for k in m if k.startswith("cpu_ms_per_run_")
         )
         lines += [
-            _row(f"  {g}", "", _cpu_cell(m["cpu_ms_per_run_" + g], m["runs"]), "", "", "")
+            md_row(f"  {g}", "", _cpu_cell(m["cpu_ms_per_run_" + g], m["runs"]), "", "", "")
             for g in groups
         ]
         lines += [
-            _row(
+            md_row(
                 "  model stub (apart, not in the above)",
                 _cpu_cell(m["raw_stub_cpu_ms_per_run"], m["runs"]),
                 _cpu_cell(m["stub_cpu_ms_per_run"], m["runs"]),
@@ -639,14 +632,14 @@ def report(scenario: str, m: dict[str, float], args: argparse.Namespace) -> str:
                 "",
                 "",
             ),
-            _row(
+            md_row(
                 "peak memory MB, the process / the largest worker (1)",
                 f"{m['raw_peak_rss_mb']:.0f}",
                 f"{m['worker_memory_peak_mb']:.0f}",
                 "",
                 *_target_cells(t, "memory"),
             ),
-            _row(
+            md_row(
                 "  peak memory MB, all workers (1)",
                 "",
                 f"{m['workers_memory_peak_mb']:.0f}",
@@ -654,7 +647,7 @@ def report(scenario: str, m: dict[str, float], args: argparse.Namespace) -> str:
                 "",
                 "",
             ),
-            _row(
+            md_row(
                 "POST p50 / p95 ms",
                 "",
                 f"{m['post_p50_ms']:.0f} / {m['post_p95_ms']:.0f}",
@@ -662,7 +655,7 @@ def report(scenario: str, m: dict[str, float], args: argparse.Namespace) -> str:
                 "",
                 "",
             ),
-            _row(
+            md_row(
                 "queue-to-start p50 / p95 ms",
                 "",
                 f"{m['q2s_p50_ms']:.0f} / {m['q2s_p95_ms']:.0f}",
@@ -674,14 +667,14 @@ def report(scenario: str, m: dict[str, float], args: argparse.Namespace) -> str:
     elif scenario == "create":
         title = f"create: {m['runs']:.0f} concurrent POST .../runs/, {lat:g} s per model call"
         lines += [
-            _row(
+            md_row(
                 "POST .../runs/ p50 / p95 ms",
                 "",
                 f"{m['post_p50_ms']:.0f} / {m['post_p95_ms']:.0f}",
                 "",
                 *_target_cells(t, "post"),
             ),
-            _row(
+            md_row(
                 "(floor) GET /api/v1/runs/<unknown>/ p50 / p95 ms",
                 "",
                 f"{m['floor_p50_ms']:.0f} / {m['floor_p95_ms']:.0f}",
@@ -693,7 +686,7 @@ def report(scenario: str, m: dict[str, float], args: argparse.Namespace) -> str:
     else:
         title = f"start: {m['runs']:.0f} runs one after another on an idle worker"
         lines.append(
-            _row(
+            md_row(
                 "queue-to-start p50 / p95 ms",
                 "",
                 f"{m['q2s_p50_ms']:.1f} / {m['q2s_p95_ms']:.1f}",
@@ -862,7 +855,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     ok = True
     for scenario, repetitions in results.items():
-        m = medians(repetitions)
+        m = medians_of(repetitions)
         ok = ok and all(met for _, met in targets(scenario, m).values())
         print()
         print(report(scenario, m, args))
@@ -870,7 +863,9 @@ def main(argv: list[str] | None = None) -> int:
         payload = {
             "machine": info,
             "argv": sys.argv,
-            "results": {s: {"repetitions": r, "medians": medians(r)} for s, r in results.items()},
+            "results": {
+                s: {"repetitions": r, "medians": medians_of(r)} for s, r in results.items()
+            },
         }
         args.json.write_text(json.dumps(payload, indent=2))
     return 0 if ok else 2

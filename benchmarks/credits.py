@@ -28,7 +28,8 @@ ratio and the reconciliation result. Targets: at least 40% of the baseline, zero
   exactly and then written to the ledger as one ``adjustment`` row per user (outside the timed
   section), so that reconciliation still covers every row.
 * ``--breakdown`` adds three diagnostic sides under the same load: **no_publish** (agentdeck with
-  ``credits.updated`` not published: ``_notify`` replaced by a no-op in the worker processes),
+  ``credits.updated`` not published: the ledger's ``notify_user_on_commit`` replaced by a
+  no-op in the worker processes),
   **own_statements** (agentdeck without the two ``transaction.atomic()`` blocks the run engine
   puts around them: each service's one statement is its own autocommit transaction, like the
   baseline's, so the run's BEGIN and COMMIT round trips and the lock held until that COMMIT
@@ -80,11 +81,8 @@ import logging
 import multiprocessing
 import os
 import platform
-import shutil
-import signal
 import statistics
 import sys
-import tempfile
 import threading
 import time
 import traceback
@@ -96,7 +94,21 @@ from typing import Any
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(BASE_DIR))
-from _support import interrupt_on_signal, redis_answers  # noqa: E402 (the scripts' own directory)
+from _support import (  # noqa: E402 (the scripts' own directory)
+    BenchError,
+    cpu_by_group,
+    local_postmaster,
+    log,
+    log_as,
+    median_or_none,
+    redis_answers,
+    run_sync,
+    setup_django,
+    temporary_work_dir,
+    wait_for_quiet,
+)
+
+log_as("credits")
 
 RATIO_TARGET = 0.40
 CREDIT = 1_000_000
@@ -121,14 +133,6 @@ CAPTURE_SQL = (
 )
 
 
-def log(message: str) -> None:
-    print(f"[credits {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
-
-
-class BenchError(Exception):
-    pass
-
-
 class _FailedPublishes(logging.Handler):
     """Counts ``realtime publish to ... failed`` warnings: publishing is best effort, so a failed
     ``credits.updated`` is logged by agentdeck, never raised."""
@@ -147,21 +151,16 @@ FAILED_PUBLISHES = _FailedPublishes()
 # --- environment and Django -------------------------------------------------------------------
 
 
-def setup_django(args: argparse.Namespace) -> str:
+def start_django(args: argparse.Namespace) -> str:
     """Point the settings at a fresh embedded PostgreSQL (or DATABASE_URL) and the chosen channel
-    layer with DEBUG off, set Django up and migrate. Returns where the database is."""
+    layer, set Django up and migrate. Returns where the database is."""
+    env: dict[str, str | None] = {}
     if not os.environ.get("DATABASE_URL"):
-        work_dir = Path(tempfile.mkdtemp(prefix="agentdeck-creditsbench-"))
-        os.environ["AGENTDECK_VAR_DIR"] = str(work_dir / "var")
-        if not args.keep_var:
-            # Registered before django.setup(): atexit runs last-in first-out, so the embedded
-            # server (whose handler is registered when the settings start it) stops first.
-            atexit.register(shutil.rmtree, work_dir, ignore_errors=True)
+        work_dir = temporary_work_dir("agentdeck-creditsbench-", keep=args.keep_var)
+        env["AGENTDECK_VAR_DIR"] = str(work_dir / "var")
         where = f"embedded PostgreSQL in {work_dir}"
     else:
         where = "DATABASE_URL"
-    os.environ["DJANGO_SETTINGS_MODULE"] = "config.settings"
-    os.environ["DEBUG"] = "false"  # DEBUG keeps every query in memory: not a production setting
     layer = args.channel_layer
     if layer == "auto":
         layer = "redis" if redis_answers(args.redis_port) else "postgres"
@@ -170,19 +169,13 @@ def setup_django(args: argparse.Namespace) -> str:
             raise BenchError(
                 f"--channel-layer redis: nothing answers on 127.0.0.1:{args.redis_port}"
             )
-        os.environ["REDIS_URL"] = f"redis://127.0.0.1:{args.redis_port}/{args.redis_db}"
+        env["REDIS_URL"] = f"redis://127.0.0.1:{args.redis_port}/{args.redis_db}"
     else:
-        os.environ.pop("REDIS_URL", None)
-    os.environ["CHANNEL_LAYER"] = layer
+        env["REDIS_URL"] = None
+    env["CHANNEL_LAYER"] = layer
     args.channel_layer = layer
-
-    import django
-
-    django.setup()
+    setup_django(env)
     logging.getLogger("agentdeck.core.realtime").addHandler(FAILED_PUBLISHES)
-    from django.core.management import call_command
-
-    call_command("migrate", verbosity=0)
     return where
 
 
@@ -250,7 +243,7 @@ def create_fixture(args: argparse.Namespace) -> Fixture:
     for user in [*spread, contended, warm]:
         credits_grant(user=user, amount=total * plan.amount * 2, idempotency_key=f"bench-{tag}")
 
-    fixture = Fixture([u.pk for u in spread], contended.pk, plan, cost, find_postmaster())
+    fixture = Fixture([u.pk for u in spread], contended.pk, plan, cost, local_postmaster())
     now = timezone.now()
     rows = []
     for config in args.configs:
@@ -424,37 +417,9 @@ class Job:
 
 
 def server_cpu(postmaster: int | None) -> float | None:
-    """CPU seconds (user + system) the local PostgreSQL server has used: the postmaster with its
-    reaped children, plus every live child (backends, WAL writer, checkpointer...), from /proc.
-    None for a server on another machine."""
-    if postmaster is None:
-        return None
-    ticks = 0
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit():
-            continue
-        try:
-            fields = Path(entry.path, "stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(entry.name) == postmaster:
-            ticks += sum(int(f) for f in fields[11:15])  # utime stime cutime cstime
-        elif int(fields[1]) == postmaster:
-            ticks += int(fields[11]) + int(fields[12])
-    return ticks / os.sysconf("SC_CLK_TCK")
-
-
-def find_postmaster() -> int | None:
-    from django.db import connection
-
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT pg_backend_pid()")
-        backend = cursor.fetchone()[0]
-    try:
-        ppid = int(Path(f"/proc/{backend}/stat").read_text().rsplit(")", 1)[1].split()[1])
-    except (OSError, IndexError, ValueError):
-        return None
-    return ppid if Path(f"/proc/{ppid}").exists() else None
+    """CPU seconds the local PostgreSQL server has used (postmaster, its backends and their
+    reaped CPU); None for a server on another machine."""
+    return None if postmaster is None else cpu_by_group({"postgres": postmaster}).get("postgres")
 
 
 @dataclass
@@ -633,15 +598,16 @@ def balances(user_ids: list[str]) -> dict[str, tuple[int, int]]:
 @contextlib.contextmanager
 def publishing(enabled: bool):
     """--breakdown no_publish: credits_hold/credits_settle without their credits.updated."""
-    from agentdeck.credits import services
+    from agentdeck.credits.services import ledger
 
-    original = services._notify
+    # balance_notify's one way out: every service module calls it, and it calls this.
+    original = ledger.notify_user_on_commit
     if not enabled:
-        services._notify = lambda user_id, after: None
+        ledger.notify_user_on_commit = lambda *args, **kwargs: None
     try:
         yield
     finally:
-        services._notify = original
+        ledger.notify_user_on_commit = original
 
 
 def measure(args: argparse.Namespace, fixture: Fixture, config: str, rep: int, side: str) -> Sample:
@@ -701,31 +667,6 @@ def measure(args: argparse.Namespace, fixture: Fixture, config: str, rep: int, s
     return sample
 
 
-def cpu_busy(interval: float = 1.0) -> float:
-    """Fraction of all CPUs busy over ``interval`` (from /proc/stat; 0 where unavailable)."""
-
-    def sample() -> tuple[int, int]:
-        fields = [int(x) for x in Path("/proc/stat").read_text().split("\n")[0].split()[1:]]
-        return sum(fields), fields[3] + (fields[4] if len(fields) > 4 else 0)
-
-    try:
-        total0, idle0 = sample()
-        time.sleep(interval)
-        total1, idle1 = sample()
-    except (OSError, ValueError, IndexError):
-        return 0.0
-    return 1 - (idle1 - idle0) / max(1, total1 - total0)
-
-
-def wait_for_quiet(limit: float, threshold: float = 0.25) -> None:
-    deadline = time.monotonic() + limit
-    busy = cpu_busy()
-    while busy >= threshold and time.monotonic() < deadline:
-        busy = cpu_busy()
-    if busy >= threshold:
-        log(f"the machine is still {busy:.0%} busy with other work; measuring anyway")
-
-
 def reconcile() -> dict[str, Any]:
     from agentdeck.credits.models import CreditHold, UserCredits
     from agentdeck.credits.services import credits_reconcile
@@ -737,10 +678,6 @@ def reconcile() -> dict[str, Any]:
         "reserved_nonzero": UserCredits.objects.exclude(reserved=0).count(),
         "open_holds": CreditHold.objects.filter(status=CreditHold.Status.OPEN).count(),
     }
-
-
-def median_or_none(values: list[float | None]) -> float | None:
-    return None if None in values else statistics.median(values)  # type: ignore[type-var]
 
 
 def report(
@@ -849,14 +786,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    # A TERM (timeout, kill) unwinds like Ctrl-C, so atexit stops the embedded server and
-    # removes its directory.
-    signal.signal(signal.SIGTERM, interrupt_on_signal)
     started = datetime.now(UTC)
     loadavg = os.getloadavg()
     samples: dict[str, dict[str, list[Sample]]] = {}
-    try:
-        where = setup_django(args)
+
+    def measure_all() -> dict[str, Any]:
+        where = start_django(args)
         log(f"database: {where}; channel layer: {args.channel_layer}; {args.mode} workers")
         fixture = create_fixture(args)
         for config in args.configs:
@@ -873,13 +808,11 @@ def main(argv: list[str] | None = None) -> int:
                         f"(CPU per settlement: worker {sample.client_ms:.2f} ms, "
                         f"PostgreSQL {sample.server_ms or 0:.2f} ms)"
                     )
-        rec = reconcile()
-    except KeyboardInterrupt:
-        log("interrupted")
-        return 130
-    except BenchError as e:
-        log(f"benchmark failed: {e}")
-        return 1
+        return reconcile()
+
+    status, rec = run_sync(measure_all)
+    if status:
+        return status
     print()
     print(
         f"credits, {started:%Y-%m-%d %H:%M} UTC, nproc {os.cpu_count()}, "

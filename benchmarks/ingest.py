@@ -12,7 +12,7 @@ the word-piece statistics are those of real technical English. Deterministic (``
 the ``local`` embedder (all-MiniLM-L6-v2, CPU) and that chunking; every document is uploaded
 with ``services.file_upload`` (not timed), then ``processing.file_process`` runs on each file in
 turn in this process, as one qcluster worker would (the task queue is bypassed: the upload's
-``enqueue_file_processing`` is a no-op here). Timed wall clock from the first file to the last:
+``file_processing_enqueue`` is a no-op here). Timed wall clock from the first file to the last:
 claim, parse, tokenize, chunk, embed (``LocalEmbedder``: every chunk cut into windows of at most
 248 word pieces, all windows of a batch of ``EMBEDDING_BATCH_SIZE`` chunks encoded in one call,
 averaged per chunk), ``bulk_create`` of the chunks into PostgreSQL (with the HNSW and full-text
@@ -60,7 +60,6 @@ Exit status: 0 when the target is met (for 800/400, the default chunking), 2 whe
 from __future__ import annotations
 
 import argparse
-import atexit
 import collections
 import contextlib
 import json
@@ -68,11 +67,8 @@ import os
 import platform
 import random
 import re
-import shutil
-import signal
 import statistics
 import sys
-import tempfile
 import time
 import uuid
 from dataclasses import asdict, dataclass, field
@@ -82,20 +78,23 @@ from typing import Any
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(BASE_DIR))
-from _support import interrupt_on_signal, redis_answers  # noqa: E402 (the scripts' own directory)
+from _support import (  # noqa: E402 (the scripts' own directory)
+    BenchError,
+    log,
+    log_as,
+    md_rule,
+    redis_answers,
+    run_sync,
+    setup_django,
+    temporary_work_dir,
+)
+
+log_as("ingest")
 
 RATIO_TARGET = 0.80
 DOC_BYTES = 256 * 1024
 REDIS_DB = 14
 MAIN_CONFIG = (800, 400)
-
-
-class BenchError(RuntimeError):
-    pass
-
-
-def log(message: str) -> None:
-    print(f"[ingest {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
 
 # --- the corpus ----------------------------------------------------------------------------------
@@ -161,45 +160,30 @@ def _paragraph(rng: random.Random, chain: dict, keys: list[tuple[str, str]]) -> 
 # --- Django --------------------------------------------------------------------------------------
 
 
-def setup_django(args: argparse.Namespace) -> str:
-    if os.environ.get("DATABASE_URL"):
-        where = "DATABASE_URL"
-        work_dir = Path(tempfile.mkdtemp(prefix="bench-ingest-", dir=BASE_DIR / "var"))
-    else:
-        (BASE_DIR / "var").mkdir(exist_ok=True)
-        work_dir = Path(tempfile.mkdtemp(prefix="bench-ingest-", dir=BASE_DIR / "var"))
-        where = f"embedded PostgreSQL in {work_dir}"
-    os.environ["AGENTDECK_VAR_DIR"] = str(work_dir)  # media (the uploads) too
-    if not args.keep_var:
-        # Registered before django.setup(): atexit runs last-in first-out, so the embedded
-        # server (whose handler is registered when the settings start it) stops first.
-        atexit.register(shutil.rmtree, work_dir, ignore_errors=True)
-    os.environ["DJANGO_SETTINGS_MODULE"] = "config.settings"
-    os.environ["DEBUG"] = "false"
-    os.environ["EMBEDDER_DEFAULT"] = "local"
+def start_django(args: argparse.Namespace) -> str:
+    work_dir = temporary_work_dir("bench-ingest-", args.keep_var, BASE_DIR / "var")
+    where = (
+        "DATABASE_URL" if os.environ.get("DATABASE_URL") else f"embedded PostgreSQL in {work_dir}"
+    )
+    env: dict[str, str | None] = {
+        "AGENTDECK_VAR_DIR": str(work_dir),  # media (the uploads) too
+        "EMBEDDER_DEFAULT": "local",
+    }
     if args.batch_size:
-        os.environ["EMBEDDING_BATCH_SIZE"] = str(args.batch_size)
+        env["EMBEDDING_BATCH_SIZE"] = str(args.batch_size)
     if redis_answers() and not args.no_redis:
-        os.environ["REDIS_URL"] = f"redis://127.0.0.1:6379/{REDIS_DB}"
-        os.environ["CHANNEL_LAYER"] = "redis"
+        env["REDIS_URL"] = f"redis://127.0.0.1:6379/{REDIS_DB}"
+        env["CHANNEL_LAYER"] = "redis"
         args.channel_layer = "redis"
     else:
-        os.environ.pop("REDIS_URL", None)
-        os.environ["CHANNEL_LAYER"] = "postgres"
+        env["REDIS_URL"] = None
+        env["CHANNEL_LAYER"] = "postgres"
         args.channel_layer = "postgres"
-    import warnings
-
-    warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
-    import django
-
-    django.setup()
-    from django.core.management import call_command
-
-    call_command("migrate", verbosity=0)
+    setup_django(env)
     # The benchmark calls file_process itself (as the worker's task does); nothing is queued.
-    import agentdeck.files.services as services
+    import agentdeck.files.services.dispatch as dispatch
 
-    services.enqueue_file_processing = lambda file_id: None
+    dispatch.file_processing_enqueue = lambda file_id: None
     return where
 
 
@@ -499,7 +483,7 @@ def table(results: list[ConfigResult]) -> str:
         "| chunking | chunks | windows (per chunk) | pipeline chunks/s | fair baseline chunks/s "
         "| ratio | >= 80% | naive baseline chunks/s | pipeline / naive |"
     )
-    lines = [header, "|" + "---|" * 9]
+    lines = [header, md_rule(9)]
     for r in results:
         m = r.medians
         naive = (
@@ -520,7 +504,7 @@ def breakdown_table(results: list[ConfigResult]) -> str:
         "| chunking | pipeline s | encode s | embedder's own work s | bulk_create s "
         "| rest (parse, tokenize, chunk, claims, notify) s | fair baseline encode s "
         "| CPU s pipeline / baseline | ratio by CPU time |",
-        "|" + "---|" * 9,
+        md_rule(9),
     ]
     for r in results:
         m = r.medians
@@ -572,12 +556,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    signal.signal(signal.SIGTERM, interrupt_on_signal)
     started = datetime.now(UTC)
     loadavg = os.getloadavg()
     results: list[ConfigResult] = []
-    try:
-        where = setup_django(args)
+
+    def measure_all() -> list[tuple[str, bytes]]:
+        where = start_django(args)
         import torch
         from django.conf import settings
 
@@ -594,12 +578,11 @@ def main(argv: list[str] | None = None) -> int:
         run_pipeline(small, plan_work(small, *MAIN_CONFIG), "warmup", args.breakdown)
         for size, overlap in args.configs:
             results.append(measure_config(args, docs, size, overlap))
-    except KeyboardInterrupt:
-        log("interrupted")
-        return 130
-    except BenchError as e:
-        log(f"benchmark failed: {e}")
-        return 1
+        return docs
+
+    status, docs = run_sync(measure_all)
+    if status:
+        return status
 
     import torch
 

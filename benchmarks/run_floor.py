@@ -44,8 +44,6 @@ import argparse
 import asyncio
 import json
 import os
-import statistics
-import subprocess
 import sys
 import time
 import uuid
@@ -421,6 +419,8 @@ RATIO_TARGET = {"redis": 0.50, "orm": 0.25}
 
 
 def report(results: dict[str, list[Repetition]]) -> str:
+    from _support import md_rule, medians_of
+
     cores = os.cpu_count() or 1
     header = (
         "| broker | raw runs/s | CPU ms per run: SDK streamed (run) | HTTP floor: /healthz "
@@ -428,9 +428,9 @@ def report(results: dict[str, list[Repetition]]) -> str:
         "authenticated request) | budget at the target | max ratio (with the authenticated "
         "request) | target |"
     )
-    lines = [header, "|" + "---|" * 10]
+    lines = [header, md_rule(10)]
     for broker, reps in results.items():
-        m = {k: statistics.median(getattr(r, k) for r in reps) for k in Repetition.__annotations__}
+        m = medians_of(reps)
         target = RATIO_TARGET[broker]
         if m["api_max_ratio"] >= target:
             reach = "reachable"
@@ -478,6 +478,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+async def bench_brokers(args: argparse.Namespace, ro: Any) -> dict[str, list[Repetition]]:
+    brokers = ["orm", "redis"] if args.broker == "both" else [args.broker]
+    return {broker: await bench_broker(args, broker, ro) for broker in brokers}
+
+
 def main(argv: list[str] | None = None) -> int:
     sys.path.insert(0, str(BASE_DIR / "benchmarks"))
     import _support
@@ -485,24 +490,15 @@ def main(argv: list[str] | None = None) -> int:
 
     args = parse_args(argv)
     args.deadline = time.monotonic() + args.timeout
-    why_not = ro.redis_available(args.redis_port, args.redis_db)
-    if why_not:  # the queue floor counts completions in Redis, whatever the broker
-        ro.log(f"Redis is needed: {why_not}")
+    # the queue floor counts completions in Redis, whatever the broker
+    why_not = _support.redis_flushed(args.redis_port, [args.redis_db], timeout=2)
+    if why_not:
+        _support.log(f"Redis is needed: {why_not}")
         return 1
-    brokers = ["orm", "redis"] if args.broker == "both" else [args.broker]
-    results: dict[str, list[Repetition]] = {}
-    try:
-        for broker in brokers:
-            results[broker] = asyncio.run(bench_broker(args, broker, ro))
-    except ro.BenchError as e:
-        ro.log(f"benchmark failed: {e}")
-        return 1
-    except (KeyboardInterrupt, subprocess.CalledProcessError):
-        return 130
-    finally:
-        for deployment in list(_support._LIVE):
-            deployment.stop()
-    info = ro.machine()
+    status, results = _support.run_bench(lambda: bench_brokers(args, ro), args.timeout)
+    if status:
+        return status
+    info = _support.machine()
     print()
     print(f"run floor; {info['date']}, nproc {info['nproc']}, Python {info['python']}")
     print(report(results))

@@ -46,7 +46,6 @@ import asyncio
 import json
 import os
 import random
-import statistics
 import sys
 import time
 import uuid
@@ -67,8 +66,11 @@ from _support import (  # noqa: E402 (the scripts' own directory)
     env_pair,
     log,
     machine,
+    md_rule,
+    medians_of,
     parse_ts,
     percentile,
+    redis_flushed,
     run_bench,
     verdict,
     wait_for_quiet,
@@ -420,10 +422,7 @@ async def bench_broker(args: argparse.Namespace, broker: str, raw_agent) -> Brok
         log(f"[{broker}] stopping agentdeck")
         deployment.stop()
 
-    medians = {
-        key: statistics.median(getattr(rep, key) for rep in repetitions)
-        for key in Repetition.__dataclass_fields__
-    }
+    medians = medians_of(repetitions)
     targets: dict[str, Any] = {
         "ratio_target": RATIO_TARGET[broker],
         "ratio_ok": medians["ratio"] >= RATIO_TARGET[broker],
@@ -442,22 +441,6 @@ async def bench_broker(args: argparse.Namespace, broker: str, raw_agent) -> Brok
     )
 
 
-def redis_available(port: int, db: int) -> str:
-    """'' when the local Redis answers (and db is flushed for a clean start), else why not."""
-    try:
-        import redis
-    except ImportError:
-        return "the redis package is not installed"
-    try:
-        client = redis.Redis(host="127.0.0.1", port=port, db=db, socket_timeout=2)
-        client.ping()
-        client.flushdb()
-        client.close()
-    except redis.RedisError as e:
-        return f"Redis at 127.0.0.1:{port} is not reachable ({e})"
-    return ""
-
-
 # --- reporting -----------------------------------------------------------------------------------
 
 
@@ -466,7 +449,7 @@ def table(results: list[BrokerResult]) -> str:
         "| broker | N | K | W | raw SDK runs/s | agentdeck runs/s | ratio | target | "
         "q->start idle p50 / p99 ms | q->start burst p50 / p99 ms | latency target |"
     )
-    lines = [header, "|" + "|".join("---" for _ in range(header.count("|") - 1)) + "|"]
+    lines = [header, md_rule(header.count("|") - 1)]
     for r in results:
         m, t = r.medians, r.targets
         ratio_cell = f"{t['ratio_target']:.0%}: {verdict(t['ratio_ok'])}"
@@ -493,7 +476,7 @@ def details(results: list[BrokerResult]) -> str:
         "CPU ms/run raw | CPU ms/run agentdeck (web + worker + postgres) | "
         "load avg (1 min) | CPU busy before |"
     )
-    lines = [header, "|" + "---|" * 9]
+    lines = [header, md_rule(9)]
     for r in results:
         m = r.medians
         lines.append(
@@ -562,7 +545,7 @@ async def run_brokers(args: argparse.Namespace) -> list[BrokerResult]:
     results = []
     for broker in brokers:
         if broker == "redis":
-            why_not = redis_available(args.redis_port, args.redis_db)
+            why_not = redis_flushed(args.redis_port, [args.redis_db], timeout=2)
             if why_not:
                 log(f"skipping the redis broker: {why_not}")
                 continue

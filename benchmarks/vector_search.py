@@ -8,7 +8,7 @@ recall@10 >= 0.95 for a search restricted to one index, and the API's p95 latenc
 one user, ``--files-per-index`` files each, ``--chunks`` chunks in all, written into the real
 tables (``vector_indices``, ``file_metadata``, ``vector_index_files``, ``chunks``); the chunks
 with ``COPY`` (psycopg ``cursor.copy``), the few thousand other rows with ``bulk_create``. The
-indices' and attachments' ``chunk_count``/``file_count`` are what ``_index_refresh`` would write,
+indices' and attachments' ``chunk_count``/``file_count`` are what ``vector_index_refresh`` would write,
 so the app picks its search path from the true sizes. Texts are English words (the vocabulary
 of Python's own documentation, ``pydoc_data.topics``) in phrases of 2-4 words drawn from topics:
 each index has ``TOPICS_PER_INDEX`` of ``2 x indices`` topics (so indices share some topics),
@@ -92,7 +92,6 @@ from __future__ import annotations
 
 import argparse
 import collections
-import contextlib
 import hashlib
 import json
 import multiprocessing
@@ -100,9 +99,7 @@ import os
 import platform
 import re
 import shutil
-import signal
 import statistics
-import subprocess
 import sys
 import time
 import uuid
@@ -115,13 +112,21 @@ BASE_DIR = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(BASE_DIR))
 from _support import (  # noqa: E402 (the scripts' own directory)
     HOST,
+    BenchError,
     KeepAlive,
+    Server,
     env_pair,
-    free_port,
-    interrupt_on_signal,
+    log,
+    log_as,
+    md_rule,
     percentile,
     redis_answers,
+    run_sync,
+    setup_django,
+    verdict,
 )
+
+log_as("vector")
 
 DIMENSIONS = 384
 RECALL_TARGET = 0.95
@@ -136,18 +141,6 @@ COMMON_PHRASES = 200
 META_TABLE = "bench_vector_search_meta"
 DATASET_VERSION = 2  # bump when the generator changes: a kept data set is then rebuilt
 REDIS_DB = 13
-DROPPED_ENV = {
-    "DATABASE_URL",
-    "REDIS_URL",
-    "CHANNEL_LAYER",
-    "ENVIRONMENT",
-    "DJANGO_SETTINGS_MODULE",
-    "TEST_DATABASE_NAME",
-    "PORT",
-    "AGENTDECK_VAR_DIR",
-    "VECTOR_SEARCH_EXACT_MAX_CHUNKS",
-    "VECTOR_SEARCH_EF_SEARCH",
-}
 EXACT_MAX = "VECTOR_SEARCH_EXACT_MAX_CHUNKS"
 PATHS = {
     # path -> settings the server gets for it. "default": the app as configured (exact search
@@ -162,14 +155,6 @@ PATHS = {
     "hnsw": {EXACT_MAX: "0"},
     "hnsw-forced": {EXACT_MAX: "0", "PGOPTIONS": "-c enable_sort=off"},
 }
-
-
-class BenchError(RuntimeError):
-    pass
-
-
-def log(message: str) -> None:
-    print(f"[vector {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
 
 def vector_literal(vector: list[float]) -> str:
@@ -372,33 +357,27 @@ def make_queries(model: TextModel, n: int, n_indices: int, off_topic: float, see
 # --- Django, the database and the data set -------------------------------------------------------
 
 
-def setup_django(args: argparse.Namespace) -> str:
+def start_django(args: argparse.Namespace) -> str:
     """The embedded PostgreSQL on --var-dir (or DATABASE_URL), Django set up, migrated."""
     if os.environ.get("DATABASE_URL"):
         where = "DATABASE_URL"
     else:
         args.var_dir.mkdir(parents=True, exist_ok=True)
         where = f"embedded PostgreSQL in {args.var_dir}"
-    os.environ["AGENTDECK_VAR_DIR"] = str(args.var_dir)
-    os.environ["DJANGO_SETTINGS_MODULE"] = "config.settings"
-    os.environ["DEBUG"] = "false"
-    os.environ["THROTTLE_USER_RATE"] = "1000000/min"  # the in-process client, like the server
-    # The in-process client borrows connections as daphne does: config/asgi.py turns Django's
-    # connection pool on for the web process (DATABASE_POOL, since commit bb6b3f3).
-    os.environ["DATABASE_POOL"] = dict(args.server_env).get("DATABASE_POOL", "true")
     os.environ.setdefault("VECTOR_SEARCH_EF_SEARCH", str(args.ef_search))
-    os.environ.pop("REDIS_URL", None)  # this process needs no cache or broker
     os.environ.setdefault("CHANNEL_LAYER", "memory")
-    import warnings
-
-    warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
-    import django
-
-    django.setup()
-    from django.core.management import call_command
+    setup_django(
+        {
+            "AGENTDECK_VAR_DIR": str(args.var_dir),
+            "THROTTLE_USER_RATE": "1000000/min",  # the in-process client, like the server
+            # The in-process client borrows connections as daphne does: config/asgi.py turns
+            # Django's connection pool on for the web process (DATABASE_POOL, since bb6b3f3).
+            "DATABASE_POOL": dict(args.server_env).get("DATABASE_POOL", "true"),
+            "REDIS_URL": None,  # this process needs no cache or broker
+        }
+    )
     from django.db import connection
 
-    call_command("migrate", verbosity=0)
     with connection.cursor() as cur:
         cur.execute("SELECT extversion FROM pg_extension WHERE extname = 'vector'")
         row = cur.fetchone()
@@ -630,6 +609,8 @@ def build_dataset(args: argparse.Namespace) -> tuple[list[str], dict[str, Any]]:
         cur.execute("ANALYZE chunks, vector_indices, vector_index_files, file_metadata")
         facts["analyze_s"] = time.perf_counter() - t0
         index_ids = [str(ix.pk) for ix in indices]
+        # --fresh on a new database never read the table, so it may not exist yet.
+        cur.execute(f"CREATE TABLE IF NOT EXISTS {META_TABLE} (key text PRIMARY KEY, value jsonb)")
         cur.execute(f"DELETE FROM {META_TABLE} WHERE key = 'dataset'")  # noqa: S608
         cur.execute(
             f"INSERT INTO {META_TABLE} (key, value) VALUES ('dataset', %s::jsonb)",  # noqa: S608
@@ -785,109 +766,6 @@ def recall(ids: list[int], truth: list[int]) -> float:
     return len(set(ids) & set(truth)) / max(1, len(truth))
 
 
-# --- the server ----------------------------------------------------------------------------------
-
-
-@dataclass(eq=False)
-class Server:
-    """``manage.py serve --no-worker`` (daphne) on the benchmark's database."""
-
-    database_url: str
-    var_dir: Path
-    extra_env: dict[str, str]
-    redis_url: str = ""
-    port: int = field(default_factory=free_port)
-    process: subprocess.Popen | None = None
-    log_path: Path | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def env(self) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items() if k not in DROPPED_ENV}
-        env.update(
-            {
-                "DATABASE_URL": self.database_url,
-                "AGENTDECK_VAR_DIR": str(self.var_dir),
-                "PORT": str(self.port),
-                "ENVIRONMENT": "development",
-                "DEBUG": "false",
-                # One account sends every request; the default 1200/min would throttle it.
-                "THROTTLE_USER_RATE": "1000000/min",
-                "SEED_DEMO": "false",
-                "PYTHONUNBUFFERED": "1",
-            }
-        )
-        if self.redis_url:
-            env["REDIS_URL"] = self.redis_url
-        else:
-            env["CHANNEL_LAYER"] = "postgres"
-        env.update(self.extra_env)
-        return env
-
-    def manage(self, *args: str) -> str:
-        done = subprocess.run(  # noqa: S603 (our own argv)
-            [sys.executable, str(BASE_DIR / "manage.py"), *args],
-            cwd=BASE_DIR,
-            env=self.env(),
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-        )
-        if done.returncode != 0:
-            raise BenchError(f"manage.py {args[0]} failed:\n{done.stdout}\n{done.stderr}")
-        return done.stdout
-
-    def start(self, name: str, timeout: float = 120) -> None:
-        import httpx
-
-        self.log_path = self.var_dir / f"serve-{name}.log"
-        with self.log_path.open("w") as log_file:
-            self.process = subprocess.Popen(  # noqa: S603 (our own argv)
-                [sys.executable, str(BASE_DIR / "manage.py"), "serve", "--no-worker"],
-                cwd=BASE_DIR,
-                env=self.env(),
-                stdout=log_file,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        _LIVE.append(self)
-        deadline = time.monotonic() + timeout
-        with httpx.Client(trust_env=False, timeout=2) as client:
-            while True:
-                if self.process.poll() is not None:
-                    raise BenchError(f"serve exited early:\n{self.tail()}")
-                with contextlib.suppress(httpx.HTTPError):
-                    if client.get(f"{self.url}/healthz").status_code == 200:
-                        return
-                if time.monotonic() > deadline:
-                    raise BenchError(f"serve not up in {timeout}s:\n{self.tail()}")
-                time.sleep(0.3)
-
-    def tail(self, lines: int = 40) -> str:
-        if self.log_path is None or not self.log_path.exists():
-            return ""
-        return "\n".join(self.log_path.read_text().splitlines()[-lines:])
-
-    def stop(self) -> None:
-        p = self.process
-        if p is not None and p.poll() is None:
-            p.send_signal(signal.SIGINT)
-            try:
-                p.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(p.pid, signal.SIGKILL)
-                p.wait()
-        if self in _LIVE:
-            _LIVE.remove(self)
-
-
-_LIVE: list[Server] = []
-
-
 # --- one path ------------------------------------------------------------------------------------
 
 
@@ -922,16 +800,21 @@ def measure_path(
     database_url: str,
     redis_url: str,
 ) -> PathResult:
+    extra_env = {**PATHS[path], **dict(args.server_env)}
     server = Server(
-        database_url=database_url,
         var_dir=args.var_dir,
-        extra_env={**PATHS[path], **dict(args.server_env)},
-        redis_url=redis_url,
+        env_overrides={
+            "DATABASE_URL": database_url,
+            "DEBUG": "false",
+            "SEED_DEMO": "false",
+            **({"REDIS_URL": redis_url} if redis_url else {"CHANNEL_LAYER": "postgres"}),
+            **extra_env,
+        },
     )
     k = args.top_k
     try:
         log(f"[{path}] starting the server on {server.url} ({PATHS[path] or 'default settings'})")
-        server.start(path)
+        server.start(f"serve-{path}")
         token = server.manage("dev_token", "--sub", USER_ID, "--ttl", "86400").strip()
         client = KeepAlive(HOST, server.port, {"Authorization": f"Bearer {token}"})
         raw = raw_connect(PATHS[path].get("PGOPTIONS", ""))
@@ -980,7 +863,7 @@ def measure_path(
             api(q)
             raw_search(raw, sql_path, q.literal, index_ids[q.index_no], k, args.ef_search)
             client.request("GET", f"/api/v1/vector-indices/{index_ids[q.index_no]}/")
-        result = PathResult(path, server.extra_env, [], [], [], [], [], [], [], 0, 0, plan)
+        result = PathResult(path, extra_env, [], [], [], [], [], [], [], 0, 0, plan)
         result.branch = sql_path
         # Which plan each query gets (EXPLAIN without ANALYZE: planning only, not timed).
         for q in queries:
@@ -1034,7 +917,7 @@ def measure_path(
         client.close()
         raw.close()
     except BenchError:
-        log(f"serve log:\n{server.tail()}")
+        log(f"serve log:\n{server.log_tail()}")
         raise
     finally:
         log(f"[{path}] stopping the server")
@@ -1228,10 +1111,6 @@ def sweep_table(sweep: dict, k: int) -> str:
 # --- reporting -----------------------------------------------------------------------------------
 
 
-def verdict(ok: bool) -> str:
-    return "PASS" if ok else "FAIL"
-
-
 def path_medians(results: list[PathResult]) -> dict[str, dict[str, Any]]:
     """Per path, the medians over its repetitions; the verdicts are the medians' (the latency
     limit is each repetition's own, from its raw p95: the median of API p95 minus the limit)."""
@@ -1257,7 +1136,7 @@ def medians_table(medians: dict[str, dict[str, Any]], repeat: int) -> str:
         f"| path | median of {repeat}: API p50 / p95 ms | raw SQL p50 / p95 ms "
         "| limit (1.5 x raw p95 + 5) ms | margin (limit - API p95) ms | repetitions within "
         "| latency | recall |",
-        "|" + "---|" * 8,
+        md_rule(8),
     ]
     for path, m in medians.items():
         lines.append(
@@ -1274,7 +1153,7 @@ def table(results: list[PathResult], k: int) -> str:
         "| path | API p50 ms | API p95 ms | raw SQL p50 ms | raw SQL p95 ms | API p95 / raw p95 "
         f"| API p95 <= 1.5 x raw p95 + 5 ms | recall@{k} (API) | recall >= 0.95 |"
     )
-    lines = [header, "|" + "---|" * 9]
+    lines = [header, md_rule(9)]
     for r in results:
         s = r.summary
         lines.append(
@@ -1293,7 +1172,7 @@ def details(results: list[PathResult], k: int) -> str:
         "| API floor (GET index) p50 / p95 ms | plans on HNSW | walks short (exact read) "
         "| API answers short | API != raw (in-process != raw) |"
     )
-    lines = [header, "|" + "---|" * 9]
+    lines = [header, md_rule(9)]
     for r in results:
         s = r.summary
         lines.append(
@@ -1374,13 +1253,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    signal.signal(signal.SIGTERM, interrupt_on_signal)
     started = datetime.now(UTC)
     loadavg = os.getloadavg()
     results: list[PathResult] = []
     sweep: dict[str, Any] = {}
-    try:
-        where = setup_django(args)
+
+    def measure_all() -> tuple[Any, ...]:
+        where = start_django(args)
         from django.conf import settings
 
         log(
@@ -1417,21 +1296,20 @@ def main(argv: list[str] | None = None) -> int:
                 result.rep = rep + 1
                 results.append(result)
         if args.sweep_ef or args.unfiltered_queries:
-            sweep = hnsw_sweep(args, timed, index_ids)
-    except KeyboardInterrupt:
-        log("interrupted")
-        return 130
-    except BenchError as e:
-        log(f"benchmark failed: {e}")
-        return 1
+            sweep.update(hnsw_sweep(args, timed, index_ids))
+        return load, storage, truth_s, ties, redis_url
+
+    try:
+        status, measured = run_sync(measure_all)
     finally:
-        for server in list(_LIVE):
-            server.stop()
         if args.drop:
             from django.db import connections
 
             connections.close_all()
             shutil.rmtree(args.var_dir, ignore_errors=True)
+    if status:
+        return status
+    load, storage, truth_s, ties, redis_url = measured
 
     print()
     print(

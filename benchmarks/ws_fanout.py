@@ -84,13 +84,11 @@ import contextlib
 import json
 import logging
 import os
-import platform
 import shutil
 import signal
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -99,36 +97,33 @@ from typing import Any
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(BASE_DIR))
-from _support import free_port, parse_ts, percentile  # noqa: E402 (the scripts' own directory)
+from _support import (  # noqa: E402 (the scripts' own directory)
+    HOST,
+    Api,
+    BenchError,
+    CpuMeter,
+    Server,
+    kill_group,
+    log,
+    machine,
+    parse_ts,
+    percentile,
+    postmaster_pid,
+    proc_children,
+    proc_cmdline,
+    redis_flushed,
+    run_bench,
+    stop_embedded_postgres,
+    temporary_var_dir,
+    verdict,
+    wait_for_quiet,
+)
 
-HOST = "127.0.0.1"
 # Targets from the issue.
 LOST_TARGET = 0
 P99_TARGET_MS = 100.0
 RATIO_TARGET = 0.50
-# Variables of the caller's shell that would point the server somewhere else.
-DROPPED_ENV = {
-    "DATABASE_URL",
-    "REDIS_URL",
-    "CHANNEL_LAYER",
-    "ENVIRONMENT",
-    "DJANGO_SETTINGS_MODULE",
-    "TEST_DATABASE_NAME",
-    "Q_WORKERS",
-    "Q_CLUSTER_NAME",
-    "PORT",
-    "AGENTDECK_VAR_DIR",
-}
 DELTA_TEXT = "The quick brown fox jumps over the lazy dog. "
-CLK_TCK = os.sysconf("SC_CLK_TCK")
-
-
-class BenchError(RuntimeError):
-    """The benchmark could not measure what it promised."""
-
-
-def log(message: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
 
 def due_time(t0: float, run_index: int, runs: int, seq: int, rate: float) -> float:
@@ -579,25 +574,6 @@ ROLES = {
 _CHILD_PIDS: set[int] = set()  # started and not yet reaped: stopped whatever happens
 
 
-def _kill_group(pid: int, grace: float = 5.0) -> None:
-    """SIGTERM the child's process group, SIGKILL it after ``grace`` seconds."""
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pid, signal.SIGTERM)
-    deadline = time.monotonic() + grace
-    while time.monotonic() < deadline:
-        try:
-            done, _ = os.waitpid(pid, os.WNOHANG)
-        except ChildProcessError:
-            return
-        if done:
-            return
-        time.sleep(0.05)
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pid, signal.SIGKILL)
-    with contextlib.suppress(ChildProcessError):
-        os.waitpid(pid, 0)
-
-
 class Child:
     """One role process: a line protocol on stdin/stdout, stderr to a log file."""
 
@@ -672,244 +648,46 @@ class Child:
             async with asyncio.timeout(grace):
                 await self.process.wait()
         if self.process.returncode is None:
-            await asyncio.to_thread(_kill_group, self.pid)
+            await asyncio.to_thread(kill_group, self.pid)
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(5):
                     await self.process.wait()
         _CHILD_PIDS.discard(self.pid)
 
 
-# --- CPU accounting (from /proc, Linux only; zeros elsewhere) -----------------------------------
-
-
-def proc_cpu_seconds(pid: int) -> float:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return 0.0
-    fields = stat[stat.rindex(")") + 2 :].split()
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK  # utime + stime
-
-
-def proc_children(pid: int) -> list[int]:
-    found: list[int] = []
-    with contextlib.suppress(OSError):
-        for task in Path(f"/proc/{pid}/task").iterdir():
-            with contextlib.suppress(OSError):
-                found += [int(c) for c in (task / "children").read_text().split()]
-    return found
-
-
-def proc_cmdline(pid: int) -> str:
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
-    except OSError:
-        return ""
-
-
-def machine_busy() -> tuple[float, float]:
-    """(busy, total) jiffies of all CPUs since boot."""
-    try:
-        values = [int(v) for v in Path("/proc/stat").read_text().split("\n")[0].split()[1:]]
-    except (OSError, ValueError):
-        return 0.0, 0.0
-    idle = values[3] + (values[4] if len(values) > 4 else 0)
-    return float(sum(values) - idle), float(sum(values))
-
-
-async def wait_for_quiet(busy_pct: float, max_wait: float) -> float:
-    """Wait until the whole machine was under ``busy_pct`` % busy for a 2 s window (the machine
-    is shared: other jobs' load would be measured as ours), at most ``max_wait`` s. Returns the
-    last window's busy %."""
-    deadline = time.monotonic() + max_wait
-    announced = False
-    while True:
-        before = machine_busy()
-        await asyncio.sleep(2)
-        after = machine_busy()
-        total = after[1] - before[1]
-        busy = 100 * (after[0] - before[0]) / total if total > 0 else 0.0
-        if busy < busy_pct or time.monotonic() > deadline:
-            if announced or busy >= busy_pct:
-                log(f"  machine {busy:.0f}% busy; starting")
-            return busy
-        if not announced:
-            log(f"  machine {busy:.0f}% busy (others' jobs); waiting for < {busy_pct:.0f}%")
-            announced = True
-
-
-class CpuMeter:
-    """CPU seconds used by named groups of processes between start() and stop()."""
-
-    def __init__(self, groups: dict[str, list[int]]) -> None:
-        self.groups = groups
-        self.before: dict[int, float] = {}
-        self.machine_before = (0.0, 0.0)
-        self.wall_before = 0.0
-
-    def start(self) -> None:
-        self.before = {pid: proc_cpu_seconds(pid) for pids in self.groups.values() for pid in pids}
-        self.machine_before = machine_busy()
-        self.wall_before = time.monotonic()
-
-    def stop(self) -> dict[str, float]:
-        out = {
-            name: round(
-                sum(max(proc_cpu_seconds(pid) - self.before.get(pid, 0.0), 0.0) for pid in pids),
-                2,
-            )
-            for name, pids in self.groups.items()
-        }
-        busy, total = machine_busy()
-        if total > self.machine_before[1]:
-            share = (busy - self.machine_before[0]) / (total - self.machine_before[1])
-            out["machine_busy_pct"] = round(100 * share, 1)
-        out["wall_s"] = round(time.monotonic() - self.wall_before, 2)
-        return out
-
-
 # --- the deployment ------------------------------------------------------------------------------
 
 
-_LIVE: list[Deployment] = []
-
-
 @dataclass(eq=False)
-class Deployment:
-    """``manage.py serve --no-worker`` (daphne + the embedded PostgreSQL) with the Redis layer."""
+class FanoutServer(Server):
+    """``manage.py serve --no-worker`` (daphne + the embedded PostgreSQL) with the Redis layer, on
+    a temporary var dir removed when it stops (unless ``keep``)."""
 
-    redis_url: str
     keep: bool = False
-    port: int = field(default_factory=free_port)
-    var_dir: Path = field(
-        default_factory=lambda: Path(tempfile.mkdtemp(prefix="agentdeck-wsbench-")) / "var"
-    )
-    serve: subprocess.Popen | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://{HOST}:{self.port}"
-
-    @property
-    def ws_url(self) -> str:
-        return f"ws://{HOST}:{self.port}"
 
     @property
     def work_dir(self) -> Path:
         return self.var_dir.parent
 
-    def env(self) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items() if k not in DROPPED_ENV}
-        env.update(
-            {
-                "AGENTDECK_VAR_DIR": str(self.var_dir),
-                "PORT": str(self.port),
-                "ENVIRONMENT": "development",
-                "REDIS_URL": self.redis_url,  # Redis channel layer, queue broker and cache
-                "Q_CLUSTER_NAME": "agentdeck-wsbench",
-                "THROTTLE_USER_RATE": "1000000/min",  # one account sends all the setup calls
-                "PYTHONUNBUFFERED": "1",
-                "DJANGO_SETTINGS_MODULE": "config.settings",
-            }
-        )
-        return env
-
-    def manage(self, *args: str) -> str:
-        done = subprocess.run(  # noqa: S603 (our own argv)
-            [sys.executable, str(BASE_DIR / "manage.py"), *args],
-            cwd=BASE_DIR,
-            env=self.env(),
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-        )
-        if done.returncode != 0:
-            raise BenchError(f"manage.py {args[0]} failed:\n{done.stdout}\n{done.stderr}")
-        return done.stdout
-
-    def log_tail(self, lines: int = 40) -> str:
-        path = self.var_dir / "serve.log"
-        return "\n".join(path.read_text().splitlines()[-lines:]) if path.exists() else ""
-
-    def start(self, timeout: float = 180) -> None:
-        import httpx
-
-        self.var_dir.mkdir(parents=True, exist_ok=True)
-        _LIVE.append(self)
-        log(f"starting agentdeck on {self.url} (var dir {self.var_dir})")
-        with (self.var_dir / "serve.log").open("w") as log_file:
-            self.serve = subprocess.Popen(  # noqa: S603 (our own argv)
-                [sys.executable, str(BASE_DIR / "manage.py"), "serve", "--no-worker"],
-                cwd=BASE_DIR,
-                env=self.env(),
-                stdout=log_file,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        deadline = time.monotonic() + timeout
-        with httpx.Client(trust_env=False, timeout=2) as client:
-            while True:
-                if self.serve.poll() is not None:
-                    raise BenchError(f"serve exited early:\n{self.log_tail()}")
-                with contextlib.suppress(httpx.HTTPError):
-                    if client.get(f"{self.url}/healthz").status_code == 200:
-                        return
-                if time.monotonic() > deadline:
-                    raise BenchError(f"serve not up in {timeout}s:\n{self.log_tail()}")
-                time.sleep(0.3)
-
     def daphne_pid(self) -> int | None:
-        if self.serve is None:
+        if self.process is None:
             return None
-        for pid in proc_children(self.serve.pid):
+        for pid in proc_children(self.process.pid):
             if "daphne" in proc_cmdline(pid):
                 return pid
         return None
 
     def postgres_pids(self) -> list[int]:
-        pid_file = self.var_dir / "pgdata" / "postmaster.pid"
-        try:
-            postmaster = int(pid_file.read_text().split()[0])
-        except (OSError, ValueError, IndexError):
-            return []
-        return [postmaster, *proc_children(postmaster)]
+        postmaster = postmaster_pid(self.var_dir)
+        return [] if postmaster is None else [postmaster, *proc_children(postmaster)]
 
-    def stop(self) -> None:
-        if self in _LIVE:
-            _LIVE.remove(self)
-        if self.serve is not None and self.serve.poll() is None:
-            self.serve.send_signal(signal.SIGINT)  # what Ctrl-C would send
-            try:
-                self.serve.wait(timeout=40)
-            except subprocess.TimeoutExpired:
-                log("serve did not stop within 40s; killing its group")
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(self.serve.pid, signal.SIGKILL)
-                self.serve.wait()
-        self._stop_postgres()
+    def stop(self, grace: float = 40) -> None:
+        super().stop(grace)
+        stop_embedded_postgres(self.var_dir)
         if self.keep:
             log(f"kept {self.work_dir}")
         else:
             shutil.rmtree(self.work_dir, ignore_errors=True)
-
-    def _stop_postgres(self) -> None:
-        """Normally gone with its last client; if a client was killed, fast-shutdown the
-        postmaster of *our* temporary pgdata, found by its pid file."""
-        pid_file = self.var_dir / "pgdata" / "postmaster.pid"
-        deadline = time.monotonic() + 10
-        while pid_file.exists() and time.monotonic() < deadline:
-            time.sleep(0.2)
-        if not pid_file.exists():
-            return
-        try:
-            pid = int(pid_file.read_text().split()[0])
-            os.kill(pid, signal.SIGINT)
-        except (ValueError, IndexError, ProcessLookupError, PermissionError):
-            return
-        deadline = time.monotonic() + 15
-        while pid_file.exists() and time.monotonic() < deadline:
-            time.sleep(0.2)
 
 
 def redis_url(args: argparse.Namespace, db: int) -> str:
@@ -925,23 +703,6 @@ def redis_client(port: int, db: int):
     import redis
 
     return redis.Redis(host=HOST, port=port, db=db, socket_timeout=5)
-
-
-def redis_check(port: int, dbs: list[int]) -> str:
-    """'' when the local Redis answers (its benchmark databases flushed), else why not."""
-    try:
-        import redis
-    except ImportError:
-        return "the redis package is not installed"
-    try:
-        for db in dbs:
-            client = redis_client(port, db)
-            client.ping()
-            client.flushdb()
-            client.close()
-    except redis.RedisError as e:
-        return f"Redis at {HOST}:{port} is not reachable ({e})"
-    return ""
 
 
 def redis_pid(port: int) -> int | None:
@@ -1121,7 +882,9 @@ async def run_senders_and_followers(
     sampler: asyncio.Task | None = None
     completed = False
     try:
-        quiet_busy = await wait_for_quiet(args.quiet_below, args.quiet_wait)
+        # The machine is shared: other jobs' load would be measured as ours.
+        quiet = await asyncio.to_thread(wait_for_quiet, args.quiet_wait, args.quiet_below / 100, 2)
+        quiet_busy = 100 * quiet
         for child in senders:
             await child.start()
         await asyncio.gather(*(child.expect("ready", args.setup_timeout) for child in senders))
@@ -1186,7 +949,7 @@ async def run_senders_and_followers(
 
 
 async def measure_agentdeck(
-    args: argparse.Namespace, deployment: Deployment, api, agent_id: str, token: str, rep: int
+    args: argparse.Namespace, deployment: FanoutServer, api, agent_id: str, token: str, rep: int
 ) -> Phase:
     run_ids = []
     for _ in range(args.runs):
@@ -1326,29 +1089,6 @@ async def measure_baseline(args: argparse.Namespace, work_dir: Path, rep: int) -
 # --- the API -------------------------------------------------------------------------------------
 
 
-class Api:
-    def __init__(self, base_url: str, token: str) -> None:
-        import httpx
-
-        self.client = httpx.AsyncClient(
-            base_url=base_url,
-            headers={"Authorization": f"Bearer {token}"},
-            timeout=30,
-            trust_env=False,  # 127.0.0.1 only: never through a proxy from the environment
-        )
-
-    async def __call__(
-        self, method: str, path: str, body: Any = None, expect: tuple[int, ...] = (200,)
-    ) -> Any:
-        response = await self.client.request(method, path, json=body)
-        if response.status_code not in expect:
-            raise BenchError(f"{method} {path} -> {response.status_code}: {response.text[:500]}")
-        return response.json()
-
-    async def close(self) -> None:
-        await self.client.aclose()
-
-
 async def create_agent(api: Api) -> str:
     await api("GET", "/api/v1/me")  # creates the user from the token's claims
     provider = await api(
@@ -1385,10 +1125,6 @@ def cpu_median(reps: list[Repetition], side: str, key: str) -> float:
     values = [getattr(r, side).cpu.get(key) for r in reps]
     values = [v for v in values if v is not None]
     return statistics.median(values) if values else float("nan")
-
-
-def verdict(ok: bool) -> str:
-    return "PASS" if ok else "FAIL"
 
 
 def report(args: argparse.Namespace, reps: list[Repetition]) -> tuple[str, bool]:
@@ -1466,16 +1202,6 @@ def report(args: argparse.Namespace, reps: list[Repetition]) -> tuple[str, bool]
             f"{b.p50_by_decile_ms} | ratio {r.ratio:.2f}"
         )
     return "\n".join(lines), ok_lost and ok_p99 and ok_ratio
-
-
-def machine() -> dict[str, Any]:
-    return {
-        "date": datetime.now(UTC).isoformat(timespec="seconds"),
-        "nproc": os.cpu_count(),
-        "loadavg_at_start": os.getloadavg(),
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-    }
 
 
 # --- main ----------------------------------------------------------------------------------------
@@ -1577,57 +1303,59 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 async def main_async(args: argparse.Namespace) -> list[Repetition]:
-    why_not = redis_check(args.redis_port, [args.redis_db, args.baseline_redis_db])
+    why_not = redis_flushed(args.redis_port, [args.redis_db, args.baseline_redis_db])
     if why_not:
         raise BenchError(f"{why_not}; this benchmark needs a local Redis (redis-server)")
-    main_task = asyncio.current_task()
-    assert main_task is not None
-    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, main_task.cancel)
-    deployment = Deployment(redis_url=redis_url(args, args.redis_db), keep=args.keep_var)
+    deployment = FanoutServer(
+        var_dir=temporary_var_dir("agentdeck-wsbench-"),
+        env_overrides={
+            "REDIS_URL": redis_url(args, args.redis_db),  # channel layer, queue broker, cache
+            "Q_CLUSTER_NAME": "agentdeck-wsbench",
+            "DJANGO_SETTINGS_MODULE": "config.settings",
+        },
+        keep=args.keep_var,
+    )
     api = None
     reps: list[Repetition] = []
     try:
-        async with asyncio.timeout(args.timeout):
-            await asyncio.to_thread(deployment.start)
-            token = (
-                await asyncio.to_thread(
-                    deployment.manage, "dev_token", "--sub", "bench-fanout", "--ttl", "86400"
-                )
-            ).strip()
-            api = Api(deployment.url, token)
-            agent_id = await create_agent(api)
-            for rep in range(args.repeat):
-                order = ["agentdeck", "baseline"] if rep % 2 == 0 else ["baseline", "agentdeck"]
-                phases: dict[str, Phase] = {}
-                for side in order:
-                    log(f"repetition {rep + 1}/{args.repeat}: {side}")
-                    if side == "agentdeck":
-                        phases[side] = await measure_agentdeck(
-                            args, deployment, api, agent_id, token, rep
-                        )
-                    else:
-                        phases[side] = await measure_baseline(args, deployment.work_dir, rep)
-                    p = phases[side]
-                    log(
-                        f"  {side}: {p.received}/{p.expected} delivered (lost {p.lost}), "
-                        f"{p.events_per_s:.0f} ev/s, p50 {p.p50_ms:.1f} ms, p99 {p.p99_ms:.1f} ms, "
-                        f"max {p.max_ms:.1f} ms, reconnects {p.reconnects}, "
-                        f"close codes {p.close_codes}, receive timeouts {p.receive_timeouts}, "
-                        f"behind schedule p99 {p.send_lateness_p99_ms:.0f} ms, append p50/p99 "
-                        f"{p.append_p50_ms:.1f}/{p.append_p99_ms:.1f} ms, publish p50/p99 "
-                        f"{p.publish_p50_ms:.1f}/{p.publish_p99_ms:.1f} ms, "
-                        f"layer backlog max {p.backlog_max}, layer drops {p.layer_drops}, "
-                        f"p50 by tenth of the run {p.p50_by_decile_ms}, "
-                        f"load before {p.load_before:.1f}, cpu {p.cpu}"
+        await asyncio.to_thread(deployment.start)
+        token = (
+            await asyncio.to_thread(
+                deployment.manage, "dev_token", "--sub", "bench-fanout", "--ttl", "86400"
+            )
+        ).strip()
+        api = Api(deployment.url, token)
+        agent_id = await create_agent(api)
+        for rep in range(args.repeat):
+            order = ["agentdeck", "baseline"] if rep % 2 == 0 else ["baseline", "agentdeck"]
+            phases: dict[str, Phase] = {}
+            for side in order:
+                log(f"repetition {rep + 1}/{args.repeat}: {side}")
+                if side == "agentdeck":
+                    phases[side] = await measure_agentdeck(
+                        args, deployment, api, agent_id, token, rep
                     )
-                reps.append(Repetition(agentdeck=phases["agentdeck"], baseline=phases["baseline"]))
-    except TimeoutError:
-        raise BenchError(f"the benchmark exceeded --timeout {args.timeout:.0f}s") from None
+                else:
+                    phases[side] = await measure_baseline(args, deployment.work_dir, rep)
+                p = phases[side]
+                log(
+                    f"  {side}: {p.received}/{p.expected} delivered (lost {p.lost}), "
+                    f"{p.events_per_s:.0f} ev/s, p50 {p.p50_ms:.1f} ms, p99 {p.p99_ms:.1f} ms, "
+                    f"max {p.max_ms:.1f} ms, reconnects {p.reconnects}, "
+                    f"close codes {p.close_codes}, receive timeouts {p.receive_timeouts}, "
+                    f"behind schedule p99 {p.send_lateness_p99_ms:.0f} ms, append p50/p99 "
+                    f"{p.append_p50_ms:.1f}/{p.append_p99_ms:.1f} ms, publish p50/p99 "
+                    f"{p.publish_p50_ms:.1f}/{p.publish_p99_ms:.1f} ms, "
+                    f"layer backlog max {p.backlog_max}, layer drops {p.layer_drops}, "
+                    f"p50 by tenth of the run {p.p50_by_decile_ms}, "
+                    f"load before {p.load_before:.1f}, cpu {p.cpu}"
+                )
+            reps.append(Repetition(agentdeck=phases["agentdeck"], baseline=phases["baseline"]))
     finally:
         if api is not None:
             await api.close()
         for pid in list(_CHILD_PIDS):
-            await asyncio.to_thread(_kill_group, pid)
+            await asyncio.to_thread(kill_group, pid)
             _CHILD_PIDS.discard(pid)
         log("stopping agentdeck")
         await asyncio.to_thread(deployment.stop)
@@ -1649,18 +1377,12 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGINT, signal.default_int_handler)
     info = machine()
     try:
-        reps = asyncio.run(main_async(args))
-    except (KeyboardInterrupt, asyncio.CancelledError):
-        log("interrupted; everything started was stopped")
-        return 130
-    except BenchError as e:
-        log(f"benchmark failed: {e}")
-        return 1
+        status, reps = run_bench(lambda: main_async(args), args.timeout)
     finally:
         for pid in list(_CHILD_PIDS):
-            _kill_group(pid)
-        for deployment in list(_LIVE):
-            deployment.stop()
+            kill_group(pid)
+    if status:
+        return status
     text, ok = report(args, reps)
     print()
     print(

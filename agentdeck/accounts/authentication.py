@@ -11,7 +11,6 @@
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -21,12 +20,12 @@ from typing import Any
 import jwt
 from django.conf import settings
 from django.utils.translation import gettext_lazy as _
-from rest_framework import exceptions
 from rest_framework.authentication import BaseAuthentication, get_authorization_header
 from rest_framework_simplejwt.authentication import JWTAuthentication
 from rest_framework_simplejwt.backends import TokenBackend
 from rest_framework_simplejwt.exceptions import TokenBackendError, TokenBackendExpiredToken
 
+from agentdeck.accounts.exceptions import AuthFailed, AuthThrottled
 from agentdeck.accounts.models import ApiKey, User
 from agentdeck.accounts.selectors import api_key_get_by_secret, user_get_by_pk
 from agentdeck.accounts.services import (
@@ -39,28 +38,6 @@ from agentdeck.accounts.services import (
 from agentdeck.core.exceptions import ApplicationError
 from agentdeck.core.jsoninput import refused_character
 from agentdeck.core.throttling import count_auth_failure, request_client_address
-
-
-class AuthFailed(exceptions.AuthenticationFailed):
-    """401 with a stable problem ``code`` of its own (token_expired, api_key_revoked, ...)."""
-
-    def __init__(self, detail: str, code: str) -> None:
-        super().__init__(detail, code)
-        self.problem_code = code
-
-
-class AuthThrottled(AuthFailed):
-    """A failed credential from a client (or against a key prefix) over its failure limit:
-    429 ``throttled`` with Retry-After instead of 401. An authentication failure still, so every
-    caller that handles those (REST, SSE, the WebSocket middleware) handles this one."""
-
-    status_code = 429
-
-    def __init__(self, wait: float) -> None:
-        self.wait = max(1, math.ceil(wait))
-        super().__init__(
-            f"Too many failed authentication attempts; try again in {self.wait} s.", "throttled"
-        )
 
 
 @contextmanager

@@ -4,17 +4,8 @@ from typing import Any
 
 from rest_framework.permissions import SAFE_METHODS, BasePermission
 
+from agentdeck.accounts.exceptions import InsufficientScope
 from agentdeck.accounts.models import ApiKey
-from agentdeck.core.exceptions import PermissionDenied
-
-
-class InsufficientScope(PermissionDenied):
-    """The caller's credential lacks a scope the request needs. The one class for this code:
-    the scope permission and any view raise it, so it always reads the same."""
-
-    code = "insufficient_scope"
-    title = "Insufficient scope"
-
 
 # What a person signed in through Next.js (a JWT) may do. Granting credits is for the Next.js
 # server's staff service keys only (API keys with credits:grant), never for a session.

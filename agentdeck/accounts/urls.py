@@ -1,7 +1,7 @@
 from django.urls import path
 from rest_framework.routers import SimpleRouter
 
-from agentdeck.accounts.apis import ApiKeyViewSet, MeApi
+from agentdeck.accounts.api.views import ApiKeyViewSet, MeApi
 
 router = SimpleRouter()
 router.register("api-keys", ApiKeyViewSet, basename="api-key")

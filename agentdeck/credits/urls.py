@@ -1,6 +1,6 @@
 from django.urls import path
 
-from agentdeck.credits.apis import BalanceApi, GrantApi, ModelPriceListApi, TransactionListApi
+from agentdeck.credits.api.views import BalanceApi, GrantApi, ModelPriceListApi, TransactionListApi
 
 urlpatterns = [
     path("credits/", BalanceApi.as_view(), name="credits"),

@@ -26,7 +26,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from agentdeck.core.exceptions import ApplicationError
+from agentdeck.files.exceptions import EmbeddingError
 
 LOCAL_MODEL = "all-MiniLM-L6-v2"
 LOCAL_DIMENSIONS = 384
@@ -37,12 +37,6 @@ LOCAL_WINDOW_TOKENS = 248
 # The tokenizer's Rust core runs a batch on all cores; long texts are cut into segments at
 # whitespace so one 10 MB line is not one giant sequence.
 _SEGMENT_CHARS = 8_000
-
-
-class EmbeddingError(ApplicationError):
-    status = 502
-    code = "embedding_failed"
-    title = "Embedding failed"
 
 
 class Embedder(Protocol):

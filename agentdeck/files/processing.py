@@ -22,10 +22,11 @@ from django.utils import timezone
 
 from agentdeck.core.redaction import log_exception
 from agentdeck.files.chunking import chunk_text
-from agentdeck.files.embeddings import EmbeddingError, embedder_for, tokenize
+from agentdeck.files.embeddings import embedder_for, tokenize
+from agentdeck.files.exceptions import EmbeddingError, ParseError
 from agentdeck.files.models import Chunk, FileMetadata, VectorIndex, VectorIndexFile
-from agentdeck.files.parsing import ParseError, parse
-from agentdeck.files.services import _index_refresh, enqueue_file_processing, file_notify
+from agentdeck.files.parsing import parse
+from agentdeck.files.services import file_notify, file_processing_enqueue, vector_index_refresh
 
 logger = logging.getLogger(__name__)
 
@@ -160,7 +161,7 @@ def _ingest(
     transaction, so searches see the old set or the new one, never half."""
     index: VectorIndex = attachment.index
     VectorIndexFile.objects.filter(pk=attachment.pk).update(status=AStatus.PROCESSING)
-    _index_refresh(index.pk)
+    vector_index_refresh(index.pk)
     tokens = tokenize(file.text)
     specs = chunk_text(
         file.text,
@@ -186,7 +187,7 @@ def _ingest(
         VectorIndexFile.objects.filter(pk=attachment.pk).update(
             status=AStatus.FAILED, error_code=e.code, error_message=e.detail[:1000]
         )
-        _index_refresh(index.pk)
+        vector_index_refresh(index.pk)
         return
     rows = [
         Chunk(
@@ -221,7 +222,7 @@ def _ingest(
             error_message="",
             processed_at=timezone.now(),
         )
-        _index_refresh(index.pk)
+        vector_index_refresh(index.pk)
 
 
 def _finish(claim: _Claim) -> bool:
@@ -292,7 +293,7 @@ def _fail_locked(file: FileMetadata, code: str, message: str) -> None:
         ]
     )
     for index_id in index_ids:
-        _index_refresh(index_id)
+        vector_index_refresh(index_id)
     file_notify(file, "file.failed")
 
 
@@ -318,7 +319,7 @@ def files_watchdog() -> dict[str, int]:
             if FileMetadata.objects.filter(pk=file_id, claimed_by=token).update(
                 claimed_by=None, heartbeat_at=timezone.now()
             ):
-                transaction.on_commit(lambda fid=file_id: enqueue_file_processing(fid))
+                transaction.on_commit(lambda fid=file_id: file_processing_enqueue(fid))
                 retried += 1
             continue
         with transaction.atomic():
@@ -342,7 +343,7 @@ def files_watchdog() -> dict[str, int]:
             .filter(updated_at__lt=stale)
             .update(updated_at=timezone.now())
         ):
-            enqueue_file_processing(file_id)
+            file_processing_enqueue(file_id)
             requeued += 1
     expired = _expire_indices()
     return {"retried": retried, "failed": failed, "requeued": requeued, "expired": expired}

@@ -11,8 +11,8 @@ from agentdeck.accounts.models import User
 from agentdeck.agents.models import Provider
 from agentdeck.agents.selectors import providers_visible_to, rows_by_ids
 from agentdeck.core.permissions import scope_to_owner
+from agentdeck.files.exceptions import InvalidIndex
 from agentdeck.files.models import FileMetadata, VectorIndex, VectorIndexFile
-from agentdeck.files.services import InvalidIndex
 
 
 def files_visible_to(user: User) -> QuerySet[FileMetadata]:

@@ -1,6 +1,6 @@
 from rest_framework.routers import SimpleRouter
 
-from agentdeck.files.apis import FileViewSet, VectorIndexViewSet
+from agentdeck.files.api.views import FileViewSet, VectorIndexViewSet
 
 router = SimpleRouter()
 router.register("files", FileViewSet, basename="file")

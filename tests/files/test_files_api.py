@@ -108,7 +108,7 @@ def test_missing_file_field_is_a_validation_problem(user, client_for):
 def test_processing_makes_searchable_chunks_and_notifies(user, client_for, index, monkeypatch):
     sent = []
     monkeypatch.setattr(
-        "agentdeck.files.services.notify_user_on_commit",
+        "agentdeck.files.services.dispatch.notify_user_on_commit",
         lambda user_id, kind, data: sent.append((user_id, kind, data)),
     )
     client = client_for(user)

@@ -13,6 +13,7 @@ from django.test.utils import CaptureQueriesContext
 
 from agentdeck.files import services
 from agentdeck.files.attributes import ATTRIBUTES_MAX_KEYS, FILTER_MAX_VALUES
+from agentdeck.files.exceptions import InvalidIndex
 from agentdeck.files.processing import file_process
 from tests.files.test_files_api import problem, upload
 
@@ -193,11 +194,11 @@ def test_attributes_at_the_bound_are_stored(user, client_for, index):
 def test_services_refuse_out_of_shape_attributes_and_filters_too(user, index):
     """Callers other than the API (the admin, tasks) meet the same bounds, as domain errors."""
     file, _ = services.file_upload(owner=user, name="a.txt", data=b"some text")
-    with pytest.raises(services.InvalidIndex) as caught:
+    with pytest.raises(InvalidIndex) as caught:
         services.vector_index_attach(index=index, file=file, attributes={"a": {"b": 1}})
     assert caught.value.code == "invalid_attributes"
     assert "attributes.a" in caught.value.detail
-    with pytest.raises(services.InvalidIndex) as caught:
+    with pytest.raises(InvalidIndex) as caught:
         services.vector_index_query(
             index=index, query="x", attributes={f"k{i}": 1 for i in range(1000)}
         )

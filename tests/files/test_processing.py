@@ -19,7 +19,7 @@ from agentdeck.files.embeddings import (
     count_tokens,
     tokenize,
 )
-from agentdeck.files.models import Chunk, FileMetadata, VectorIndexFile
+from agentdeck.files.models import Chunk, FileMetadata, VectorIndex, VectorIndexFile
 from agentdeck.files.processing import ClaimLost, file_claim, file_process, files_watchdog
 from tests.factories import ProviderFactory, VectorIndexFactory
 from tests.files import fixtures as docs
@@ -217,7 +217,7 @@ def test_openai_compatible_embeddings_through_a_provider(user, client_for):
             format="json",
         )
         assert r.status_code == 201, r.content
-        index = services.VectorIndex.objects.get(pk=r.json()["id"])
+        index = VectorIndex.objects.get(pk=r.json()["id"])
         file = upload(user, index, "facts.txt", TEXT.encode())
         fake.embedding_dimensions = 256
         assert file_process(file_id=file.pk) == "ready"
@@ -291,7 +291,7 @@ def _stale(file_id, seconds=3600):
 def test_watchdog_retries_a_dead_workers_file_then_gives_up(user, index, settings, monkeypatch):
     queued = []
     monkeypatch.setattr(
-        "agentdeck.files.processing.enqueue_file_processing", lambda fid: queued.append(fid)
+        "agentdeck.files.processing.file_processing_enqueue", lambda fid: queued.append(fid)
     )
     settings.FILE_PROCESSING_MAX_ATTEMPTS = 2
     file = upload(user, index, "a.txt", TEXT.encode())
@@ -320,7 +320,7 @@ def test_watchdog_retries_a_dead_workers_file_then_gives_up(user, index, setting
 def test_watchdog_requeues_a_file_whose_task_was_lost(user, index, monkeypatch):
     queued = []
     monkeypatch.setattr(
-        "agentdeck.files.processing.enqueue_file_processing", lambda fid: queued.append(fid)
+        "agentdeck.files.processing.file_processing_enqueue", lambda fid: queued.append(fid)
     )
     file = upload(user, index, "a.txt", TEXT.encode())
     assert files_watchdog()["requeued"] == 0  # fresh uploads are left to their task

@@ -153,7 +153,7 @@ def test_a_hit_as_the_api_sends_it_is_what_its_serializer_documents(page):
 
     from rest_framework.utils.encoders import JSONEncoder
 
-    from agentdeck.files.apis import SearchHitSerializer
+    from agentdeck.files.api.serializers import SearchHitSerializer
     from agentdeck.files.search import SearchHit
 
     hit = SearchHit(

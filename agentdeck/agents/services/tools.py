@@ -91,7 +91,7 @@ def _checked_headers(headers: Any, field: str) -> dict[str, str]:
     return headers
 
 
-def validate_tool(
+def tool_validate(
     *,
     owner: User,
     kind: str,
@@ -221,7 +221,7 @@ def tool_create(
     secret_headers: dict[str, str] | None = None,
     enabled: bool = True,
 ) -> Tool:
-    config, parameters_schema = validate_tool(
+    config, parameters_schema = tool_validate(
         owner=owner, kind=kind, name=name, config=config or {}, parameters_schema=parameters_schema
     )
     if secret_headers:
@@ -259,7 +259,7 @@ def tool_update(
         raise InvalidTool("A tool's kind cannot change; create another tool.")
     for name, value in fields.items():
         setattr(tool, name, value)
-    tool.config, tool.parameters_schema = validate_tool(
+    tool.config, tool.parameters_schema = tool_validate(
         owner=tool.owner,
         kind=tool.kind,
         name=tool.name,
@@ -295,7 +295,7 @@ def _operation_name(method: str, path: str, operation_id: str) -> str:
 
 
 @transaction.atomic
-def tools_import_openapi(
+def tool_import_openapi(
     *,
     owner: User,
     document: dict[str, Any],

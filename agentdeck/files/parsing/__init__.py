@@ -7,16 +7,16 @@ the type comes from the content, the name and the declared ``Content-Type`` are 
 
 ``detect`` judges the type, ``text`` holds the decoding policy both sides share, ``extract``
 dispatches to one module per format (``pdf``, ``docx``, ``html``, ``csv``, ``json``; plain text and
-Markdown in ``text``), ``base`` the types, errors (with their stable codes) and the document.
+Markdown in ``text``), ``base`` the types and the document; the errors (with their stable codes) live in
+``agentdeck.files.exceptions`` and are re-exported here.
 """
 
+from agentdeck.files.exceptions import FileRejected, ParseError
 from agentdeck.files.parsing.base import (
     ALLOWED_TYPES,
     DOCX,
     PDF,
-    FileRejected,
     ParsedDocument,
-    ParseError,
 )
 from agentdeck.files.parsing.csv import MAX_CSV_ROWS
 from agentdeck.files.parsing.detect import detect_type

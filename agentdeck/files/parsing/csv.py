@@ -5,7 +5,8 @@ from __future__ import annotations
 import csv
 import io
 
-from agentdeck.files.parsing.base import ParseError, too_much_text
+from agentdeck.files.exceptions import ParseError
+from agentdeck.files.parsing.base import too_much_text
 from agentdeck.files.parsing.text import decoded
 
 # A CSV past this many rows is a data set, not a document to search through.

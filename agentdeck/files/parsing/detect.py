@@ -9,7 +9,8 @@ import json
 import re
 import zipfile
 
-from agentdeck.files.parsing.base import DOCX, PDF, FileRejected, base_mime
+from agentdeck.files.exceptions import FileRejected
+from agentdeck.files.parsing.base import DOCX, PDF, base_mime
 from agentdeck.files.parsing.csv import sniff_dialect
 from agentdeck.files.parsing.text import decode_text, html_declared_charset
 

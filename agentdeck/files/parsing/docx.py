@@ -8,7 +8,7 @@ import io
 import zipfile
 from collections.abc import Callable
 
-from agentdeck.files.parsing.base import ParseError
+from agentdeck.files.exceptions import ParseError
 
 # DOCX decompression-bomb limits, checked on the zip's central directory before python-docx
 # inflates anything. zipfile never returns more than a member's declared size (it stops there

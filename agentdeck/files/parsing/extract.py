@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from agentdeck.files.exceptions import ParseError
 from agentdeck.files.parsing.base import (
     ALLOWED_TYPES,
     ParsedDocument,
-    ParseError,
     base_mime,
     too_much_text,
 )

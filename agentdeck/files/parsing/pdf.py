@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import io
 
-from agentdeck.files.parsing.base import ParseError, too_much_text
+from agentdeck.files.exceptions import ParseError
+from agentdeck.files.parsing.base import too_much_text
 
 
 def parse_pdf(data: bytes, max_chars: int) -> list[str]:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import codecs
 import re
 
-from agentdeck.files.parsing.base import ParseError
+from agentdeck.files.exceptions import ParseError
 
 _CONTROL_RE = re.compile(r"[\x00-\x08\x0e-\x1a\x1c-\x1f\x7f-\x9f]")
 _META_CHARSET_RE = re.compile(

@@ -109,5 +109,5 @@ class ToolViewSet(viewsets.GenericViewSet):
     def import_openapi(self, request: Request) -> Response:
         data = OpenApiImportSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        tools = tool_services.tools_import_openapi(owner=request.user, **data.validated_data)
+        tools = tool_services.tool_import_openapi(owner=request.user, **data.validated_data)
         return Response(ToolSerializer(tools, many=True).data, status=http.HTTP_201_CREATED)

@@ -1,3 +1,5 @@
+"""HTTP layer of identity: the caller and their API keys."""
+
 from __future__ import annotations
 
 from drf_spectacular.utils import extend_schema
@@ -7,14 +9,14 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from agentdeck.accounts.models import ApiKey
-from agentdeck.accounts.selectors import api_key_list
-from agentdeck.accounts.serializers import (
+from agentdeck.accounts.api.serializers import (
     ApiKeyCreatedSerializer,
     ApiKeyCreateSerializer,
     ApiKeySerializer,
     MeSerializer,
 )
+from agentdeck.accounts.models import ApiKey
+from agentdeck.accounts.selectors import api_key_list
 from agentdeck.accounts.services import api_key_create, api_key_revoke
 from agentdeck.core.permissions import IsOwnerOrStaff
 

@@ -1,3 +1,5 @@
+"""Input and output serializers of the identity API."""
+
 from __future__ import annotations
 
 from rest_framework import serializers

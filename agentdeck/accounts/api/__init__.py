@@ -1,0 +1,1 @@
+"""The accounts domain's HTTP layer: views and serializers (URLs in agentdeck.accounts.urls)."""

@@ -1,0 +1,1 @@
+"""The credits domain's HTTP layer: views and serializers (URLs in agentdeck.credits.urls)."""
