@@ -14,10 +14,14 @@ from datetime import timedelta
 from pathlib import Path
 from urllib.parse import unquote
 
+import django_stubs_ext
 import environ
 from django.core.exceptions import ImproperlyConfigured
 
 from agentdeck.core.rates import parse_rate
+
+# Generic Django classes subscriptable at run time (ModelAdmin[UserCredits]) for the type checker.
+django_stubs_ext.monkeypatch()
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 

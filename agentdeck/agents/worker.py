@@ -85,7 +85,7 @@ class RunWorker:
         self.in_flight: dict[Any, RunControl] = {}
         self.peak_in_flight = 0
         self.executed = 0
-        self._tasks: set[asyncio.Task] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
         self._wake = asyncio.Event()
         self._stopping = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None

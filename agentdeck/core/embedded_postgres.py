@@ -59,7 +59,7 @@ STOP_TIMEOUT_SECONDS = 30
 
 # The data directories this process holds, and the watchdogs it started (reaped on release).
 _held: set[Path] = set()
-_watchdogs: dict[Path, subprocess.Popen] = {}
+_watchdogs: dict[Path, subprocess.Popen[bytes]] = {}
 
 
 @dataclass(frozen=True)
@@ -216,7 +216,8 @@ def _start_time_psutil(pid: int) -> float | None:
         process = psutil.Process(pid)
         if process.status() == psutil.STATUS_ZOMBIE:
             return None
-        return process.create_time()
+        created: float = process.create_time()
+        return created
     except (psutil.NoSuchProcess, psutil.AccessDenied):
         return None
 

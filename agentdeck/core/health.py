@@ -16,7 +16,7 @@ from collections.abc import Callable
 from typing import TypedDict
 
 from asgiref.sync import async_to_sync
-from channels.layers import get_channel_layer
+from channels.layers import BaseChannelLayer, get_channel_layer
 from django.db import connections
 from django.http import HttpRequest, JsonResponse
 from django.views.decorators.cache import never_cache
@@ -57,7 +57,7 @@ def check_queue() -> str | None:
     return f"{broker.info()}, {size} queued"
 
 
-def _raise_if_receiving_is_down(layer) -> None:
+def _raise_if_receiving_is_down(layer: BaseChannelLayer) -> None:
     """What agentdeck.core.channel_layers knows of the layer's receive side (its LISTEN or
     Pub/Sub connection), read rather than touched: it may live on another thread's loop."""
     describe = getattr(layer, "receive_outage_description", None)
@@ -76,7 +76,7 @@ def check_channel_layer() -> str | None:
         raise RuntimeError("no channel layer configured")
     _raise_if_receiving_is_down(layer)  # this process's consumers' (daphne's loop)
 
-    async def roundtrip(layer) -> None:
+    async def roundtrip(layer: BaseChannelLayer) -> None:
         channel = await layer.new_channel("readyz.")
         token = uuid.uuid4().hex
         try:

@@ -22,6 +22,8 @@ import re
 from typing import Any
 
 from drf_spectacular.extensions import OpenApiSerializerFieldExtension
+from drf_spectacular.openapi import AutoSchema
+from drf_spectacular.utils import Direction
 from rest_framework import serializers
 
 MAX_HEADERS = 32
@@ -160,7 +162,7 @@ class HeadersFieldExtension(OpenApiSerializerFieldExtension):
     target_class = "agentdeck.core.httpheaders.HeadersField"
     match_subclasses = True
 
-    def map_serializer_field(self, auto_schema, direction):
+    def map_serializer_field(self, auto_schema: AutoSchema, direction: Direction) -> dict[str, Any]:
         schema = auto_schema._map_serializer_field(self.target, direction, bypass_extensions=True)
         return {
             **schema,

@@ -36,7 +36,8 @@ class JSONInputError(ValueError):
 
 
 def max_depth() -> int:
-    return settings.JSON_MAX_DEPTH
+    depth: int = settings.JSON_MAX_DEPTH
+    return depth
 
 
 def nesting_depth(text: str) -> int:

@@ -24,6 +24,8 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from drf_spectacular.extensions import OpenApiSerializerFieldExtension
+from drf_spectacular.openapi import AutoSchema
+from drf_spectacular.utils import Direction
 from rest_framework import serializers
 
 from agentdeck.core import jsoninput
@@ -233,6 +235,6 @@ class JSONShapeFieldExtension(OpenApiSerializerFieldExtension):
     target_class = "agentdeck.core.jsonshape.JSONShapeField"
     match_subclasses = True
 
-    def map_serializer_field(self, auto_schema, direction):
+    def map_serializer_field(self, auto_schema: AutoSchema, direction: Direction) -> dict[str, Any]:
         schema = auto_schema._map_serializer_field(self.target, direction, bypass_extensions=True)
         return {**schema, **shape_schema(self.target.shape), **self.target.schema}

@@ -10,7 +10,7 @@ decryption, say), and builds the instance with ``Model.from_db`` as the ORM does
 
 from __future__ import annotations
 
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, TypeVar, cast
 
 from django.db import connections
 from django.db.models import Model
@@ -31,9 +31,9 @@ class PkLookup(Generic[M]):
             meta = self.model._meta
             fields = meta.concrete_fields
             sql = "SELECT {} FROM {} WHERE {} = %s".format(  # noqa: S608 (model metadata only)
-                ", ".join(quote(f.column) for f in fields),
+                ", ".join(quote(cast(str, f.column)) for f in fields),
                 quote(meta.db_table),
-                quote(meta.pk.column),
+                quote(cast(str, meta.pk.column)),
             )
             converters = []
             for i, f in enumerate(fields):

@@ -66,7 +66,8 @@ class ProblemJsonMiddleware:
             except (ValueError, AttributeError):
                 return None
             if isinstance(data, dict) and isinstance(data.get("detail"), str):
-                return data["detail"]
+                detail: str = data["detail"]
+                return detail
         return None
 
 
@@ -114,7 +115,13 @@ class AllowedMethodsMiddleware:
     def __call__(self, request: HttpRequest) -> HttpResponse:
         return self.get_response(request)
 
-    def process_view(self, request: HttpRequest, view, args, kwargs) -> HttpResponse | None:
+    def process_view(
+        self,
+        request: HttpRequest,
+        view: Callable[..., HttpResponse],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+    ) -> HttpResponse | None:
         allowed = allowed_methods(view)
         if allowed is None or request.method in allowed:
             return None

@@ -39,6 +39,7 @@ import pkgutil
 import threading
 import time
 from collections.abc import Callable
+from typing import cast
 
 from django.conf import settings
 
@@ -74,7 +75,7 @@ def _import_runtime() -> None:
     for module in pkgutil.iter_modules(package.__path__, f"{package.__name__}."):
         importlib.import_module(module.name)
     importlib.import_module("agentdeck.analytics.tracing")
-    import_string(settings.CHANNEL_LAYERS["default"]["BACKEND"])
+    import_string(cast(str, settings.CHANNEL_LAYERS["default"]["BACKEND"]))
     get_resolver().url_patterns  # noqa: B018 (evaluating it imports every view module)
 
 

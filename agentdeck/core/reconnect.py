@@ -45,7 +45,7 @@ class Backoff:
 
     def next(self) -> float:
         cap = self.cap if self.cap is not None else max_delay()
-        ceiling = min(cap, self.initial * (2 ** min(self.attempts, 30)))
+        ceiling: float = min(cap, self.initial * (2 ** min(self.attempts, 30)))
         self.attempts += 1
         return ceiling / 2 + random.uniform(0, ceiling / 2)  # noqa: S311 (not cryptographic)
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from itertools import chain
+from typing import cast
 from urllib.parse import unquote_to_bytes
 
 from django.http import HttpRequest, HttpResponse
@@ -134,7 +135,7 @@ def request_input_error(request: HttpRequest) -> Exception | None:
     charset = (request.content_params or {}).get("charset")
     if has_body and charset is not None and charset.strip().lower() not in UTF8_CHARSETS:
         return UnsupportedMediaType(
-            request.content_type,
+            cast(str, request.content_type),
             detail=f"Request bodies must be UTF-8, not {charset[:40]!r}.",
         )
     return None

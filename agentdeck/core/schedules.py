@@ -4,7 +4,7 @@ changes a schedule applies it without a manual step."""
 
 from __future__ import annotations
 
-from typing import TypedDict
+from typing import Any, TypedDict
 
 
 class ScheduleSpec(TypedDict):
@@ -36,7 +36,7 @@ SCHEDULES: dict[str, ScheduleSpec] = {
 }
 
 
-def sync_schedules(**kwargs) -> None:
+def sync_schedules(**kwargs: Any) -> None:
     from django_q.models import Schedule
 
     for name, spec in SCHEDULES.items():

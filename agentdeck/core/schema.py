@@ -10,6 +10,9 @@ from __future__ import annotations
 from typing import Any
 
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
+from drf_spectacular.generators import SchemaGenerator
+from drf_spectacular.openapi import AutoSchema
+from rest_framework.request import Request
 
 PROBLEM_SCHEMA: dict[str, Any] = {
     "type": "object",
@@ -77,7 +80,9 @@ def _problem_response(status: str) -> dict[str, Any]:
     return {"description": _DESCRIPTIONS[status], "content": _problem_content()}
 
 
-def add_problem_responses(result: dict[str, Any], generator, request, public) -> dict[str, Any]:
+def add_problem_responses(
+    result: dict[str, Any], generator: SchemaGenerator, request: Request | None, public: bool
+) -> dict[str, Any]:
     """Document the error shape on every operation so clients can generate their error types.
 
     Errors a view documents by code only (``409: OpenApiResponse(description="agent_busy")``)
@@ -109,7 +114,7 @@ def add_problem_responses(result: dict[str, Any], generator, request, public) ->
 
 
 def require_bodies_with_required_fields(
-    result: dict[str, Any], generator, request, public
+    result: dict[str, Any], generator: SchemaGenerator, request: Request | None, public: bool
 ) -> dict[str, Any]:
     """A request body given as a plain schema (``request={"application/json": {...}}``) is
     required when its schema requires a field, as drf-spectacular decides for serializers."""
@@ -146,7 +151,9 @@ def _created_schema(result: dict[str, Any], response: dict[str, Any]) -> dict[st
     return _resolve(result, content.get("schema", {}))
 
 
-def add_links(result: dict[str, Any], generator, request, public) -> dict[str, Any]:
+def add_links(
+    result: dict[str, Any], generator: SchemaGenerator, request: Request | None, public: bool
+) -> dict[str, Any]:
     """OpenAPI links from every create to the operations on the object it created.
 
     A ``POST /things/`` whose success response carries an ``id`` links to every operation under
@@ -201,7 +208,7 @@ class ApiKeyAuthenticationScheme(OpenApiAuthenticationExtension):
     target_class = "agentdeck.accounts.authentication.ApiKeyAuthentication"
     name = "apiKeyAuth"
 
-    def get_security_definition(self, auto_schema):
+    def get_security_definition(self, auto_schema: AutoSchema) -> dict[str, Any]:
         return {
             "type": "http",
             "scheme": "bearer",
@@ -216,7 +223,7 @@ class NextJsJWTAuthenticationScheme(OpenApiAuthenticationExtension):
     target_class = "agentdeck.accounts.authentication.NextJsJWTAuthentication"
     name = "jwtAuth"
 
-    def get_security_definition(self, auto_schema):
+    def get_security_definition(self, auto_schema: AutoSchema) -> dict[str, Any]:
         return {
             "type": "http",
             "scheme": "bearer",

@@ -95,7 +95,8 @@ def client_address(remote_addr: str | None, forwarded_for: str | None) -> str:
     if settings.TRUST_X_FORWARDED_FOR and forwarded_for:
         hops = [hop.strip() for hop in forwarded_for.split(",") if hop.strip()]
         if hops:
-            return hops[-min(settings.TRUSTED_PROXY_COUNT, len(hops))]
+            hop: str = hops[-min(settings.TRUSTED_PROXY_COUNT, len(hops))]
+            return hop
     return remote_addr or "unknown"
 
 

@@ -3,6 +3,8 @@ through the services (the grant/adjust action), never by editing a number."""
 
 from __future__ import annotations
 
+from typing import cast
+
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.helpers import ActionForm
@@ -10,6 +12,7 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.utils.html import format_html, format_html_join
 
+from agentdeck.accounts.models import User
 from agentdeck.core.exceptions import ApplicationError
 from agentdeck.credits.models import CreditTransaction, ModelPrice, UserCredits
 from agentdeck.credits.services import credits_adjust
@@ -22,7 +25,7 @@ class AdjustForm(ActionForm):
 
 
 @admin.register(UserCredits)
-class UserCreditsAdmin(admin.ModelAdmin):
+class UserCreditsAdmin(admin.ModelAdmin[UserCredits]):
     list_display = (
         "user",
         "balance_credits",
@@ -56,10 +59,10 @@ class UserCreditsAdmin(admin.ModelAdmin):
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
 
-    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
+    def has_change_permission(self, request: HttpRequest, obj: UserCredits | None = None) -> bool:
         return False
 
-    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
+    def has_delete_permission(self, request: HttpRequest, obj: UserCredits | None = None) -> bool:
         return False
 
     @admin.display(description="ledger (latest 100, read-only)")
@@ -112,7 +115,9 @@ class UserCreditsAdmin(admin.ModelAdmin):
         done = 0
         for account in queryset.select_related("user"):
             try:
-                credits_adjust(user=account.user, amount=amount, staff=request.user, reason=reason)
+                credits_adjust(
+                    user=account.user, amount=amount, staff=cast(User, request.user), reason=reason
+                )
                 done += 1
             except ApplicationError as e:
                 self.message_user(request, f"{account.user}: {e.detail}", messages.ERROR)
@@ -121,7 +126,7 @@ class UserCreditsAdmin(admin.ModelAdmin):
 
 
 @admin.register(CreditTransaction)
-class CreditTransactionAdmin(admin.ModelAdmin):
+class CreditTransactionAdmin(admin.ModelAdmin[CreditTransaction]):
     list_display = (
         "created_at",
         "user",
@@ -141,15 +146,19 @@ class CreditTransactionAdmin(admin.ModelAdmin):
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
 
-    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
+    def has_change_permission(
+        self, request: HttpRequest, obj: CreditTransaction | None = None
+    ) -> bool:
         return False
 
-    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
+    def has_delete_permission(
+        self, request: HttpRequest, obj: CreditTransaction | None = None
+    ) -> bool:
         return False
 
 
 @admin.register(ModelPrice)
-class ModelPriceAdmin(admin.ModelAdmin):
+class ModelPriceAdmin(admin.ModelAdmin[ModelPrice]):
     """Add a row with a later ``effective_from`` to change a price; past rows stay as history."""
 
     list_display = (
@@ -164,8 +173,8 @@ class ModelPriceAdmin(admin.ModelAdmin):
     search_fields = ("model",)
     ordering = ("provider_kind", "model", "-effective_from")
 
-    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
+    def has_change_permission(self, request: HttpRequest, obj: ModelPrice | None = None) -> bool:
         return False  # history: never edit a price in place
 
-    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
+    def has_delete_permission(self, request: HttpRequest, obj: ModelPrice | None = None) -> bool:
         return False

@@ -70,7 +70,7 @@ def shared_ssl_context() -> ssl.SSLContext:
     return _ssl_context
 
 
-class _HttpClient(DefaultAsyncHttpxClient):  # type: ignore[misc, valid-type]
+class _HttpClient(DefaultAsyncHttpxClient):
     # The finalizer of openai's own default client (AsyncHttpxClientWrapper, private there):
     # closes a client its owner forgot, on the loop running then.
     def __del__(self) -> None:
@@ -128,7 +128,7 @@ class ClientPool:
         self._entries: dict[tuple[str, float, int], _Entry] = {}
         # id(client) -> (client, the timer that closes it once set on the loop)
         self._retired: dict[int, tuple[Any, asyncio.TimerHandle | None]] = {}
-        self._closing: set[asyncio.Task] = set()
+        self._closing: set[asyncio.Task[None]] = set()
         self._lock = threading.Lock()
         self._swept_at = time.monotonic()
         self._closed = False

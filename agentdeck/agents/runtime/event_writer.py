@@ -35,7 +35,7 @@ class EventWriter:
         self._sink = sink
         self._on_written = on_written
         self._queue: list[QueuedEvent] = []
-        self._task: asyncio.Task | None = None
+        self._task: asyncio.Task[None] | None = None
         self._error: BaseException | None = None
         self._last_seq: int | None = None
         self.outage = Outage(f"run {run_id}: database (event log writes)", logger)

@@ -17,7 +17,7 @@ import atexit
 import logging
 import os
 import threading
-from typing import Any, Literal, TypedDict
+from typing import Any, Literal, NotRequired, TypedDict, cast
 
 from asgiref.sync import async_to_sync
 from channels.layers import (
@@ -46,6 +46,7 @@ __all__ = [
     "TASK_FLUSH_TIMEOUT_SECONDS",
     "Notification",
     "Publisher",
+    "RealtimeMessage",
     "RunEventMessage",
     "UserNotifyMessage",
     "flush",
@@ -69,12 +70,16 @@ COALESCED_NOTIFICATION_TYPES = frozenset({"credits.updated"})
 
 
 class RunEventMessage(TypedDict):
+    """One event of a run's log, to the run's group. An event too big to travel has ``data``
+    None and ``in_log`` True: listeners read it from the log."""
+
     type: Literal["run.event"]
     run_id: str
     seq: int
     event_type: str
     created_at: str
-    data: dict[str, Any]
+    data: dict[str, Any] | None
+    in_log: NotRequired[bool]
 
 
 class Notification(TypedDict):
@@ -87,6 +92,10 @@ class Notification(TypedDict):
 class UserNotifyMessage(TypedDict):
     type: Literal["user.notify"]
     notification: Notification
+
+
+# What publish() sends: the consumers' handlers are named after the literal ``type``.
+RealtimeMessage = RunEventMessage | UserNotifyMessage
 
 
 # The per-user stream's vocabulary: run status changes, file processing progress and outcome,
@@ -180,7 +189,7 @@ def _publish_in_memory(layer: BaseChannelLayer, group: str, message: dict[str, A
     task.add_done_callback(_memory_sends.discard)
 
 
-def publish(group: str, message: dict[str, Any], *, coalesce: str | None = None) -> None:
+def publish(group: str, message: RealtimeMessage, *, coalesce: str | None = None) -> None:
     """Hand a message to the channel layer. Returns without waiting for the network; messages
     from one process leave in the order they were published, except ``coalesce``d ones
     (:class:`Publisher`: they wait ``COALESCE_SECONDS``, the latest per group and key wins).
@@ -194,9 +203,9 @@ def publish(group: str, message: dict[str, Any], *, coalesce: str | None = None)
         return
     try:
         if isinstance(layer, InMemoryChannelLayer):
-            _publish_in_memory(layer, group, message)
+            _publish_in_memory(layer, group, cast(dict[str, Any], message))
         else:
-            get_publisher().submit(group, message, coalesce=coalesce)
+            get_publisher().submit(group, cast(dict[str, Any], message), coalesce=coalesce)
     except Exception:
         logger.warning("realtime publish to %s failed", group, exc_info=True)
 
@@ -228,7 +237,7 @@ def flush_after_task(**kwargs: Any) -> None:
     flush()
 
 
-def publish_on_commit(group: str, message: dict[str, Any], *, coalesce: str | None = None) -> None:
+def publish_on_commit(group: str, message: RealtimeMessage, *, coalesce: str | None = None) -> None:
     transaction.on_commit(lambda: publish(group, message, coalesce=coalesce))
 
 
@@ -241,4 +250,4 @@ def notify_user_on_commit(user_id: Any, notification_type: str, data: dict[str, 
         "notification": {"type": notification_type, "data": data},
     }
     coalesce = notification_type if notification_type in COALESCED_NOTIFICATION_TYPES else None
-    publish_on_commit(user_group(user_id), dict(message), coalesce=coalesce)
+    publish_on_commit(user_group(user_id), message, coalesce=coalesce)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from rest_framework import serializers
 
 from agentdeck.credits.models import CreditTransaction, ModelPrice
@@ -18,7 +20,7 @@ def credits_text(micros: int) -> str:
     return str(to_credits(micros))
 
 
-class BalanceSerializer(serializers.Serializer):
+class BalanceSerializer(serializers.Serializer[Any]):
     balance = serializers.IntegerField(help_text="Micro-credits (1 credit = 1,000,000).")
     reserved = serializers.IntegerField(help_text="Held by runs in flight.")
     available = serializers.IntegerField()
@@ -30,7 +32,7 @@ class BalanceSerializer(serializers.Serializer):
     micros_per_credit = serializers.IntegerField()
 
 
-class TransactionSerializer(serializers.ModelSerializer):
+class TransactionSerializer(serializers.ModelSerializer[CreditTransaction]):
     run = serializers.UUIDField(source="run_id", read_only=True, allow_null=True)
     amount_credits = serializers.SerializerMethodField()
 
@@ -56,7 +58,7 @@ class TransactionSerializer(serializers.ModelSerializer):
         return credits_text(obj.amount)
 
 
-class TransactionQuerySerializer(serializers.Serializer):
+class TransactionQuerySerializer(serializers.Serializer[Any]):
     # allow_blank documents what DRF does with `?kind=`: an empty value is no filter.
     kind = serializers.ChoiceField(
         choices=CreditTransaction.Kind.choices, required=False, allow_blank=True
@@ -65,7 +67,7 @@ class TransactionQuerySerializer(serializers.Serializer):
     created_before = serializers.DateTimeField(required=False)
 
 
-class GrantSerializer(serializers.Serializer):
+class GrantSerializer(serializers.Serializer[Any]):
     user_id = serializers.CharField(max_length=64, help_text="users.id of the recipient.")
     amount = serializers.IntegerField(
         help_text=f"Micro-credits, positive, at most {MAX_GRANT_MICROS} (`invalid_amount` else)."
@@ -81,7 +83,7 @@ class GrantSerializer(serializers.Serializer):
     )
 
 
-class ModelPriceSerializer(serializers.ModelSerializer):
+class ModelPriceSerializer(serializers.ModelSerializer[ModelPrice]):
     input_per_million = serializers.IntegerField(
         min_value=0, max_value=MAX_PRICE_PER_MILLION, help_text="Micro-credits per million tokens."
     )

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from typing import Any, cast
+
+from django.db.models import QuerySet
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import status
 from rest_framework.generics import ListAPIView
@@ -9,6 +12,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from agentdeck.accounts.models import User
 from agentdeck.accounts.selectors import user_get_by_pk
 from agentdeck.core.exceptions import NotFound, PermissionDenied
 from agentdeck.credits.api.serializers import (
@@ -46,17 +50,17 @@ class BalanceApi(APIView):
 
 
 @extend_schema(tags=["credits"])
-class TransactionListApi(ListAPIView):
+class TransactionListApi(ListAPIView[CreditTransaction]):
     serializer_class = TransactionSerializer
 
     @extend_schema(summary="Your ledger, newest first", parameters=[TransactionQuerySerializer])
-    def get(self, request: Request, *args, **kwargs) -> Response:
+    def get(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         return super().get(request, *args, **kwargs)
 
-    def get_queryset(self):
+    def get_queryset(self) -> QuerySet[CreditTransaction]:
         query = TransactionQuerySerializer(data=self.request.query_params)
         query.is_valid(raise_exception=True)
-        return credit_transaction_list(user=self.request.user, **query.validated_data)
+        return credit_transaction_list(user=cast(User, self.request.user), **query.validated_data)
 
 
 @extend_schema(tags=["credits"])
@@ -98,12 +102,12 @@ class GrantApi(APIView):
 
 
 @extend_schema(tags=["credits"])
-class ModelPriceListApi(ListAPIView):
+class ModelPriceListApi(ListAPIView[ModelPrice]):
     serializer_class = ModelPriceSerializer
     queryset = ModelPrice.objects.all()
 
     @extend_schema(summary="Model prices (micro-credits per million tokens)")
-    def get(self, request: Request, *args, **kwargs) -> Response:
+    def get(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         return super().get(request, *args, **kwargs)
 
     @extend_schema(

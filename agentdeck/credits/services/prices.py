@@ -3,6 +3,8 @@ one."""
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
@@ -11,7 +13,7 @@ from agentdeck.credits.models import ModelPrice
 from agentdeck.credits.units import MAX_PRICE_PER_MILLION, cost_of
 
 
-def price_for(*, provider_kind: str, model: str, at=None) -> ModelPrice | None:
+def price_for(*, provider_kind: str, model: str, at: datetime | None = None) -> ModelPrice | None:
     """The price in force at ``at``: an exact model name beats a pattern; the newest
     ``effective_from`` not after ``at`` wins."""
     at = at or timezone.now()
@@ -23,7 +25,8 @@ def price_for(*, provider_kind: str, model: str, at=None) -> ModelPrice | None:
         if p.matches(model)
     ]
     exact = [p for p in candidates if not p.is_pattern]
-    return (exact or candidates or [None])[0]
+    best = exact or candidates
+    return best[0] if best else None
 
 
 def price_table(*, provider_kind: str, model: str) -> dict[str, dict[str, int]]:
@@ -61,7 +64,7 @@ def model_price_create(
     input_per_million: int,
     cached_input_per_million: int,
     output_per_million: int,
-    effective_from,
+    effective_from: datetime,
 ) -> ModelPrice:
     from agentdeck.core.exceptions import Conflict
 

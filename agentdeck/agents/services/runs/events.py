@@ -5,6 +5,7 @@ to the run's group after commit; and the run status notice sent to the run's own
 from __future__ import annotations
 
 import json
+from datetime import datetime
 from typing import Any
 
 from django.conf import settings
@@ -13,7 +14,12 @@ from django.db import connection
 from agentdeck.agents.models import AgentRun
 from agentdeck.agents.runtime.sink import AppendResult
 from agentdeck.core.jsonsafe import pg_json_safe
-from agentdeck.core.realtime import notify_user_on_commit, publish_on_commit, run_group
+from agentdeck.core.realtime import (
+    RunEventMessage,
+    notify_user_on_commit,
+    publish_on_commit,
+    run_group,
+)
 
 
 def run_event_append(
@@ -164,11 +170,14 @@ def _prepare_events(
 
 
 def _publish_events(
-    run_id: Any, prepared: list[tuple[str, dict[str, Any], str]], last_seq: int, created: list
+    run_id: Any,
+    prepared: list[tuple[str, dict[str, Any], str]],
+    last_seq: int,
+    created: list[datetime],
 ) -> None:
     first_seq = last_seq - len(prepared) + 1
     for offset, (event_type, data, body) in enumerate(prepared):
-        message = {
+        message: RunEventMessage = {
             "type": "run.event",
             "run_id": str(run_id),
             "seq": first_seq + offset,

@@ -56,7 +56,8 @@ def agent_run_claim(*, run_id: Any) -> bool:
                 "queued": Status.QUEUED,
             },
         )
-        return cursor.rowcount == 1
+        claimed: bool = cursor.rowcount == 1
+        return claimed
 
 
 # Claim up to %(limit)s queued runs, oldest first, without letting a user hold more than

@@ -5,6 +5,7 @@ Also scheduled daily on the queue (``agentdeck.core.schedules``)."""
 from __future__ import annotations
 
 import sys
+from typing import Any
 
 from django.core.management.base import BaseCommand
 
@@ -14,7 +15,7 @@ from agentdeck.credits.services import credits_reconcile
 class Command(BaseCommand):
     help = "Check balances against the ledger and reserved credits against open holds."
 
-    def handle(self, *args, **options) -> None:
+    def handle(self, *args: Any, **options: Any) -> None:
         found = credits_reconcile()
         for d in found:
             self.stdout.write(f"user {d.user_id}: {d.field} is {d.recorded}, expected {d.expected}")
