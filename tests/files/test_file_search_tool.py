@@ -10,6 +10,7 @@ import uuid
 import pytest
 from agents.tool_context import ToolContext
 from asgiref.sync import async_to_sync
+from django.utils import timezone
 
 from agentdeck.agents.exceptions import InvalidReference
 from agentdeck.agents.models import AgentRun, AgentVersion, RunEvent, ToolCall
@@ -246,6 +247,22 @@ def test_expired_and_deleted_indices_are_skipped(user, index, handbook):
 
     assert answer == {"note": tool.NO_RESULTS_NOTE, "results": []}
     assert tool.take_citations("call_direct") is None
+
+
+def test_a_search_keeps_an_index_with_an_expiry_policy_alive(user, index, handbook):
+    idle_since = timezone.now() - timezone.timedelta(days=2)
+    VectorIndex.objects.filter(pk=index.pk).update(
+        expires_after_days=3,
+        last_active_at=idle_since,
+        expires_at=idle_since + timezone.timedelta(days=3),
+    )
+
+    json.loads(search([index.id], {"query": "refund"}))
+    tool.take_citations("call_direct")
+
+    index.refresh_from_db()
+    assert index.last_active_at > idle_since
+    assert index.expires_at > timezone.now() + timezone.timedelta(days=2, hours=23)
 
 
 @pytest.mark.parametrize(
