@@ -19,12 +19,11 @@ from agentdeck.agents.runtime.graph import GraphError
 from agentdeck.agents.services.agents import agent_create, agent_update, agent_version_restore
 from agentdeck.agents.services.providers import provider_create
 from agentdeck.agents.services.runs import agent_run_start
-from agentdeck.agents.services.tools import tool_create
 from agentdeck.agents.tasks import execute_run
 from agentdeck.files import services, tool
 from agentdeck.files.models import Chunk, VectorIndex
 from agentdeck.files.processing import file_process
-from tests.factories import VectorIndexFactory
+from tests.factories import ToolFactory, VectorIndexFactory
 from tests.support.openai_server import FakeOpenAI
 
 pytestmark = pytest.mark.django_db
@@ -404,9 +403,7 @@ def test_the_service_refuses_another_owners_index(user, other_user, provider):
 
 
 def test_a_tool_named_file_search_cannot_sit_beside_vector_indices(user, provider, index):
-    clash = tool_create(
-        owner=user, name="file_search", kind="builtin", config={"builtin": "calculator"}
-    )
+    clash = ToolFactory(owner=user, name="file_search")
     agent = agent_create(owner=user, name="Support", provider=provider, model="mock-echo")
     agent_update(agent=agent, actor=user, tools=[{"tool": clash}])
 
