@@ -15,6 +15,7 @@ from django.utils.html import format_html, format_html_join
 from agentdeck.accounts.models import User
 from agentdeck.core.exceptions import ApplicationError
 from agentdeck.credits.models import CreditTransaction, ModelPrice, UserCredits
+from agentdeck.credits.selectors import credit_transaction_latest
 from agentdeck.credits.services import credits_adjust
 from agentdeck.credits.units import to_credits
 
@@ -67,10 +68,7 @@ class UserCreditsAdmin(admin.ModelAdmin[UserCredits]):
 
     @admin.display(description="ledger (latest 100, read-only)")
     def ledger(self, obj: UserCredits) -> str:
-        # A settlement's capture and release lines share one created_at: the id orders them.
-        rows = CreditTransaction.objects.filter(user_id=obj.user_id).order_by("-created_at", "-id")[
-            :100
-        ]
+        rows = credit_transaction_latest(user_id=obj.user_id, limit=100)
         body = format_html_join(
             "",
             "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from django.db.models import QuerySet
 
@@ -27,3 +28,9 @@ def credit_transaction_list(
     if created_before:
         qs = qs.filter(created_at__lt=created_before)
     return qs
+
+
+def credit_transaction_latest(*, user_id: Any, limit: int = 100) -> QuerySet[CreditTransaction]:
+    """The user's latest ``limit`` ledger entries, newest first (the admin's ledger panel). A
+    settlement's capture and release lines share one ``created_at``: the id orders them."""
+    return CreditTransaction.objects.filter(user_id=user_id).order_by("-created_at", "-id")[:limit]

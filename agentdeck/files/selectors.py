@@ -30,6 +30,13 @@ def vector_indices_by_id(*, user: User, ids: Sequence[Any]) -> tuple[list[Vector
     return rows_by_ids(vector_indices_visible_to(user), ids)
 
 
+def vector_indices_searchable(*, ids: Sequence[Any]) -> QuerySet[VectorIndex]:
+    """The indices with these ids that can still be searched: an index deleted since an agent
+    version listed it, or expired (its chunks are gone), is left out. No owner check: the ids
+    come from a version snapshot, checked when the version was made (the ``file_search`` tool)."""
+    return VectorIndex.objects.filter(pk__in=ids).exclude(status=VectorIndex.Status.EXPIRED)
+
+
 def vector_index_provider(*, user: User, provider_id: Any) -> Provider | None:
     """The provider a new index embeds with: None when none is named, 400 ``invalid_provider``
     when ``user`` may not use it."""

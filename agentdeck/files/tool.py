@@ -132,21 +132,20 @@ def _search(index_ids: list[str], query: str, max_results: int) -> list[tuple[st
     One index failing (its embedding endpoint is down) does not hide the others' results; if
     every index fails, the error reaches the model as the tool's answer.
     """
-    from agentdeck.files.models import VectorIndex
-    from agentdeck.files.services import vector_index_query
+    from agentdeck.files.keepalive import vector_index_touch_after_search
+    from agentdeck.files.search import vector_index_search
+    from agentdeck.files.selectors import vector_indices_searchable
 
-    indices = VectorIndex.objects.filter(pk__in=index_ids).exclude(
-        status=VectorIndex.Status.EXPIRED
-    )
     merged: list[tuple[str, Any]] = []
     failures: list[Exception] = []
-    for index in indices:
+    for index in vector_indices_searchable(ids=index_ids):
         try:
             # A savepoint: a failed query must not break the worker's connection state.
             with transaction.atomic():
-                hits = vector_index_query(
+                hits = vector_index_search(
                     index=index, query=query, top_k=max_results, mode="hybrid"
                 )
+                vector_index_touch_after_search(index)
         except Exception as e:
             logger.warning("file_search failed on index %s: %s", index.pk, e)
             failures.append(e)

@@ -20,10 +20,15 @@ from agentdeck.accounts.services import api_key_create
 from agentdeck.agents.services.agents import agent_create
 from agentdeck.agents.services.conversations import conversation_create
 from agentdeck.agents.services.providers import provider_create
-from agentdeck.agents.services.tools import tool_create
-from agentdeck.credits.services import credits_grant, model_price_create
+from agentdeck.credits.services import credits_grant
 from agentdeck.files import services as file_services
-from tests.factories import AgentRunFactory, ConversationItemFactory, VectorIndexFactory
+from tests.factories import (
+    AgentRunFactory,
+    ConversationItemFactory,
+    ModelPriceFactory,
+    ToolFactory,
+    VectorIndexFactory,
+)
 
 WRITE_METHODS = ("POST", "PUT", "PATCH", "DELETE")
 _PARAM = re.compile(r"\{(\w+)\}")
@@ -107,10 +112,7 @@ def make_objects(user) -> Objects:
     runs = [AgentRunFactory(agent=agent, status=status) for status in ("succeeded", "failed")]
     for position in range(3):
         ConversationItemFactory(conversation=conversation, position=position)
-    tools = [
-        tool_create(owner=user, name=f"calc{n}", kind="builtin", config={"builtin": "calculator"})
-        for n in range(2)
-    ]
+    tools = [ToolFactory(owner=user, name=f"calc{n}") for n in range(2)]
     index = VectorIndexFactory(owner=user, name="docs")
     VectorIndexFactory(owner=user, name="more")
     files = [
@@ -121,7 +123,7 @@ def make_objects(user) -> Objects:
     ]
     for n in range(2):
         credits_grant(user=user, amount=1000 + n)
-        model_price_create(
+        ModelPriceFactory(
             provider_kind="mock",
             model=f"surface-{n}",
             input_per_million=1,

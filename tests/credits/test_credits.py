@@ -15,8 +15,9 @@ from agentdeck.agents.services.agents import agent_create, agent_update
 from agentdeck.agents.services.providers import provider_create
 from agentdeck.agents.services.runs import agent_run_reap_stale, agent_run_start
 from agentdeck.agents.tasks import execute_run
+from agentdeck.core.exceptions import PermissionDenied
 from agentdeck.credits.exceptions import InsufficientCredits, InvalidAmount
-from agentdeck.credits.models import CreditHold, CreditTransaction, UserCredits
+from agentdeck.credits.models import CreditHold, CreditTransaction, ModelPrice, UserCredits
 from agentdeck.credits.services import (
     credits_adjust,
     credits_grant,
@@ -294,6 +295,17 @@ def test_prices_exact_beats_pattern_and_latest_effective_wins(staff_user, client
     assert (bad.status_code, bad.json()["code"]) == (400, "validation_error")
 
 
+def test_only_staff_set_prices(user, user_client):
+    price = {"provider_kind": "openai", "model": "x", **PRICE}
+    # Refused before the body is read: a malformed one gets the same 403.
+    for body in (price, {"model": 1}):
+        response = user_client.post("/api/v1/model-prices/", body, format="json")
+        assert (response.status_code, response.json()["code"]) == (403, "staff_only")
+    with pytest.raises(PermissionDenied):
+        model_price_create(actor=user, effective_from=timezone.now(), **price)
+    assert not ModelPrice.objects.exists()
+
+
 @pytest.mark.parametrize("field", ["input_per_million", "cached_input_per_million"])
 def test_a_price_past_a_million_credits_per_million_tokens_is_refused(
     staff_user, client_for, field
@@ -314,6 +326,7 @@ def test_a_price_past_a_million_credits_per_million_tokens_is_refused(
         assert (response.status_code, response.json()["errors"][0]["field"]) == (400, field)
     with pytest.raises(InvalidAmount):
         model_price_create(
+            actor=staff_user,
             provider_kind="openai",
             model="y",
             effective_from=timezone.now(),

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from agentdeck.files import services
+from tests.factories import VectorIndexFactory
 
 
 @pytest.fixture(autouse=True)
@@ -14,7 +14,7 @@ def _file_settings(settings, tmp_path):
 
 @pytest.fixture
 def index(user):
-    return services.vector_index_create(owner=user, name="docs", embedder="hash")
+    return VectorIndexFactory(owner=user, name="docs")
 
 
 TEXT = (

@@ -10,6 +10,7 @@ import uuid
 import pytest
 from agents.tool_context import ToolContext
 from asgiref.sync import async_to_sync
+from django.utils import timezone
 
 from agentdeck.agents.exceptions import InvalidReference
 from agentdeck.agents.models import AgentRun, AgentVersion, RunEvent, ToolCall
@@ -18,12 +19,11 @@ from agentdeck.agents.runtime.graph import GraphError
 from agentdeck.agents.services.agents import agent_create, agent_update, agent_version_restore
 from agentdeck.agents.services.providers import provider_create
 from agentdeck.agents.services.runs import agent_run_start
-from agentdeck.agents.services.tools import tool_create
 from agentdeck.agents.tasks import execute_run
 from agentdeck.files import services, tool
 from agentdeck.files.models import Chunk, VectorIndex
 from agentdeck.files.processing import file_process
-from tests.factories import VectorIndexFactory
+from tests.factories import ToolFactory, VectorIndexFactory
 from tests.support.openai_server import FakeOpenAI
 
 pytestmark = pytest.mark.django_db
@@ -248,6 +248,22 @@ def test_expired_and_deleted_indices_are_skipped(user, index, handbook):
     assert tool.take_citations("call_direct") is None
 
 
+def test_a_search_keeps_an_index_with_an_expiry_policy_alive(user, index, handbook):
+    idle_since = timezone.now() - timezone.timedelta(days=2)
+    VectorIndex.objects.filter(pk=index.pk).update(
+        expires_after_days=3,
+        last_active_at=idle_since,
+        expires_at=idle_since + timezone.timedelta(days=3),
+    )
+
+    json.loads(search([index.id], {"query": "refund"}))
+    tool.take_citations("call_direct")
+
+    index.refresh_from_db()
+    assert index.last_active_at > idle_since
+    assert index.expires_at > timezone.now() + timezone.timedelta(days=2, hours=23)
+
+
 @pytest.mark.parametrize(
     ("arguments", "error"),
     [
@@ -387,9 +403,7 @@ def test_the_service_refuses_another_owners_index(user, other_user, provider):
 
 
 def test_a_tool_named_file_search_cannot_sit_beside_vector_indices(user, provider, index):
-    clash = tool_create(
-        owner=user, name="file_search", kind="builtin", config={"builtin": "calculator"}
-    )
+    clash = ToolFactory(owner=user, name="file_search")
     agent = agent_create(owner=user, name="Support", provider=provider, model="mock-echo")
     agent_update(agent=agent, actor=user, tools=[{"tool": clash}])
 

@@ -10,6 +10,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 
 from agentdeck.files.models import Chunk, FileMetadata, VectorIndex, VectorIndexFile
 from agentdeck.files.processing import file_process
+from tests.factories import VectorIndexFactory
 from tests.files.conftest import TEXT
 
 pytestmark = pytest.mark.django_db
@@ -169,14 +170,8 @@ def make_ready(user, index, name: str, text: str, attributes=None):
 
 
 def test_search_filters_threshold_and_chunking(user, client_for):
-    from agentdeck.files import services
-
-    index = services.vector_index_create(
-        owner=user,
-        name="small chunks",
-        embedder="hash",
-        chunk_size_tokens=100,
-        chunk_overlap_tokens=20,
+    index = VectorIndexFactory(
+        owner=user, name="small chunks", chunk_size_tokens=100, chunk_overlap_tokens=20
     )
     words = " ".join(f"alpha{i} beta{i} gamma{i}" for i in range(200))
     a = make_ready(user, index, "a.txt", words, {"lang": "en", "year": 2024})
@@ -264,12 +259,11 @@ def test_local_index_is_minilm_384(user, client_for):
 
 
 def test_attach_detach_and_copy_between_indices(user, client_for, index):
-    from agentdeck.files import services
 
     client = client_for(user)
     file = make_ready(user, index, "facts.txt", TEXT)
-    twin = services.vector_index_create(owner=user, name="twin", embedder="hash")
-    wide = services.vector_index_create(owner=user, name="wide", embedder="hash", dimensions=768)
+    twin = VectorIndexFactory(owner=user, name="twin")
+    wide = VectorIndexFactory(owner=user, name="wide", dimensions=768)
 
     # Vectors of another size cannot be copied in.
     r = client.post(

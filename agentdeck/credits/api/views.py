@@ -14,7 +14,7 @@ from rest_framework.views import APIView
 
 from agentdeck.accounts.models import User
 from agentdeck.accounts.selectors import user_get_by_pk
-from agentdeck.core.exceptions import NotFound, PermissionDenied
+from agentdeck.core.exceptions import NotFound
 from agentdeck.credits.api.serializers import (
     BalanceSerializer,
     GrantSerializer,
@@ -25,7 +25,12 @@ from agentdeck.credits.api.serializers import (
 )
 from agentdeck.credits.models import CreditTransaction, ModelPrice
 from agentdeck.credits.selectors import credit_transaction_list
-from agentdeck.credits.services import credits_account, credits_grant, model_price_create
+from agentdeck.credits.services import (
+    credits_account,
+    credits_grant,
+    model_price_check_can_create,
+    model_price_create,
+)
 from agentdeck.credits.units import MICROS_PER_CREDIT
 
 
@@ -116,9 +121,9 @@ class ModelPriceListApi(ListAPIView[ModelPrice]):
         responses={201: ModelPriceSerializer},
     )
     def post(self, request: Request) -> Response:
-        if not request.user.is_staff:
-            raise PermissionDenied("Only staff set prices.", code="staff_only")
+        actor = cast(User, request.user)
+        model_price_check_can_create(actor=actor)
         data = ModelPriceSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        price = model_price_create(**data.validated_data)
+        price = model_price_create(actor=actor, **data.validated_data)
         return Response(ModelPriceSerializer(price).data, status=status.HTTP_201_CREATED)

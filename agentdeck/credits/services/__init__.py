@@ -22,6 +22,7 @@ from agentdeck.credits.services.holds import (
 )
 from agentdeck.credits.services.ledger import credits_account
 from agentdeck.credits.services.prices import (
+    model_price_check_can_create,
     model_price_create,
     price_for,
     price_table,
@@ -42,6 +43,7 @@ __all__ = [
     "credits_reconcile",
     "credits_refund",
     "credits_settle",
+    "model_price_check_can_create",
     "model_price_create",
     "price_for",
     "price_table",

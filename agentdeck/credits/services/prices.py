@@ -8,6 +8,8 @@ from datetime import datetime
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from agentdeck.accounts.models import User
+from agentdeck.core.exceptions import Conflict, PermissionDenied
 from agentdeck.credits.exceptions import InvalidAmount
 from agentdeck.credits.models import ModelPrice
 from agentdeck.credits.units import MAX_PRICE_PER_MILLION, cost_of
@@ -57,8 +59,16 @@ def usage_cost(usage: dict[str, dict[str, int]], prices: dict[str, dict[str, int
     return total
 
 
+def model_price_check_can_create(*, actor: User) -> None:
+    """Only staff set prices: 403 ``staff_only``. The view calls it before it validates the body,
+    so a user who may not set prices learns nothing from its errors."""
+    if not actor.is_staff:
+        raise PermissionDenied("Only staff set prices.", code="staff_only")
+
+
 def model_price_create(
     *,
+    actor: User,
     provider_kind: str,
     model: str,
     input_per_million: int,
@@ -66,8 +76,9 @@ def model_price_create(
     output_per_million: int,
     effective_from: datetime,
 ) -> ModelPrice:
-    from agentdeck.core.exceptions import Conflict
-
+    """Add a price (staff only, :func:`model_price_check_can_create`); a later
+    ``effective_from`` supersedes the one in force, and past rows stay as history."""
+    model_price_check_can_create(actor=actor)
     prices = (input_per_million, cached_input_per_million, output_per_million)
     if min(prices) < 0 or max(prices) > MAX_PRICE_PER_MILLION:
         raise InvalidAmount(f"Prices are between 0 and {MAX_PRICE_PER_MILLION} per million tokens.")

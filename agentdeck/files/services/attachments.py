@@ -11,9 +11,10 @@ from agentdeck.core.exceptions import Conflict
 from agentdeck.core.jsonshape import shape_errors_as
 from agentdeck.files.attributes import check_attributes
 from agentdeck.files.exceptions import InvalidIndex
+from agentdeck.files.keepalive import vector_index_touch
 from agentdeck.files.models import FileMetadata, VectorIndex, VectorIndexFile
 from agentdeck.files.services import dispatch
-from agentdeck.files.services.indices import _index_touch, vector_index_refresh
+from agentdeck.files.services.indices import vector_index_refresh
 
 
 def vector_index_attach(
@@ -67,7 +68,7 @@ def vector_index_attach(
                 updated_at=timezone.now(),
             )
             transaction.on_commit(lambda: dispatch.file_processing_enqueue(locked.pk))
-        _index_touch(index)
+        vector_index_touch(index)
         vector_index_refresh(index.pk)
     return attachment, True
 
@@ -140,7 +141,7 @@ def _attach_by_copy(
         attachment.bytes, attachment.processed_at = origin.bytes, timezone.now()
         attachment.error_code = attachment.error_message = ""
         attachment.save()
-        _index_touch(index)
+        vector_index_touch(index)
         vector_index_refresh(index.pk)
     return attachment, created
 

@@ -14,6 +14,7 @@ from agentdeck.core.exceptions import Conflict
 from agentdeck.core.jsonshape import shape_errors_as
 from agentdeck.files.attributes import check_filters
 from agentdeck.files.exceptions import InvalidIndex
+from agentdeck.files.keepalive import vector_index_touch_after_search
 from agentdeck.files.models import ALLOWED_DIMENSIONS, VectorIndex, VectorIndexFile
 
 
@@ -154,24 +155,13 @@ def vector_index_query(
         attributes=attributes,
         score_threshold=score_threshold,
     )
-    # At most one write a minute per index, not one per search.
-    if timezone.now() - index.last_active_at > timezone.timedelta(minutes=1):
-        _index_touch(index)
+    vector_index_touch_after_search(index)
     return hits
 
 
 def _check_filters(filters: dict[str, Any]) -> None:
     with shape_errors_as("filters", code="invalid_filter", error=InvalidIndex):
         check_filters(filters)
-
-
-def _index_touch(index: VectorIndex) -> None:
-    """Keep an index with an expiry policy alive while it is used (an attach or a search)."""
-    now = timezone.now()
-    updates: dict[str, Any] = {"last_active_at": now}
-    if index.expires_after_days:
-        updates["expires_at"] = now + timezone.timedelta(days=index.expires_after_days)
-    VectorIndex.objects.filter(pk=index.pk).update(**updates)
 
 
 def vector_index_refresh(index_id: Any) -> None:

@@ -8,7 +8,7 @@ from typing import Any
 
 from agentdeck.agents.runtime.guardrails.config import normalise
 from agentdeck.agents.runtime.guardrails.pii import PII_KINDS, redact_text
-from agentdeck.agents.runtime.guardrails.text import is_user_message
+from agentdeck.agents.runtime.items import TEXT_PART_TYPES, is_user_message
 
 
 def _redact_kinds(config: dict[str, Any] | None, side: str) -> list[str]:
@@ -39,7 +39,7 @@ def redact_input(config: dict[str, Any] | None, input: str | list[Any]) -> str |
             for part in content:
                 if (
                     isinstance(part, dict)
-                    and part.get("type") in ("input_text", "text")
+                    and part.get("type") in TEXT_PART_TYPES
                     and isinstance(part.get("text"), str)
                 ):
                     part["text"] = redact_text(part["text"], kinds)

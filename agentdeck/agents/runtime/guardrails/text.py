@@ -7,28 +7,12 @@ import dataclasses
 import json
 from typing import Any
 
-
-def _get(item: Any, key: str) -> Any:
-    if isinstance(item, dict):
-        return item.get(key)
-    return getattr(item, key, None)
-
-
-def is_user_message(item: Any) -> bool:
-    return _get(item, "role") == "user" and _get(item, "type") in (None, "message")
-
-
-def _content_text(content: Any) -> str:
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        texts = [
-            _get(part, "text")
-            for part in content
-            if _get(part, "type") in ("input_text", "text") and isinstance(_get(part, "text"), str)
-        ]
-        return "\n".join(texts)
-    return ""
+from agentdeck.agents.runtime.items import (
+    TEXT_PART_TYPES,
+    content_text,
+    field,
+    is_user_message,
+)
 
 
 def latest_user_text(input: str | list[Any]) -> str:
@@ -39,12 +23,12 @@ def latest_user_text(input: str | list[Any]) -> str:
         return input
     texts: list[str] = []
     for item in reversed(list(input or [])):
-        role = _get(item, "role")
-        if role in ("system", "developer") and _get(item, "type") in (None, "message"):
+        role = field(item, "role")
+        if role in ("system", "developer") and field(item, "type") in (None, "message"):
             continue
         if not is_user_message(item):
             break
-        texts.append(_content_text(_get(item, "content")))
+        texts.append(content_text(field(item, "content"), part_types=TEXT_PART_TYPES))
     return "\n".join(t for t in reversed(texts) if t)
 
 

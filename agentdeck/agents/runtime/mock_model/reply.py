@@ -7,7 +7,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -23,6 +23,7 @@ from openai.types.responses import (
 )
 from openai.types.responses.response_usage import InputTokensDetails, OutputTokensDetails
 
+from agentdeck.agents.runtime.items import content_text, field, is_user_message
 from agentdeck.agents.runtime.mock_model.schema_instance import SchemaInstance
 
 if TYPE_CHECKING:
@@ -37,34 +38,6 @@ _JSON = json.JSONDecoder()
 # --------------------------------------------------------------------------------------------
 
 
-def _field(item: Any, key: str) -> Any:
-    """A field of an input item, which is normally a dict but may be a pydantic model."""
-    if isinstance(item, Mapping):
-        return item.get(key)
-    return getattr(item, key, None)
-
-
-def _content_text(content: Any) -> str:
-    """The text of a message's content: a string, or a list of parts with ``text``/``refusal``."""
-    if content is None:
-        return ""
-    if isinstance(content, str):
-        return content
-    if isinstance(content, Sequence):
-        texts: list[str] = []
-        for part in content:
-            if isinstance(part, str):
-                texts.append(part)
-                continue
-            text = _field(part, "text")
-            if not isinstance(text, str):
-                text = _field(part, "refusal")
-            if isinstance(text, str):
-                texts.append(text)
-        return "\n".join(texts)
-    return str(content)
-
-
 def _output_text(output: Any) -> str:
     """A tool output (``function_call_output.output``) as text."""
     if output is None:
@@ -74,7 +47,7 @@ def _output_text(output: Any) -> str:
     if isinstance(output, Sequence):
         texts: list[str] = []
         for part in output:
-            text = _field(part, "text")
+            text = field(part, "text")
             if isinstance(text, str):
                 texts.append(text)
             else:
@@ -90,19 +63,15 @@ def _to_json(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, sort_keys=True, default=str)
 
 
-def _is_user_message(item: Any) -> bool:
-    return _field(item, "role") == "user" and _field(item, "type") in (None, "message")
-
-
 def _item_text(item: Any) -> str:
     """The words an input item contributes to the input token count."""
-    item_type = _field(item, "type")
+    item_type = field(item, "type")
     if item_type == "function_call":
-        return f"{_field(item, 'name') or ''} {_field(item, 'arguments') or ''}"
+        return f"{field(item, 'name') or ''} {field(item, 'arguments') or ''}"
     if item_type == "function_call_output":
-        return _output_text(_field(item, "output"))
-    if _field(item, "role") is not None:
-        return _content_text(_field(item, "content"))
+        return _output_text(field(item, "output"))
+    if field(item, "role") is not None:
+        return content_text(field(item, "content"))
     return ""
 
 
@@ -123,8 +92,8 @@ class _Conversation:
             return cls(items=[{"role": "user", "content": input}], user_index=0, user_text=input)
         items = list(input)
         for index in range(len(items) - 1, -1, -1):
-            if _is_user_message(items[index]):
-                text = _content_text(_field(items[index], "content"))
+            if is_user_message(items[index]):
+                text = content_text(field(items[index], "content"))
                 return cls(items=items, user_index=index, user_text=text)
         return cls(items=items, user_index=-1, user_text="")
 
@@ -137,9 +106,9 @@ class _Conversation:
 
     def calls_by_id(self) -> dict[str, Any]:
         return {
-            str(_field(item, "call_id")): item
+            str(field(item, "call_id")): item
             for item in self.items
-            if _field(item, "type") == "function_call"
+            if field(item, "type") == "function_call"
         }
 
 
@@ -232,11 +201,11 @@ class ReplyBuilder:
         calls = self.conversation.calls_by_id()
         lines: list[str] = []
         for item in self.conversation.since_user:
-            if _field(item, "type") != "function_call_output":
+            if field(item, "type") != "function_call_output":
                 continue
-            output = _output_text(_field(item, "output"))
-            call = calls.get(str(_field(item, "call_id")))
-            name = str(_field(call, "name") or "tool") if call is not None else "tool"
+            output = _output_text(field(item, "output"))
+            call = calls.get(str(field(item, "call_id")))
+            name = str(field(call, "name") or "tool") if call is not None else "tool"
             if name in self.handoff_names or _is_transfer_message(output):
                 continue
             lines.append(f"{name} returned: {output}")
@@ -246,9 +215,9 @@ class ReplyBuilder:
         if self.model_settings.tool_choice == "none":
             return []
         made = {
-            (_field(item, "name"), _canonical_arguments(_field(item, "arguments")))
+            (field(item, "name"), _canonical_arguments(field(item, "arguments")))
             for item in self.conversation.since_user
-            if _field(item, "type") == "function_call"
+            if field(item, "type") == "function_call"
         }
         requested = [
             call
