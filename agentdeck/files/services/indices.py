@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
@@ -92,9 +93,7 @@ def vector_index_create(
         chunk_size_tokens=chunk_size_tokens,
         chunk_overlap_tokens=chunk_overlap_tokens,
         expires_after_days=expires_after_days,
-        expires_at=now + timezone.timedelta(days=expires_after_days)
-        if expires_after_days
-        else None,
+        expires_at=now + timedelta(days=expires_after_days) if expires_after_days else None,
     )
 
 
@@ -113,7 +112,7 @@ def vector_index_update(
         if days is not None and not 1 <= days <= 365:
             raise InvalidIndex("expires_after_days must be between 1 and 365.")
         index.expires_after_days = days
-        index.expires_at = index.last_active_at + timezone.timedelta(days=days) if days else None
+        index.expires_at = index.last_active_at + timedelta(days=days) if days else None
         fields += ["expires_after_days", "expires_at"]
     index.save(update_fields=fields)
     return index
@@ -155,7 +154,7 @@ def vector_index_query(
         score_threshold=score_threshold,
     )
     # At most one write a minute per index, not one per search.
-    if timezone.now() - index.last_active_at > timezone.timedelta(minutes=1):
+    if timezone.now() - index.last_active_at > timedelta(minutes=1):
         _index_touch(index)
     return hits
 
@@ -170,7 +169,7 @@ def _index_touch(index: VectorIndex) -> None:
     now = timezone.now()
     updates: dict[str, Any] = {"last_active_at": now}
     if index.expires_after_days:
-        updates["expires_at"] = now + timezone.timedelta(days=index.expires_after_days)
+        updates["expires_at"] = now + timedelta(days=index.expires_after_days)
     VectorIndex.objects.filter(pk=index.pk).update(**updates)
 
 
