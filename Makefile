@@ -45,6 +45,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/python scripts/mypy_baseline.py
 	$(BIN)/lint-imports
 
 format: $(STAMP)

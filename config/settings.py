@@ -12,6 +12,7 @@ import sys
 import warnings
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 from urllib.parse import unquote
 
 import django_stubs_ext
@@ -665,7 +666,7 @@ FILE_UPLOAD_MAX_MEMORY_SIZE = 2_621_440
 # S3-compatible bucket through django-storages (pip install 'agentdeck[s3]').
 FILE_STORAGE = env.str("FILE_STORAGE", default="local")
 MEDIA_ROOT = Path(env.str("MEDIA_ROOT", default="") or VAR_DIR / "media")
-STORAGES = {
+STORAGES: dict[str, dict[str, Any]] = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
 }

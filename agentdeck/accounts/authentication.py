@@ -15,7 +15,7 @@ import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import lru_cache
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import jwt
 from django.conf import settings
@@ -38,6 +38,10 @@ from agentdeck.accounts.services import (
 from agentdeck.core.exceptions import ApplicationError
 from agentdeck.core.jsoninput import refused_character
 from agentdeck.core.throttling import count_auth_failure, request_client_address
+
+if TYPE_CHECKING:
+    from django.db.models import Field
+    from rest_framework.request import Request
 
 
 @contextmanager
@@ -64,7 +68,7 @@ def failures_counted(address: str, credential: str | None) -> Iterator[None]:
 class ApiKeyAuthentication(BaseAuthentication):
     keyword = "Bearer"
 
-    def authenticate(self, request) -> tuple[User, ApiKey] | None:
+    def authenticate(self, request: Request) -> tuple[User, ApiKey] | None:
         address = request_client_address(request)
         with failures_counted(address, None):
             secret = bearer_token(request)
@@ -73,7 +77,7 @@ class ApiKeyAuthentication(BaseAuthentication):
         with failures_counted(address, secret):
             return authenticate_api_key(secret)
 
-    def authenticate_header(self, request) -> str:
+    def authenticate_header(self, request: Request) -> str:
         return f'{self.keyword} realm="api"'
 
 
@@ -203,7 +207,7 @@ def check_user_claims(claims: dict[str, Any]) -> None:
             continue
         if not isinstance(value, str):
             raise AuthFailed(f"Token '{claim}' must be a string.", "token_invalid")
-        max_length = User._meta.get_field(column).max_length
+        max_length = cast("Field[Any, Any]", User._meta.get_field(column)).max_length
         if max_length is not None and len(value) > max_length:
             raise AuthFailed(
                 f"Token '{claim}' is longer than {max_length} characters.", "token_invalid"
@@ -235,7 +239,10 @@ def user_from_claims(claims: dict[str, Any]) -> User:
 
 
 class NextJsJWTAuthentication(JWTAuthentication):
-    def authenticate(self, request) -> tuple[User, dict[str, Any]] | None:
+    # request.auth is the token's claims here, not simplejwt's Token.
+    def authenticate(  # type: ignore[override]
+        self, request: Request
+    ) -> tuple[User, dict[str, Any]] | None:
         # ApiKeyAuthentication runs first and has refused a malformed header already.
         raw = bearer_token(request)
         if raw is None or raw.startswith(API_KEY_PREFIX):
@@ -244,5 +251,5 @@ class NextJsJWTAuthentication(JWTAuthentication):
             claims = decode_jwt(raw)
             return user_from_claims(claims), claims
 
-    def authenticate_header(self, request) -> str:
+    def authenticate_header(self, request: Request) -> str:
         return 'Bearer realm="api"'

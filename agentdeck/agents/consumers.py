@@ -20,7 +20,7 @@ import asyncio
 import json
 import logging
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 from urllib.parse import parse_qs
 
 from channels.consumer import get_handler_name
@@ -181,13 +181,14 @@ class RunEventsConsumer(AuthenticatedConsumer):
     async def _deliver(self, frames) -> None:
         """Send frames from the cursor (under the lock: the watcher reads the log too). A log
         the database cannot serve right now is read again at the next wake-up or recheck."""
+        cursor = cast(RunEventCursor, self.cursor)  # made by connect() before any delivery
         async with self.lock:
             async for frame in until_unreachable(frames):
                 if self.closed or await self.credential_expired():
                     self.closed = True
                     return
                 await self.send(text_data=json.dumps(frame))
-                if self.cursor.finished:
+                if cursor.finished:
                     self.closed = True
                     await self.close(CLOSE_NORMAL)
                     return
@@ -195,11 +196,12 @@ class RunEventsConsumer(AuthenticatedConsumer):
     async def _recheck_log(self) -> None:
         """Read the log when nothing has come for a while: a dropped *last* message would
         otherwise never be noticed (see agentdeck.agents.streams)."""
+        cursor = cast(RunEventCursor, self.cursor)  # started by connect(), after the cursor
         while not self.closed:
-            seen = self.cursor.last_seq
+            seen = cursor.last_seq
             await asyncio.sleep(settings.RUN_STREAM_RECHECK_SECONDS)
-            if not self.closed and self.cursor.last_seq == seen:
-                await self._deliver(self.cursor.backlog())
+            if not self.closed and cursor.last_seq == seen:
+                await self._deliver(cursor.backlog())
 
     async def run_event(self, message: dict[str, Any]) -> None:
         """A live event from the worker (group message type ``run.event``)."""

@@ -43,19 +43,23 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import IO, TYPE_CHECKING, Any, cast
 
 from asgiref.sync import ThreadSensitiveContext, sync_to_async
 from django.core import signals
 from django.core.exceptions import RequestAborted
 from django.core.handlers.asgi import ASGIHandler as DjangoASGIHandler
 from django.core.handlers.asgi import get_script_prefix
-from django.http import FileResponse, HttpResponseBase
+from django.http import FileResponse, HttpResponse, HttpResponseBase
 from django.urls import set_script_prefix
 
 from agentdeck.core.errors import STATUS_CODES, problem, problem_response
 from agentdeck.core.middleware import API_PREFIX
+
+if TYPE_CHECKING:
+    from django.core.handlers.asgi import ASGIRequest
 
 # Idle executors kept beyond this many (after a burst of concurrent requests) are shut down.
 MAX_IDLE_THREADS = 16
@@ -110,11 +114,14 @@ class ASGIHandler(DjangoASGIHandler):
             # still runs to its end) runs before the next request's calls: one thread each.
             self.executors.give_back(executor)
 
-    def create_request(self, scope: dict[str, Any], body_file: Any):
+    def create_request(
+        self, scope: Mapping[str, Any], body_file: IO[bytes]
+    ) -> tuple[ASGIRequest, None] | tuple[None, HttpResponseBase]:
         """Django's, with its own error answers made problem+json on API paths: it builds a bare
         400 with an empty body (a query string whose bytes are not UTF-8) or a plain-text 413
         before any middleware exists to rewrite them."""
-        request, response = super().create_request(scope, body_file)
+        created = super().create_request(scope, body_file)
+        response = created[1]
         if response is not None and scope.get("path", "").startswith(API_PREFIX):
             status = response.status_code
             detail = (
@@ -123,16 +130,18 @@ class ASGIHandler(DjangoASGIHandler):
                 else "The request body is too large."
             )
             body = problem(status=status, code=STATUS_CODES.get(status, "error"), detail=detail)
-            response = problem_response(None, body)
-        return request, response
+            return None, problem_response(None, body)
+        return created
 
-    def _respond(self, scope: dict[str, Any], body_file: Any) -> HttpResponseBase:
+    def _respond(self, scope: dict[str, Any], body_file: IO[bytes]) -> HttpResponseBase:
         """On the request's thread: everything up to the bytes to send."""
         signals.request_started.send(sender=self.__class__, scope=scope)
-        request, response = self.create_request(scope, body_file)
+        request, refused = self.create_request(scope, body_file)
         if request is not None:
             response = self.get_response(request)  # the chain, the view, logging an error
-        response._handler_class = self.__class__
+        else:
+            response = cast(HttpResponseBase, refused)  # Django's answer to a bad request
+        response._handler_class = self.__class__  # type: ignore[attr-defined]  # as Django's
         if isinstance(response, FileResponse):
             response.block_size = self.chunk_size  # as Django's run_get_response
         if not response.streaming:
@@ -155,17 +164,18 @@ class ASGIHandler(DjangoASGIHandler):
                 return await sync_to_async(func, thread_sensitive=True)(*args)
 
         async def process_request() -> HttpResponseBase:
-            response = await run_sync(self._respond, scope, body_file)
+            response: HttpResponseBase = await run_sync(self._respond, scope, body_file)
             finish = getattr(response, "finish_on_loop", None)
             if finish is not None:
-                response = await finish(response, run_sync)
-                if response.has_header("Content-Length"):  # set by the middleware for the old
-                    response["Content-Length"] = str(len(response.content))
+                finished: HttpResponse = await finish(response, run_sync)
+                if finished.has_header("Content-Length"):  # set by the middleware for the old
+                    finished["Content-Length"] = str(len(finished.content))
+                response = finished
             with contextlib.suppress(asyncio.CancelledError):  # disconnected while it was sent
                 await self.send_response(response, send)
             return response
 
-        tasks = [
+        tasks: list[asyncio.Task[Any]] = [
             # First, as in Django: it must not raise what would keep process_request from
             # being cancelled.
             asyncio.create_task(self.listen_for_disconnect(receive)),

@@ -20,7 +20,8 @@ from __future__ import annotations
 import math
 import threading
 import time
-from typing import Any
+from collections.abc import Callable
+from typing import Any, cast
 
 from django.core.cache.backends import redis as django_redis
 
@@ -48,6 +49,11 @@ return -1
 
 
 class _RedisCacheClient(django_redis.RedisCacheClient):
+    # Django's private members used below, which django-stubs leaves out.
+    _client: Callable[..., Any]
+    _get_connection_pool_index: Callable[[bool], int]
+    _get_connection_pool: Callable[[bool], Any]
+
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._clients: dict[int, Any] = {}
@@ -82,7 +88,8 @@ class RedisCache(django_redis.RedisCache):
     def rate_limit(self, key: str, limit: int, period: float) -> float | None:
         """Count a request against ``limit`` per ``period`` seconds under ``key``: None when it
         is allowed, else the seconds until one would be (the request is not counted)."""
-        return self._cache.rate_limit(self.make_and_validate_key(key), limit, period)
+        client = cast(_RedisCacheClient, self._cache)
+        return client.rate_limit(self.make_and_validate_key(key), limit, period)
 
 
 # Serialises the read-then-write of rate_limit() on caches that live inside this process (the

@@ -56,11 +56,12 @@ def too_slow(protocol: Any, buffered: int, now: float) -> bool:
         return False
     if buffered > limit * HARD_LIMIT_FACTOR:
         return True
-    since = getattr(protocol, "_agentdeck_over_since", None)
+    since: float | None = getattr(protocol, "_agentdeck_over_since", None)
     if since is None:
         protocol._agentdeck_over_since = now
         return False
-    return now - since > settings.WS_SLOW_GRACE_SECONDS
+    grace: float = settings.WS_SLOW_GRACE_SECONDS
+    return now - since > grace
 
 
 def install() -> None:
@@ -74,7 +75,7 @@ def install() -> None:
     original_send = WebSocketProtocol.serverSend
     original_accept = WebSocketProtocol.serverAccept
 
-    def server_accept(self, subprotocol=None):
+    def server_accept(self: Any, subprotocol: str | None = None) -> None:
         original_accept(self, subprotocol)
         self.closeHandshakeTimeout = settings.WS_SLOW_ABORT_SECONDS
         size = settings.WS_SOCKET_SNDBUF_BYTES
@@ -85,7 +86,7 @@ def install() -> None:
             except OSError:
                 logger.debug("could not cap SO_SNDBUF", exc_info=True)
 
-    def server_send(self, content, binary=False):
+    def server_send(self: Any, content: str | bytes, binary: bool = False) -> None:
         if getattr(self, "_agentdeck_too_slow", False):
             return
         buffered = buffered_bytes(self.transport)

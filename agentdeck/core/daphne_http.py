@@ -41,11 +41,14 @@ from __future__ import annotations
 import json
 import logging
 from http import HTTPStatus
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 
 from agentdeck.core.errors import PROBLEM_CONTENT_TYPE, STATUS_CODES, problem
+
+if TYPE_CHECKING:
+    from twisted.python.failure import Failure
 
 logger = logging.getLogger(__name__)
 
@@ -73,8 +76,9 @@ def problem_bytes(status: int, code: str, detail: str, **extra: Any) -> bytes:
     return head.encode("ascii") + body
 
 
-def channel_class() -> type:
+def channel_class() -> type[Any]:
     """Defined on first use: Twisted is only imported under daphne."""
+    from twisted.internet.protocol import connectionDone
     from twisted.web import http
 
     class ProblemHTTPChannel(http.HTTPChannel):
@@ -89,7 +93,8 @@ def channel_class() -> type:
         _header_lines = 0
 
         def connectionMade(self) -> None:
-            self.timeOut = self.idle_timeout
+            # Twisted annotates timeOut as int seconds; it takes a float as well (callLater).
+            self.timeOut = self.idle_timeout  # type: ignore[assignment]
             # Twisted's own limits sit beyond ours, so ours answer first.
             self.MAX_LENGTH = max(self.max_url_bytes + REQUEST_LINE_OVERHEAD, self.max_header_bytes)
             self.totalHeadersSize = self.MAX_LENGTH + self.max_header_bytes
@@ -170,12 +175,14 @@ def channel_class() -> type:
                 return
             self._refused = True
             self.clearLineBuffer()  # nothing more of what has arrived is parsed
-            self.dataReceived = self._discard  # nor of what arrives later
+            self.dataReceived = self._discard  # type: ignore[method-assign]  # nor what arrives later
             self.setTimeout(None)
-            self.transport.write(problem_bytes(status, code, detail, **extra))
-            half_close = getattr(self.transport, "loseWriteConnection", None)
+            # Any: mypy reads a zope Interface's methods as taking no self.
+            transport: Any = self.transport
+            transport.write(problem_bytes(status, code, detail, **extra))
+            half_close = getattr(transport, "loseWriteConnection", None)
             if half_close is None:
-                self.transport.loseConnection()
+                transport.loseConnection()
             else:
                 half_close()
                 self._linger_call = self.callLater(LINGER_SECONDS, self._abort)
@@ -185,9 +192,10 @@ def channel_class() -> type:
 
         def _abort(self) -> None:
             self._linger_call = None
-            self.transport.abortConnection()
+            transport: Any = self.transport
+            transport.abortConnection()
 
-        def connectionLost(self, reason: Any) -> None:
+        def connectionLost(self, reason: Failure = connectionDone) -> None:
             if self._linger_call is not None and self._linger_call.active():
                 self._linger_call.cancel()
             super().connectionLost(reason)

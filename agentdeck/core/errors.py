@@ -9,6 +9,7 @@ own 400/405/500) are rewritten by ``agentdeck.core.middleware.ProblemJsonMiddlew
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from http import HTTPStatus
 from typing import Any, NotRequired, TypedDict
 
@@ -101,7 +102,7 @@ def problem(
 
 
 def problem_response(
-    request: HttpRequest | None, body: dict[str, Any], headers=None
+    request: HttpRequest | None, body: dict[str, Any], headers: Mapping[str, str] | None = None
 ) -> JsonResponse:
     response = JsonResponse(
         body,
@@ -192,17 +193,21 @@ def exception_to_problem(
 
     if isinstance(exc, drf_exceptions.APIException):
         status = exc.status_code
+        detail: Any = exc.detail
         code = getattr(exc, "problem_code", None)
-        if code is None and isinstance(exc.detail, dict) and "code" in exc.detail:
-            code = str(exc.detail["code"])
+        if code is None and isinstance(detail, dict) and "code" in detail:
+            code = str(detail["code"])
         if code is None:
-            code = getattr(exc.detail, "code", None) or exc.default_code
-        if getattr(exc, "auth_header", None):
-            headers["WWW-Authenticate"] = exc.auth_header
-        if getattr(exc, "wait", None):
-            headers["Retry-After"] = str(int(exc.wait))
+            code = getattr(detail, "code", None) or exc.default_code
+        # Set by DRF on authentication failures (auth_header) and by Throttled (wait).
+        auth_header = getattr(exc, "auth_header", None)
+        if auth_header:
+            headers["WWW-Authenticate"] = auth_header
+        wait = getattr(exc, "wait", None)
+        if wait:
+            headers["Retry-After"] = str(int(wait))
         body = problem(
-            status=status, code=str(code), detail=_detail_text(exc.detail), instance=instance
+            status=status, code=str(code), detail=_detail_text(detail), instance=instance
         )
         return body, headers
 

@@ -22,7 +22,7 @@ import base64
 import binascii
 import re
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 from urllib import parse
 
 from django.core import signing
@@ -30,10 +30,16 @@ from django.core.exceptions import ValidationError
 from django.utils import timezone
 from rest_framework.exceptions import ErrorDetail
 from rest_framework.exceptions import ValidationError as DRFValidationError
-from rest_framework.pagination import Cursor, CursorPagination, replace_query_param
+from rest_framework.pagination import Cursor, CursorPagination
+from rest_framework.utils.urls import replace_query_param
 
 from agentdeck.core.exceptions import ApplicationError
 from agentdeck.core.jsoninput import refused_character
+
+if TYPE_CHECKING:
+    from django.db.models import Field, Model, QuerySet
+    from rest_framework.request import Request
+    from rest_framework.views import APIView
 
 # A signed cursor is well under 200 characters; anything much longer is not one of ours and is
 # refused before any HMAC is computed over it.
@@ -54,12 +60,18 @@ class CreatedAtCursorPagination(CursorPagination):
     page_size_query_param = "page_size"
     max_page_size = 200
 
-    def paginate_queryset(self, queryset, request, view=None):
+    # Set by paginate_queryset (DRF's, and ours for _model); django-stubs leaves request out.
+    request: Request
+    _model: type[Model]
+
+    def paginate_queryset(  # type: ignore[override]
+        self, queryset: QuerySet[Any], request: Request, view: APIView | None = None
+    ) -> list[Any] | None:
         # decode_cursor checks the position against the field it will be compared with.
         self._model = queryset.model
         return super().paginate_queryset(queryset, request, view)
 
-    def get_page_size(self, request) -> int:
+    def get_page_size(self, request: Request) -> int | None:
         raw = request.query_params.get(self.page_size_query_param)
         if raw is None or raw == "":
             return self.page_size
@@ -76,7 +88,7 @@ class CreatedAtCursorPagination(CursorPagination):
         return signing.Signer(salt=salt)
 
     def encode_cursor(self, cursor: Cursor) -> str:
-        tokens = {}
+        tokens: dict[str, Any] = {}
         if cursor.offset != 0:
             tokens["o"] = str(cursor.offset)
         if cursor.reverse:
@@ -85,9 +97,10 @@ class CreatedAtCursorPagination(CursorPagination):
             tokens["p"] = cursor.position
         signed = self._signer().sign(parse.urlencode(tokens, doseq=True))
         encoded = base64.urlsafe_b64encode(signed.encode("ascii")).decode("ascii")
-        return replace_query_param(self.base_url, self.cursor_query_param, encoded)
+        # base_url is set by paginate_queryset, before any cursor is encoded.
+        return replace_query_param(cast(str, self.base_url), self.cursor_query_param, encoded)
 
-    def decode_cursor(self, request) -> Cursor | None:
+    def decode_cursor(self, request: Request) -> Cursor | None:
         encoded = request.query_params.get(self.cursor_query_param)
         if not encoded:  # absent, or ?cursor= with nothing: the first page
             return None
@@ -101,7 +114,8 @@ class CreatedAtCursorPagination(CursorPagination):
         tokens = parse.parse_qs(querystring, keep_blank_values=True)
         offset = int(tokens.get("o", ["0"])[0])
         reverse = tokens.get("r", ["0"])[0] == "1"
-        position = tokens.get("p", [None])[0]
+        # Text, as DRF's own positions are (its stub says int).
+        position: Any = tokens.get("p", [None])[0]
         if position is not None and not self._usable(position):
             raise InvalidCursor("The cursor's position does not fit this list.")
         return Cursor(offset=min(offset, self.offset_cutoff), reverse=reverse, position=position)
@@ -110,7 +124,9 @@ class CreatedAtCursorPagination(CursorPagination):
         """Whether ``position`` converts to the ordering field's type (as the ORM will convert it
         for the comparison), and a timestamp carries its zone."""
         name = self.ordering[0].lstrip("-")
-        field = self._model._meta.pk if name == "pk" else self._model._meta.get_field(name)
+        meta = self._model._meta
+        # A concrete field (created_at, pk), never the reverse side of a relation.
+        field = cast("Field[Any, Any]", meta.pk if name == "pk" else meta.get_field(name))
         try:
             value: Any = field.to_python(position)
         except (ValidationError, ValueError, TypeError):

@@ -15,10 +15,10 @@ form-urlencoded, percent-escapes that are not UTF-8).
 from __future__ import annotations
 
 import io
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from functools import cache
 from itertools import chain
-from typing import Any
+from typing import IO, TYPE_CHECKING, Any
 
 from django.utils.datastructures import MultiValueDict
 from rest_framework.exceptions import ErrorDetail, ParseError, ValidationError
@@ -28,9 +28,17 @@ from rest_framework.parsers import BaseParser, DataAndFiles, FormParser, JSONPar
 from agentdeck.core import jsoninput
 from agentdeck.core.requestinput import by_field, query_errors, shown_name, text_errors
 
+if TYPE_CHECKING:
+    from rest_framework.request import Request
+
 
 class StrictJSONParser(JSONParser):
-    def parse(self, stream, media_type=None, parser_context=None) -> Any:
+    def parse(
+        self,
+        stream: IO[Any] | None,
+        media_type: str | None = None,
+        parser_context: Mapping[str, Any] | None = None,
+    ) -> Any:
         raw = stream.read() if stream is not None else b""
         try:
             return jsoninput.loads(raw)
@@ -38,7 +46,7 @@ class StrictJSONParser(JSONParser):
             raise ParseError(f"JSON parse error: {exc}") from None
 
 
-def form_errors(data: MultiValueDict) -> Iterator[tuple[str, ErrorDetail]]:
+def form_errors(data: MultiValueDict[str, Any]) -> Iterator[tuple[str, ErrorDetail]]:
     """Refusals in field names and values (text, or uploads by their file name)."""
     for name, values in data.lists():
         shown = shown_name(name)
@@ -52,7 +60,12 @@ class _Checked:
     checked. A subclass rather than a wrapper, so DRF still sees a FormParser (it gives one the
     body as bytes, keeping ``request.body`` readable)."""
 
-    def parse(self, stream, media_type=None, parser_context=None) -> Any:
+    def parse(
+        self,
+        stream: IO[Any] | None,
+        media_type: str | None = None,
+        parser_context: Mapping[str, Any] | None = None,
+    ) -> Any:
         if isinstance(self, FormParser):
             # Checked as bytes, as the query string is: QueryDict would turn %ff into U+FFFD.
             raw = stream.read() if stream is not None else b""
@@ -79,7 +92,7 @@ def checked(parser_class: type[BaseParser]) -> type[BaseParser]:
 
 
 class StrictContentNegotiation(DefaultContentNegotiation):
-    def select_parser(self, request, parsers) -> BaseParser | None:
+    def select_parser(self, request: Request, parsers: Iterable[BaseParser]) -> BaseParser | None:
         parser = super().select_parser(request, parsers)
         if parser is None or isinstance(parser, StrictJSONParser):
             return parser
@@ -88,4 +101,5 @@ class StrictContentNegotiation(DefaultContentNegotiation):
             # recursed on deep JSON (RecursionError, a 500).
             return StrictJSONParser()
         # DRF makes parsers with no arguments and keeps no state in them.
-        return checked(type(parser))()
+        # mypy takes a class for unhashable (python/typeshed#4638); functools.cache hashes it fine.
+        return checked(type(parser))()  # type: ignore[arg-type]

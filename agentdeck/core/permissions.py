@@ -3,17 +3,33 @@ user's object is invisible (404, never 403, so ids cannot be probed)."""
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from django.db.models import Model, QuerySet
 from rest_framework.permissions import BasePermission
+
+if TYPE_CHECKING:
+    from rest_framework.generics import GenericAPIView
+    from rest_framework.permissions import _SupportsHasPermission
+    from rest_framework.request import Request
+    from rest_framework.views import APIView
+
+    # What OwnerScopedMixin is mixed into, for the type checker only.
+    _ViewBase = GenericAPIView[Any]
+else:
+    _ViewBase = object
+
+_M = TypeVar("_M", bound=Model)
 
 
 def is_staff(user: Any) -> bool:
     return bool(user and user.is_authenticated and user.is_staff)
 
 
-def scope_to_owner(queryset: QuerySet, user: Any, *, owner_field: str = "owner") -> QuerySet:
+def scope_to_owner(
+    queryset: QuerySet[_M], user: Any, *, owner_field: str = "owner"
+) -> QuerySet[_M]:
     """The rows ``user`` may see through the API. Staff see everything."""
     if is_staff(user):
         return queryset
@@ -29,7 +45,7 @@ class IsOwnerOrStaff(BasePermission):
 
     owner_field = "owner"
 
-    def has_object_permission(self, request, view, obj: Model) -> bool:
+    def has_object_permission(self, request: Request, view: APIView, obj: Model) -> bool:
         if is_staff(request.user):
             return True
         owner_field = getattr(view, "owner_field", self.owner_field)
@@ -37,16 +53,16 @@ class IsOwnerOrStaff(BasePermission):
         return owner_id is not None and owner_id == request.user.pk
 
 
-class OwnerScopedMixin:
+class OwnerScopedMixin(_ViewBase):
     """For generic views and viewsets: ``get_queryset`` returns only what the caller may see."""
 
     owner_field = "owner"
     permission_classes_extra = (IsOwnerOrStaff,)
 
-    def get_queryset(self):  # type: ignore[override]
+    def get_queryset(self) -> QuerySet[Any]:
         return scope_to_owner(
             super().get_queryset(), self.request.user, owner_field=self.owner_field
         )
 
-    def get_permissions(self):  # type: ignore[override]
+    def get_permissions(self) -> Sequence[_SupportsHasPermission]:
         return [*super().get_permissions(), *(p() for p in self.permission_classes_extra)]

@@ -63,7 +63,7 @@ class _Reconnecting:
     def dequeue(self) -> Any:
         outage, backoff = self._state()
         try:
-            tasks = super().dequeue()
+            tasks = super().dequeue()  # type: ignore[misc]  # a mixin: the broker's
         except Exception as exc:
             if not is_connection_error(exc):
                 raise
@@ -79,7 +79,7 @@ class _Reconnecting:
     def set_stat(self, key: str, value: str, timeout: int) -> None:
         # The sentinel saves its stats every guard cycle (0.5 s) and logs each failure itself.
         try:
-            super().set_stat(key, value, timeout)
+            super().set_stat(key, value, timeout)  # type: ignore[misc]  # a mixin: the broker's
         except Exception as exc:
             if not is_connection_error(exc):
                 raise
@@ -88,7 +88,7 @@ class _Reconnecting:
             self.outage.recovered()
 
 
-class ORMBroker(_Reconnecting, orm.ORM):
+class ORMBroker(_Reconnecting, orm.ORM):  # type: ignore[misc]  # django_q is untyped
     """django-q2's ORM broker (PostgreSQL), reconnecting. Its Django connection is replaced on
     the next use after a failure: ``get_connection`` runs ``close_old_connections`` first."""
 
@@ -100,7 +100,7 @@ class ORMBroker(_Reconnecting, orm.ORM):
         )
 
 
-class RedisBroker(_Reconnecting, redis_broker.Redis):
+class RedisBroker(_Reconnecting, redis_broker.Redis):  # type: ignore[misc]  # django_q is untyped
     """django-q2's Redis broker, reconnecting (redis-py reconnects on the next command)."""
 
     @staticmethod
@@ -122,7 +122,8 @@ class RedisBroker(_Reconnecting, redis_broker.Redis):
     def ping(self) -> bool:
         # Without the library's "Can not connect to Redis server." on every /readyz: the
         # check reports the error itself.
-        return self.connection.ping()
+        alive: bool = self.connection.ping()
+        return alive
 
 
 def _make_broker() -> Any:
@@ -214,7 +215,8 @@ def enqueue(func: str, *args: Any, **options: Any) -> str:
 
     if not len(_outbox):
         try:
-            return async_task(func, *args, broker=broker.get(), **options)
+            task_id: str = async_task(func, *args, broker=broker.get(), **options)
+            return task_id
         except Exception as exc:
             if not is_connection_error(exc):
                 raise

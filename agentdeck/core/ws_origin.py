@@ -8,25 +8,29 @@ on it (and the token is required anyway): programs and servers may connect witho
 
 from __future__ import annotations
 
+from typing import Any
+from urllib.parse import ParseResult
+
 from channels.security.websocket import OriginValidator
 from django.conf import settings
 
 
-class BrowserOriginValidator(OriginValidator):
+class BrowserOriginValidator(OriginValidator):  # type: ignore[misc]  # channels is untyped
     """Reads ``WS_ALLOWED_ORIGINS`` at each handshake rather than once at start-up."""
 
-    def __init__(self, application) -> None:
+    def __init__(self, application: Any) -> None:
         self.application = application
 
     @property
     def allowed_origins(self) -> list[str]:
-        return settings.WS_ALLOWED_ORIGINS
+        origins: list[str] = settings.WS_ALLOWED_ORIGINS
+        return origins
 
-    def valid_origin(self, parsed_origin) -> bool:
+    def valid_origin(self, parsed_origin: ParseResult | None) -> bool:
         if parsed_origin is None:
             return True
-        return self.validate_origin(parsed_origin)
+        return bool(self.validate_origin(parsed_origin))
 
 
-def origin_validator(application):
+def origin_validator(application: Any) -> BrowserOriginValidator:
     return BrowserOriginValidator(application)

@@ -9,10 +9,12 @@ watchdog gave up on, finds the token gone and stops without writing anything.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import time
 import uuid
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
@@ -310,7 +312,7 @@ def files_watchdog() -> dict[str, int]:
       was lost: the Redis broker drops in-flight tasks with their worker): queue it again.
     The conditional UPDATEs make a watchdog racing a worker or a second watchdog harmless.
     """
-    stale = timezone.now() - timezone.timedelta(seconds=settings.FILE_PROCESSING_STALE_SECONDS)
+    stale = timezone.now() - timedelta(seconds=settings.FILE_PROCESSING_STALE_SECONDS)
     retried = failed = requeued = 0
     for file_id, token, attempts in FileMetadata.objects.filter(
         status=Status.PROCESSING, claimed_by__isnull=False, heartbeat_at__lt=stale
@@ -319,7 +321,7 @@ def files_watchdog() -> dict[str, int]:
             if FileMetadata.objects.filter(pk=file_id, claimed_by=token).update(
                 claimed_by=None, heartbeat_at=timezone.now()
             ):
-                transaction.on_commit(lambda fid=file_id: file_processing_enqueue(fid))
+                transaction.on_commit(functools.partial(file_processing_enqueue, file_id))
                 retried += 1
             continue
         with transaction.atomic():

@@ -80,7 +80,8 @@ def _filters_sql(
     EXISTS per key would be a join per key, whose planning grows far faster than the keys;
     ``check_filters`` bounds the keys anyway).
     """
-    sql, params = "", []
+    sql = ""
+    params: list[Any] = []
     if file_ids:
         sql += " AND c.file_id = ANY(%s::uuid[])"
         params.append([str(f) for f in file_ids])

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from typing import cast
+
+from django.db.models import QuerySet
 from drf_spectacular.utils import extend_schema
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
@@ -15,7 +18,7 @@ from agentdeck.accounts.api.serializers import (
     ApiKeySerializer,
     MeSerializer,
 )
-from agentdeck.accounts.models import ApiKey
+from agentdeck.accounts.models import ApiKey, User
 from agentdeck.accounts.selectors import api_key_list
 from agentdeck.accounts.services import api_key_create, api_key_revoke
 from agentdeck.core.permissions import IsOwnerOrStaff
@@ -37,8 +40,8 @@ class ApiKeyViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.G
     permission_classes = [*APIView.permission_classes, IsOwnerOrStaff]
     lookup_value_regex = "[0-9a-f-]{36}"
 
-    def get_queryset(self):
-        return api_key_list(user=self.request.user)
+    def get_queryset(self) -> QuerySet[ApiKey]:
+        return api_key_list(user=cast(User, self.request.user))
 
     @extend_schema(
         summary="Create an API key",
@@ -49,11 +52,11 @@ class ApiKeyViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.G
         serializer = ApiKeyCreateSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         api_key, secret = api_key_create(
-            owner=request.user,
+            owner=cast(User, request.user),
             created_with=request.auth if isinstance(request.auth, ApiKey) else None,
             **serializer.validated_data,
         )
-        api_key.secret = secret
+        api_key.secret = secret  # type: ignore[attr-defined]  # for ApiKeyCreatedSerializer, once
         return Response(ApiKeyCreatedSerializer(api_key).data, status=status.HTTP_201_CREATED)
 
     @extend_schema(summary="Revoke an API key", request=None, responses=ApiKeySerializer)

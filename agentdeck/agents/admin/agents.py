@@ -63,11 +63,11 @@ class AgentAdmin(admin.ModelAdmin):
 
     @admin.display(description="runs (24 h)", ordering="_runs_24h")
     def runs_24h(self, obj: Agent) -> int:
-        return obj._runs_24h
+        return obj._runs_24h  # type: ignore[attr-defined]  # annotated by the selector
 
     @admin.display(description="last run", ordering="_last_run")
     def last_run(self, obj: Agent):
-        return obj._last_run
+        return obj._last_run  # type: ignore[attr-defined]  # annotated by the selector
 
     def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
         # Read-only here: behaviour edits must create versions (the API does); status via actions.

@@ -3,10 +3,13 @@ is write-only and shown masked."""
 
 from __future__ import annotations
 
+from typing import cast
+
 from django import forms
 from django.contrib import admin
 from django.http import HttpRequest
 
+from agentdeck.accounts.models import User
 from agentdeck.agents.models import (
     Provider,
 )
@@ -80,7 +83,7 @@ class ProviderAdmin(admin.ModelAdmin):
             }
             provider_update(
                 provider=obj,
-                actor=request.user,
+                actor=cast(User, request.user),  # staff, signed in to the admin
                 api_key=key
                 if key is not None and (key or form.cleaned_data.get("remove_api_key"))
                 else None,
@@ -90,7 +93,7 @@ class ProviderAdmin(admin.ModelAdmin):
             # No owner: a shared provider, as in the list filter.
             owner = form.cleaned_data.get("owner")
             provider = provider_create(
-                actor=request.user,
+                actor=cast(User, request.user),  # staff, signed in to the admin
                 shared=owner is None,
                 owner=owner,
                 api_key=key or "",

@@ -3,6 +3,8 @@ service; tool calls inline, a filter for runs waiting on an approval."""
 
 from __future__ import annotations
 
+from typing import Any, ClassVar, cast
+
 from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
@@ -30,7 +32,12 @@ class AgentRunAdmin(admin.ModelAdmin):
         "started_at",
         "finished_at",
     )
-    list_filter = ("status", "agent__provider__kind", "error_code", "created_at")
+    list_filter: ClassVar[tuple[Any, ...]] = (
+        "status",
+        "agent__provider__kind",
+        "error_code",
+        "created_at",
+    )
     search_fields = ("id", "agent__name", "owner__email")
     list_select_related = ("agent", "owner")
     # Runs are big (input, output, usage); the change list needs none of it, nor an exact count.
@@ -68,7 +75,8 @@ class AgentRunAdmin(admin.ModelAdmin):
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[AgentRun]:
         qs = super().get_queryset(request)
-        if request.resolver_match and request.resolver_match.url_name.endswith("changelist"):
+        match = request.resolver_match
+        if match and cast(str, match.url_name).endswith("changelist"):  # the admin names each
             qs = qs.defer("input", "output", "usage", "metadata")
         return qs
 

@@ -67,11 +67,11 @@ class ToolAdmin(admin.ModelAdmin):
 
     @admin.display(description="calls (24 h)", ordering="_calls")
     def calls_24h(self, obj: Tool) -> int:
-        return obj._calls
+        return obj._calls  # type: ignore[attr-defined]  # annotated by the selector
 
     @admin.display(description="errors (24 h)")
     def error_rate_24h(self, obj: Tool) -> str:
-        return f"{obj._errors / obj._calls:.0%}" if obj._calls else "—"
+        return f"{obj._errors / obj._calls:.0%}" if obj._calls else "—"  # type: ignore[attr-defined]  # annotated by the selector
 
     @admin.display(description="MCP tools")
     def discovered_tools(self, obj: Tool) -> str:

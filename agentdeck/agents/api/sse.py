@@ -51,7 +51,7 @@ def wants_event_stream(request: HttpRequest) -> bool:
 
 
 @allow_methods("GET", "HEAD", "OPTIONS")
-async def run_events(request: HttpRequest, pk: Any) -> HttpResponse:
+async def run_events(request: HttpRequest, pk: Any) -> HttpResponse | StreamingHttpResponse:
     if not wants_event_stream(request):
         from agentdeck.agents.api.views.runs import RunViewSet
 
@@ -80,7 +80,9 @@ def _format(frame: dict[str, Any]) -> str:
     return f"id: {frame['seq']}\nevent: {frame['type']}\ndata: {json.dumps(frame)}\n\n"
 
 
-async def run_events_stream(request: HttpRequest, run_id: str) -> HttpResponse:
+async def run_events_stream(
+    request: HttpRequest, run_id: str
+) -> HttpResponse | StreamingHttpResponse:
     try:
         user = await sync_to_async(_authenticate)(request)
         if not await sync_to_async(_visible)(user, run_id):

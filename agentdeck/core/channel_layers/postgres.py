@@ -127,7 +127,7 @@ class _Listener:
             queue.put_nowait(f"0:{channel}:{encoded}:{expires}")
 
 
-class PostgresChannelLayer(_UpstreamPostgresLayer):
+class PostgresChannelLayer(_UpstreamPostgresLayer):  # type: ignore[misc]  # channels_postgres is untyped
     """channels_postgres's layer with a supervised LISTEN connection (see the package docstring).
 
     Channels made by :meth:`new_channel` in this process need no advisory lock: their names
@@ -135,6 +135,8 @@ class PostgresChannelLayer(_UpstreamPostgresLayer):
     per channel on a pooled connection and never released it: a lock-table entry per WebSocket
     until the pool recycled that connection).
     """
+
+    django_db: Database  # upstream's, replaced in __init__
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -193,7 +195,7 @@ class PostgresChannelLayer(_UpstreamPostgresLayer):
     # --- channel layer API --------------------------------------------------------------------
 
     async def new_channel(self, prefix: str = "specific") -> str:
-        channel = await super().new_channel(prefix)
+        channel: str = await super().new_channel(prefix)
         # Its queue exists from now on: messages sent to it before the first receive() (after
         # a group_add, say) are kept, not dropped for want of a receiver.
         self._listener().queues.setdefault(channel, asyncio.Queue())
@@ -237,7 +239,8 @@ class PostgresChannelLayer(_UpstreamPostgresLayer):
             if len(parts) == 4:
                 if float(parts[3]) < time.time():
                     continue  # expired while it waited
-                return self.deserialize(base64.b64decode(parts[2]))
+                message: dict[str, Any] = self.deserialize(base64.b64decode(parts[2]))
+                return message
             # A big message travels by id; upstream asserted it was still there. If the
             # database is away it is skipped: the layer's reconnection makes consumers catch up.
             try:
@@ -248,7 +251,8 @@ class PostgresChannelLayer(_UpstreamPostgresLayer):
                 logger.info("channel layer: a big message could not be fetched (%s)", exc)
                 continue
             if row is not None:
-                return self.deserialize(row[0])
+                fetched: dict[str, Any] = self.deserialize(row[0])
+                return fetched
 
     async def send(self, channel: str, message: dict[str, Any]) -> None:
         assert isinstance(message, dict), "message is not a dict"

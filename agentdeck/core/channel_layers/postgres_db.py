@@ -19,7 +19,7 @@ from agentdeck.core.reconnect import is_connection_error
 logger = logging.getLogger(__name__)
 
 
-class Database(DatabaseLayer):
+class Database(DatabaseLayer):  # type: ignore[misc]  # channels_postgres is untyped
     """channels_postgres's queries on a pool of this layer instance's own, one per event loop,
     instead of its module-global pool (bound to whichever loop came first, so the process's
     publishing loop and daphne's loop could not share it), surviving the dead connections a
@@ -83,7 +83,9 @@ class Database(DatabaseLayer):
         if pool is not None:
             await pool.close()
 
-    async def execute(self, query: sql.Composable, params: Any = None) -> list[tuple]:
+    async def execute(
+        self, query: sql.SQL | sql.Composed, params: Any = None
+    ) -> list[tuple[Any, ...]]:
         """Run one statement on a pooled connection. A connection that died while idle in the
         pool (PostgreSQL restarted, or reset every connection) fails at once, the pool drops
         it, and the statement is tried on the next one: after a restart the first operations

@@ -34,9 +34,14 @@ class _PubSub(PubSub):
         self.connections += 1
 
 
-class _Shard(RedisSingleShardConnection):
+class _Shard(RedisSingleShardConnection):  # type: ignore[misc]  # channels_redis is untyped
     """One Redis server's Pub/Sub connection: subscriptions asked for while Redis is away are
     remembered and made when it is back; every reconnection is announced to local channels."""
+
+    # Upstream's, made by _ensure_redis below; None until then and after a lost connection
+    # (_pubsub is Any: its callers run after _ensure_redis, as upstream's do).
+    _redis: aioredis.Redis | None
+    _pubsub: Any
 
     def __init__(self, host: dict[str, Any], channel_layer: RedisPubSubLoopLayer) -> None:
         super().__init__(host, channel_layer)
@@ -164,13 +169,15 @@ class _Shard(RedisSingleShardConnection):
             queue.put_nowait(data)
 
 
-class _LoopLayer(RedisPubSubLoopLayer):
+class _LoopLayer(RedisPubSubLoopLayer):  # type: ignore[misc]  # channels_redis is untyped
+    _shards: list[_Shard]
+
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._shards = [_Shard(shard.host, self) for shard in self._shards]
 
 
-class RedisPubSubChannelLayer(_UpstreamRedisLayer):
+class RedisPubSubChannelLayer(_UpstreamRedisLayer):  # type: ignore[misc]  # channels_redis is untyped
     """channels_redis's Pub/Sub layer with the shards above (see the package docstring)."""
 
     def _get_layer(self) -> RedisPubSubLoopLayer:
@@ -185,7 +192,8 @@ class RedisPubSubChannelLayer(_UpstreamRedisLayer):
         return layer
 
     def receive_outage_description(self) -> str | None:
-        for layer in list(self._layers.values()):
+        layers: list[_LoopLayer] = list(self._layers.values())
+        for layer in layers:
             for shard in layer._shards:
                 if shard.outage.down:
                     return shard.outage.describe()

@@ -11,7 +11,7 @@ import contextlib
 import re
 import time
 import zlib
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -93,7 +93,7 @@ async def _read_capped(response: httpx.Response, max_bytes: int) -> tuple[bytes,
     parts: list[bytes] = []
     size = 0
 
-    async def chunks() -> AsyncIterator[bytes]:
+    async def chunks() -> AsyncGenerator[bytes, None]:
         if inflater is None:  # identity, or an encoding httpx decodes itself
             async for chunk in response.aiter_bytes():
                 yield chunk

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import cast
+
 from django.conf import settings
 from django.http import FileResponse
 from drf_spectacular.types import OpenApiTypes
@@ -19,6 +21,7 @@ from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from agentdeck.accounts.models import User
 from agentdeck.core.exceptions import NotFound
 from agentdeck.core.parsers import StrictJSONParser
 from agentdeck.files import selectors, services
@@ -46,7 +49,7 @@ class FileViewSet(viewsets.GenericViewSet):
     parser_classes = [MultiPartParser, FormParser, StrictJSONParser]
 
     def get_queryset(self):
-        return selectors.files_visible_to(self.request.user)
+        return selectors.files_visible_to(cast(User, self.request.user))
 
     @extend_schema(summary="Your files, newest first")
     def list(self, request: Request) -> Response:
@@ -87,7 +90,7 @@ class FileViewSet(viewsets.GenericViewSet):
             )
         indices = _indices(request, data.validated_data["vector_index_ids"])
         file, created = services.file_upload(
-            owner=request.user,
+            owner=cast(User, request.user),
             name=upload.name or "file",
             data=upload.read(),
             declared_type=getattr(upload, "content_type", None),
@@ -141,7 +144,7 @@ class FileViewSet(viewsets.GenericViewSet):
 
 
 def _indices(request: Request, ids) -> list[VectorIndex]:
-    indices, missing = selectors.vector_indices_by_id(user=request.user, ids=ids)
+    indices, missing = selectors.vector_indices_by_id(user=cast(User, request.user), ids=ids)
     if missing:
         raise NotFound(f"Vector index {missing[0]} not found.")
     return indices
@@ -156,7 +159,7 @@ class VectorIndexViewSet(viewsets.GenericViewSet):
     lookup_value_regex = "[0-9a-f-]{36}"
 
     def get_queryset(self):
-        return selectors.vector_indices_visible_to(self.request.user)
+        return selectors.vector_indices_visible_to(cast(User, self.request.user))
 
     @extend_schema(summary="Your vector indices")
     def list(self, request: Request) -> Response:
@@ -178,9 +181,11 @@ class VectorIndexViewSet(viewsets.GenericViewSet):
         data.is_valid(raise_exception=True)
         values = dict(data.validated_data)
         provider = selectors.vector_index_provider(
-            user=request.user, provider_id=values.pop("provider_id", None)
+            user=cast(User, request.user), provider_id=values.pop("provider_id", None)
         )
-        index = services.vector_index_create(owner=request.user, provider=provider, **values)
+        index = services.vector_index_create(
+            owner=cast(User, request.user), provider=provider, **values
+        )
         return Response(VectorIndexSerializer(index).data, status=http.HTTP_201_CREATED)
 
     @extend_schema(
@@ -312,4 +317,4 @@ class VectorIndexViewSet(viewsets.GenericViewSet):
 def _own_file(request: Request, file_id) -> FileMetadata:
     # DRF's get_object_or_404: a file_id of the wrong shape (the route takes any 36 hex digits
     # and dashes) is 404 like an unknown one, not a validation error.
-    return get_object_or_404(selectors.files_visible_to(request.user), pk=file_id)
+    return get_object_or_404(selectors.files_visible_to(cast(User, request.user)), pk=file_id)

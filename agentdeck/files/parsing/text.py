@@ -61,11 +61,11 @@ def decode_text(data: bytes, fallback: str | None = None) -> str | None:
         pass
     else:
         return text if _controls(text) <= len(text) / 100 else None
-    for encoding in (fallback, "cp1252"):
-        if encoding is None:
+    for candidate in (fallback, "cp1252"):
+        if candidate is None:
             continue
         try:
-            text = data.decode(encoding)
+            text = data.decode(candidate)
         except (UnicodeDecodeError, LookupError):
             continue
         return None if _CONTROL_RE.search(text) else text

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from typing import Any
+from typing import Any, cast
 
 from django.conf import settings
 from django.core.files.base import ContentFile
@@ -73,7 +73,7 @@ def file_upload(
                 vector_index_refresh(index.pk)
             transaction.on_commit(lambda: dispatch.file_processing_enqueue(file.id))
     except IntegrityError:
-        file.content.storage.delete(file.content.name)
+        file.content.storage.delete(cast(str, file.content.name))  # saved: it has a name
         existing = FileMetadata.objects.filter(owner=owner, sha256=sha256).first()
         if existing is None:
             raise
@@ -93,7 +93,7 @@ def _existing_upload(
 def file_delete(*, file: FileMetadata) -> None:
     """Remove the row, its chunks in every index and, after commit, its stored bytes. A worker
     processing it notices at its next heartbeat and stops."""
-    storage, stored_name = file.content.storage, file.content.name
+    storage, stored_name = file.content.storage, cast(str, file.content.name)
     with transaction.atomic():
         index_ids = list(
             VectorIndexFile.objects.filter(file=file).values_list("index_id", flat=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
@@ -93,9 +94,7 @@ def vector_index_create(
         chunk_size_tokens=chunk_size_tokens,
         chunk_overlap_tokens=chunk_overlap_tokens,
         expires_after_days=expires_after_days,
-        expires_at=now + timezone.timedelta(days=expires_after_days)
-        if expires_after_days
-        else None,
+        expires_at=now + timedelta(days=expires_after_days) if expires_after_days else None,
     )
 
 
@@ -114,7 +113,7 @@ def vector_index_update(
         if days is not None and not 1 <= days <= 365:
             raise InvalidIndex("expires_after_days must be between 1 and 365.")
         index.expires_after_days = days
-        index.expires_at = index.last_active_at + timezone.timedelta(days=days) if days else None
+        index.expires_at = index.last_active_at + timedelta(days=days) if days else None
         fields += ["expires_after_days", "expires_at"]
     index.save(update_fields=fields)
     return index

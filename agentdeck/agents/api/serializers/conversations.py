@@ -32,7 +32,8 @@ class ConversationUpdateSerializer(serializers.Serializer):
 
 class ConversationItemSerializer(serializers.ModelSerializer):
     run = serializers.UUIDField(source="run_id", read_only=True, allow_null=True)
-    data = serializers.JSONField(read_only=True)
+    # DRF's metaclass takes declared fields off the class: Serializer.data stays the property.
+    data = serializers.JSONField(read_only=True)  # type: ignore[assignment]
 
     class Meta:
         model = ConversationItem

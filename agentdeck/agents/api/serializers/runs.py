@@ -180,7 +180,8 @@ class RunSerializer(serializers.ModelSerializer):
 class RunEventSerializer(serializers.ModelSerializer):
     run_id = serializers.UUIDField(read_only=True)
     type = serializers.ChoiceField(choices=sorted(EVENT_TYPES), read_only=True)
-    data = serializers.JSONField(read_only=True)
+    # DRF's metaclass takes declared fields off the class: Serializer.data stays the property.
+    data = serializers.JSONField(read_only=True)  # type: ignore[assignment]
 
     class Meta:
         model = RunEvent

@@ -5,6 +5,7 @@ render."""
 from __future__ import annotations
 
 import functools
+from typing import Any, cast
 
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import (
@@ -21,6 +22,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from agentdeck.accounts.models import User
 from agentdeck.agents import selectors
 from agentdeck.agents.api import run_wait
 from agentdeck.agents.api.serializers.agents import (
@@ -36,7 +38,8 @@ from agentdeck.agents.services import agents as agent_services
 from agentdeck.agents.services.runs import agent_run_start
 from agentdeck.core.asgi import FINISH_ON_LOOP
 
-IDEMPOTENCY_KEY_MAX_LENGTH = AgentRun._meta.get_field("idempotency_key").max_length
+# A CharField's: never None.
+IDEMPOTENCY_KEY_MAX_LENGTH = cast(int, AgentRun._meta.get_field("idempotency_key").max_length)
 IDEMPOTENCY_HEADER = OpenApiParameter(
     "Idempotency-Key",
     {"type": "string", "maxLength": IDEMPOTENCY_KEY_MAX_LENGTH},
@@ -63,14 +66,14 @@ class AgentViewSet(viewsets.GenericViewSet):
 
     def get_queryset(self):
         if self.action == "runs":
-            return selectors.agents_runnable_by(self.request.user)
-        return selectors.agents_visible_to(self.request.user)
+            return selectors.agents_runnable_by(cast(User, self.request.user))
+        return selectors.agents_visible_to(cast(User, self.request.user))
 
     @extend_schema(summary="Your agents and public ones", parameters=[AgentListQuerySerializer])
     def list(self, request: Request) -> Response:
         query = AgentListQuerySerializer(data=request.query_params)
         query.is_valid(raise_exception=True)
-        qs = selectors.agent_list(user=request.user, **query.validated_data)
+        qs = selectors.agent_list(user=cast(User, request.user), **query.validated_data)
         page = self.paginate_queryset(qs)
         return self.get_paginated_response(AgentSerializer(page, many=True).data)
 
@@ -84,13 +87,14 @@ class AgentViewSet(viewsets.GenericViewSet):
         responses={201: AgentSerializer},
     )
     def create(self, request: Request) -> Response:
+        user = cast(User, request.user)
         data = AgentWriteSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        values = selectors.agent_references_resolve(user=request.user, values=data.validated_data)
+        values = selectors.agent_references_resolve(user=user, values=data.validated_data)
         values.pop("status", None)  # set by staff on an existing agent (agent_update), not here
-        agent = agent_services.agent_create(owner=request.user, actor=request.user, **values)
+        agent = agent_services.agent_create(owner=user, actor=user, **values)
         return Response(
-            AgentSerializer(selectors.agent_get(user=request.user, agent_id=agent.pk)).data,
+            AgentSerializer(selectors.agent_get(user=user, agent_id=agent.pk)).data,
             status=http.HTTP_201_CREATED,
         )
 
@@ -101,13 +105,17 @@ class AgentViewSet(viewsets.GenericViewSet):
     )
     def partial_update(self, request: Request, pk: str | None = None) -> Response:
         agent = self.get_object()
-        agent_services.agent_check_can_change(agent=agent, actor=request.user)
+        agent_services.agent_check_can_change(agent=agent, actor=cast(User, request.user))
         data = AgentWriteSerializer(data=request.data, partial=True)
         data.is_valid(raise_exception=True)
-        values = selectors.agent_references_resolve(user=request.user, values=data.validated_data)
-        agent_services.agent_update(agent=agent, actor=request.user, **values)
+        values = selectors.agent_references_resolve(
+            user=cast(User, request.user), values=data.validated_data
+        )
+        agent_services.agent_update(agent=agent, actor=cast(User, request.user), **values)
         return Response(
-            AgentSerializer(selectors.agent_get(user=request.user, agent_id=agent.pk)).data
+            AgentSerializer(
+                selectors.agent_get(user=cast(User, request.user), agent_id=agent.pk)
+            ).data
         )
 
     @extend_schema(
@@ -116,7 +124,7 @@ class AgentViewSet(viewsets.GenericViewSet):
     )
     def destroy(self, request: Request, pk: str | None = None) -> Response:
         agent = self.get_object()
-        agent_services.agent_check_can_change(agent=agent, actor=request.user)
+        agent_services.agent_check_can_change(agent=agent, actor=cast(User, request.user))
         agent_services.agent_delete(agent=agent)
         return Response(status=http.HTTP_204_NO_CONTENT)
 
@@ -159,22 +167,22 @@ class AgentViewSet(viewsets.GenericViewSet):
     @action(detail=True, methods=["post"])
     def runs(self, request: Request, pk: str | None = None) -> Response:
         agent = self.get_object()
-        data = RunCreateSerializer(data=request.data)
-        data.is_valid(raise_exception=True)
-        values = dict(data.validated_data)
+        serializer = RunCreateSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        values = dict(serializer.validated_data)
         conversation = None
         if conversation_id := values.pop("conversation_id", None):
             conversation = selectors.conversation_resolve(
-                user=request.user, conversation_id=conversation_id
+                user=cast(User, request.user), conversation_id=conversation_id
             )
         run, created = agent_run_start(
-            user=request.user,
+            user=cast(User, request.user),
             agent=agent,
             conversation=conversation,
             idempotency_key=_idempotency_key(request),
             **values,
         )
-        data = RunSerializer(run).data
+        data: dict[str, Any] = RunSerializer(run).data
         waiting = values["mode"] == AgentRun.Mode.WAIT and created
         on_loop = FINISH_ON_LOOP in getattr(request, "scope", {})  # the ASGI request's
         if waiting and not on_loop:
@@ -187,7 +195,9 @@ class AgentViewSet(viewsets.GenericViewSet):
         response = Response(data, status=status)
         if waiting and on_loop:
             # Waited for on the event loop, holding no thread (api/run_wait.py).
-            response.finish_on_loop = functools.partial(run_wait.finish_waiting_run, run_id=run.id)
+            response.finish_on_loop = functools.partial(  # type: ignore[attr-defined]  # read by core.asgi
+                run_wait.finish_waiting_run, run_id=run.id
+            )
         return response
 
 
@@ -199,9 +209,13 @@ class AgentVersionRestoreApi(APIView):
         responses=AgentSerializer,
     )
     def post(self, request: Request, pk: str, number: int) -> Response:
-        agent = get_object_or_404(selectors.agents_visible_to(request.user), pk=pk)
-        agent_services.agent_check_can_change(agent=agent, actor=request.user)
-        agent = agent_services.agent_version_restore(agent=agent, number=number, actor=request.user)
+        agent = get_object_or_404(selectors.agents_visible_to(cast(User, request.user)), pk=pk)
+        agent_services.agent_check_can_change(agent=agent, actor=cast(User, request.user))
+        agent = agent_services.agent_version_restore(
+            agent=agent, number=number, actor=cast(User, request.user)
+        )
         return Response(
-            AgentSerializer(selectors.agent_get(user=request.user, agent_id=agent.pk)).data
+            AgentSerializer(
+                selectors.agent_get(user=cast(User, request.user), agent_id=agent.pk)
+            ).data
         )

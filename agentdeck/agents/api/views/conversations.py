@@ -3,6 +3,8 @@ validate, call one service or selector, render."""
 
 from __future__ import annotations
 
+from typing import cast
+
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import (
     OpenApiResponse,
@@ -14,6 +16,7 @@ from rest_framework.generics import ListAPIView
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from agentdeck.accounts.models import User
 from agentdeck.agents import selectors
 from agentdeck.agents.api.serializers.conversations import (
     ConversationCreateSerializer,
@@ -34,7 +37,7 @@ class ConversationViewSet(viewsets.GenericViewSet):
     lookup_value_regex = "[0-9a-f-]{36}"
 
     def get_queryset(self):
-        return selectors.conversations_visible_to(self.request.user)
+        return selectors.conversations_visible_to(cast(User, self.request.user))
 
     @extend_schema(summary="Your conversations")
     def list(self, request: Request) -> Response:
@@ -53,9 +56,11 @@ class ConversationViewSet(viewsets.GenericViewSet):
     def create(self, request: Request) -> Response:
         data = ConversationCreateSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        agent = selectors.agent_resolve(user=request.user, agent_id=data.validated_data["agent"])
+        agent = selectors.agent_resolve(
+            user=cast(User, request.user), agent_id=data.validated_data["agent"]
+        )
         conversation = conversation_services.conversation_create(
-            owner=request.user, agent=agent, title=data.validated_data["title"]
+            owner=cast(User, request.user), agent=agent, title=data.validated_data["title"]
         )
         return Response(ConversationSerializer(conversation).data, status=http.HTTP_201_CREATED)
 
@@ -102,6 +107,6 @@ class ConversationItemsApi(ListAPIView):
         if getattr(self, "swagger_fake_view", False):  # drf-spectacular introspects without a pk
             return ConversationItem.objects.none()
         conversation = get_object_or_404(
-            selectors.conversations_visible_to(self.request.user), pk=self.kwargs["pk"]
+            selectors.conversations_visible_to(cast(User, self.request.user)), pk=self.kwargs["pk"]
         )
         return selectors.conversation_items(conversation=conversation)

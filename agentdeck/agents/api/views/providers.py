@@ -3,6 +3,8 @@ validate, call one service or selector, render."""
 
 from __future__ import annotations
 
+from typing import cast
+
 from drf_spectacular.utils import (
     OpenApiExample,
     OpenApiResponse,
@@ -15,6 +17,7 @@ from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from agentdeck.accounts.models import User
 from agentdeck.agents import selectors
 from agentdeck.agents.api.serializers.providers import (
     ProviderModelsSerializer,
@@ -36,7 +39,7 @@ class ProviderViewSet(viewsets.ReadOnlyModelViewSet):
     lookup_value_regex = "[0-9a-f-]{36}"
 
     def get_queryset(self):
-        return selectors.providers_visible_to(self.request.user)
+        return selectors.providers_visible_to(cast(User, self.request.user))
 
     @extend_schema(
         summary="Add a provider",
@@ -64,7 +67,9 @@ class ProviderViewSet(viewsets.ReadOnlyModelViewSet):
     def create(self, request: Request) -> Response:
         data = ProviderWriteSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        provider = provider_services.provider_create(actor=request.user, **data.validated_data)
+        provider = provider_services.provider_create(
+            actor=cast(User, request.user), **data.validated_data
+        )
         return Response(ProviderSerializer(provider).data, status=http.HTTP_201_CREATED)
 
     @extend_schema(
@@ -83,7 +88,7 @@ class ProviderViewSet(viewsets.ReadOnlyModelViewSet):
         fields = dict(data.validated_data)
         fields.pop("shared", None)
         provider = provider_services.provider_update(
-            provider=provider, actor=request.user, **fields
+            provider=provider, actor=cast(User, request.user), **fields
         )
         return Response(ProviderSerializer(provider).data)
 
@@ -96,7 +101,9 @@ class ProviderViewSet(viewsets.ReadOnlyModelViewSet):
         },
     )
     def destroy(self, request: Request, pk: str | None = None) -> Response:
-        provider_services.provider_delete(provider=self.get_object(), actor=request.user)
+        provider_services.provider_delete(
+            provider=self.get_object(), actor=cast(User, request.user)
+        )
         return Response(status=http.HTTP_204_NO_CONTENT)
 
     @extend_schema(

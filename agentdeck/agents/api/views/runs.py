@@ -4,6 +4,8 @@ render."""
 
 from __future__ import annotations
 
+from typing import cast
+
 from drf_spectacular.utils import (
     OpenApiResponse,
     extend_schema,
@@ -13,6 +15,7 @@ from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from agentdeck.accounts.models import User
 from agentdeck.agents import selectors
 from agentdeck.agents.api.serializers.runs import (
     ApprovalsSerializer,
@@ -35,14 +38,16 @@ class RunViewSet(viewsets.GenericViewSet):
     lookup_value_regex = "[0-9a-f-]{36}"
 
     def get_queryset(self):
-        return selectors.run_list(user=self.request.user)
+        return selectors.run_list(user=cast(User, self.request.user))
 
     @extend_schema(summary="Your runs, newest first", parameters=[RunListQuerySerializer])
     def list(self, request: Request) -> Response:
         query = RunListQuerySerializer(data=request.query_params)
         query.is_valid(raise_exception=True)
         values = dict(query.validated_data)
-        qs = selectors.run_list(user=request.user, agent_id=values.pop("agent", None), **values)
+        qs = selectors.run_list(
+            user=cast(User, request.user), agent_id=values.pop("agent", None), **values
+        )
         page = self.paginate_queryset(qs)
         return self.get_paginated_response(RunSerializer(page, many=True).data)
 

@@ -3,6 +3,8 @@ validate, call one service or selector, render."""
 
 from __future__ import annotations
 
+from typing import cast
+
 from drf_spectacular.utils import (
     OpenApiExample,
     OpenApiResponse,
@@ -14,6 +16,7 @@ from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from agentdeck.accounts.models import User
 from agentdeck.agents import selectors
 from agentdeck.agents.api.serializers.tools import (
     OpenApiImportSerializer,
@@ -31,7 +34,7 @@ class ToolViewSet(viewsets.GenericViewSet):
     lookup_value_regex = "[0-9a-f-]{36}"
 
     def get_queryset(self):
-        return selectors.tools_visible_to(self.request.user)
+        return selectors.tools_visible_to(cast(User, self.request.user))
 
     @extend_schema(summary="Your tools")
     def list(self, request: Request) -> Response:
@@ -61,7 +64,7 @@ class ToolViewSet(viewsets.GenericViewSet):
     def create(self, request: Request) -> Response:
         data = ToolWriteSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        tool = tool_services.tool_create(owner=request.user, **data.validated_data)
+        tool = tool_services.tool_create(owner=cast(User, request.user), **data.validated_data)
         return Response(ToolSerializer(tool).data, status=http.HTTP_201_CREATED)
 
     @extend_schema(
@@ -109,5 +112,7 @@ class ToolViewSet(viewsets.GenericViewSet):
     def import_openapi(self, request: Request) -> Response:
         data = OpenApiImportSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        tools = tool_services.tool_import_openapi(owner=request.user, **data.validated_data)
+        tools = tool_services.tool_import_openapi(
+            owner=cast(User, request.user), **data.validated_data
+        )
         return Response(ToolSerializer(tools, many=True).data, status=http.HTTP_201_CREATED)

@@ -30,10 +30,12 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
+from types import FrameType
+from typing import Any
 
 from django.conf import settings
 from django.core.management import call_command
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandParser
 from django.db import connections
 
 from agentdeck.accounts.services import admin_user_ensure
@@ -96,7 +98,8 @@ _DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 def _healthy(url: str) -> bool:
     try:
         with _DIRECT.open(url, timeout=1) as response:
-            return response.status == 200
+            status: int = response.status
+            return status == 200
     except (OSError, urllib.error.URLError):
         return False
 
@@ -107,14 +110,14 @@ class Command(BaseCommand):
         "django-q2 worker."
     )
 
-    def add_arguments(self, parser) -> None:
+    def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--host", default=os.environ.get("HOST", "127.0.0.1"))
         parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8000")))
         parser.add_argument(
             "--no-worker", action="store_true", help="Serve only; run no run worker or qcluster."
         )
 
-    def handle(self, *args, host: str, port: int, no_worker: bool, **options) -> None:
+    def handle(self, *args: Any, host: str, port: int, no_worker: bool, **options: Any) -> None:
         started_at = time.monotonic()
         # Each line out at once: the children write to the same terminal (or log file), and
         # "up" must not sit in a buffer.
@@ -126,7 +129,7 @@ class Command(BaseCommand):
 
         stopping = False
 
-        def request_stop(signum, frame) -> None:
+        def request_stop(signum: int, frame: FrameType | None) -> None:
             nonlocal stopping
             stopping = True
 
@@ -179,7 +182,7 @@ class Command(BaseCommand):
 
     def _start_children(
         self, host: str, port: int, no_worker: bool, ready_write: int
-    ) -> dict[str, subprocess.Popen]:
+    ) -> dict[str, subprocess.Popen[bytes]]:
         env = {
             **os.environ,
             "DATABASE_URL": settings.DATABASE_URL,
@@ -203,7 +206,7 @@ class Command(BaseCommand):
         if not no_worker:
             commands["runs"] = [sys.executable, str(base_dir / "manage.py"), "runs_worker"]
             commands["worker"] = [sys.executable, str(base_dir / "manage.py"), "qcluster"]
-        children: dict[str, subprocess.Popen] = {}
+        children: dict[str, subprocess.Popen[bytes]] = {}
         for name, argv in commands.items():
             # A session of their own: the terminal's Ctrl-C reaches only us, and we stop them
             # ourselves (see _stop) instead of racing their own signal handlers.
@@ -219,7 +222,7 @@ class Command(BaseCommand):
 
     def _wait_until_up(
         self,
-        children: dict[str, subprocess.Popen],
+        children: dict[str, subprocess.Popen[bytes]],
         *,
         healthz: str,
         ready_fd: int,
@@ -294,7 +297,7 @@ class Command(BaseCommand):
             agent = demo_seed(owner=user)
             self.stdout.write(f"demo agent: {agent.name} {agent.id} (public, offline mock model)")
 
-    def _stop(self, children: dict[str, subprocess.Popen]) -> None:
+    def _stop(self, children: dict[str, subprocess.Popen[bytes]]) -> None:
         """SIGTERM each child, wait up to ``GRACE_SECONDS``, then SIGKILL its whole process
         group (a qcluster's forked workers included) whatever is left."""
         for child in children.values():
@@ -313,7 +316,7 @@ class Command(BaseCommand):
                 os.killpg(child.pid, signal.SIGKILL)
             child.wait()
 
-    def _report_stopped(self, children: dict[str, subprocess.Popen]) -> None:
+    def _report_stopped(self, children: dict[str, subprocess.Popen[bytes]]) -> None:
         """Release the embedded PostgreSQL and say what is still running, if anything."""
         connections.close_all()  # ours, from migrate: closed, not cut off by the shutdown
         others: list[int] = []
