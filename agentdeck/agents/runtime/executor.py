@@ -35,7 +35,7 @@ import json
 import logging
 import time
 from contextlib import AsyncExitStack
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from agents import RunConfig, Runner
 from asgiref.sync import async_to_sync
@@ -52,6 +52,9 @@ from agentdeck.core.db_threads import run_db
 from agentdeck.core.reconnect import is_connection_error
 from agentdeck.core.redaction import scoped_secrets
 from agentdeck.files.tool import take_citations
+
+if TYPE_CHECKING:
+    from openai.types.responses import ResponseCompletedEvent, ResponseTextDeltaEvent
 
 logger = logging.getLogger(__name__)
 
@@ -213,14 +216,16 @@ async def _execute(run: AgentRun, sink: RunSink, control: RunControl) -> RunOutc
                     if kind == "response.output_text.delta" and not redact_output:
                         if not state.delta_buffer:
                             state.delta_started = time.monotonic()
-                        state.delta_buffer.append(data.delta)
+                        state.delta_buffer.append(cast("ResponseTextDeltaEvent", data).delta)
                         if (
                             sum(map(len, state.delta_buffer)) >= ev.DELTA_FLUSH_CHARS
                             or time.monotonic() - state.delta_started >= ev.DELTA_FLUSH_SECONDS
                         ):
                             await flush_deltas()
                     elif kind == "response.completed":
-                        usage = ev.usage_from_response(data.response)
+                        usage = ev.usage_from_response(
+                            cast("ResponseCompletedEvent", data).response
+                        )
                         if usage:
                             model = model_names.get(state.agent_name, "")
                             ev.add_usage(state.usage, model, usage)

@@ -51,7 +51,8 @@ QueuedEvent = tuple[str, dict[str, Any], bool, Callable[[], None] | None]
 class Budget(Protocol):
     """A run's spending cap (its credit hold): ``amount`` in credits and what usage costs."""
 
-    amount: int
+    @property
+    def amount(self) -> int: ...  # read-only: the service's budget is a frozen dataclass
 
     def cost(self, usage: dict[str, dict[str, int]]) -> int: ...
 

@@ -127,14 +127,14 @@ class BatchingRunSink(ServiceRunSink):
     run, so one run's bad batch fails only that run."""
 
     def __init__(self, *, max_in_flight: int = 2) -> None:
-        self._pending: list[tuple[Any, Sequence[QueuedEvent], asyncio.Future]] = []
-        self._writers: set[asyncio.Task] = set()
+        self._pending: list[tuple[Any, Sequence[QueuedEvent], asyncio.Future[AppendResult]]] = []
+        self._writers: set[asyncio.Task[None]] = set()
         self._max_in_flight = max_in_flight
 
     async def append_async(self, run_id: Any, batch: Sequence[QueuedEvent]) -> AppendResult:
         if any(then is not None for *_, then in batch):
             return await run_db(self.append, run_id, batch)
-        future = asyncio.get_running_loop().create_future()
+        future: asyncio.Future[AppendResult] = asyncio.get_running_loop().create_future()
         self._pending.append((run_id, batch, future))
         if len(self._writers) < self._max_in_flight:
             task = asyncio.create_task(self._write_pending())
@@ -169,8 +169,8 @@ class BatchingRunSink(ServiceRunSink):
             for run_id, _, future in items:
                 if future.done():
                     continue
-                result = results.get(str(run_id))
-                if result is None:
+                written = results.get(str(run_id))
+                if written is None:
                     future.set_exception(AgentRun.DoesNotExist(run_id))
                 else:
-                    future.set_result(result)
+                    future.set_result(written)

@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import json
 import logging
-from typing import Any
+from collections.abc import Iterable
+from typing import Any, cast
 
 from django.conf import settings
 from django.db import connection, transaction
@@ -150,7 +151,8 @@ def _start(run_id: Any, *, again: bool = False) -> AgentRun:
     if run is None:
         raise AgentRun.DoesNotExist(run_id)
     # The version pinned at the run's start: all the executor reads besides the run itself.
-    run.agent_version = _version_get(run.agent_version_id)
+    # Never None: the foreign key is PROTECT, so the version outlives its runs.
+    run.agent_version = cast(AgentVersion, _version_get(run.agent_version_id))
     first, data = _first_event(run)
     if (
         again
@@ -164,7 +166,11 @@ def _start(run_id: Any, *, again: bool = False) -> AgentRun:
 
 
 def agent_run_finish(
-    *, run_id: Any, outcome: RunOutcome, from_statuses=ACTIVE_STATUSES, run: AgentRun | None = None
+    *,
+    run_id: Any,
+    outcome: RunOutcome,
+    from_statuses: Iterable[str] = ACTIVE_STATUSES,
+    run: AgentRun | None = None,
 ) -> bool:
     """Settle a run in one transaction: final status, output, usage, capturing its cost and
     releasing the rest of its hold, the terminal event. A run that is already terminal
