@@ -47,7 +47,7 @@ from agentdeck.agents.runtime.builder import build_graph
 from agentdeck.agents.runtime.clients import client_pool_scope
 from agentdeck.agents.runtime.errors import RunTimedOut, classify_exception
 from agentdeck.agents.runtime.event_writer import EventWriter
-from agentdeck.agents.runtime.sink import RunControl, RunOutcome, RunSink
+from agentdeck.agents.runtime.sink import AppendResult, RunControl, RunOutcome, RunSink
 from agentdeck.core.db_threads import run_db
 from agentdeck.core.reconnect import is_connection_error
 from agentdeck.core.redaction import scoped_secrets
@@ -125,7 +125,7 @@ async def _execute(run: AgentRun, sink: RunSink, control: RunControl) -> RunOutc
         # List inputs are appended to the stored history as they are.
         run_config_kwargs["session_input_callback"] = lambda history, new: [*history, *new]
 
-    def written(outcome: Any) -> None:
+    def written(outcome: AppendResult) -> None:
         if outcome.cancel_requested:
             state.cancel.set()
         if outcome.status != AgentRun.Status.RUNNING:

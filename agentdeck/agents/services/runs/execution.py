@@ -8,6 +8,7 @@ import json
 import logging
 from collections.abc import Iterable
 from typing import Any, cast
+from uuid import UUID
 
 from django.conf import settings
 from django.db import connection, transaction
@@ -48,10 +49,11 @@ _run_get = PkLookup(AgentRun)
 _version_get = PkLookup(AgentVersion)
 
 
-def agent_run_execute(*, run_id: Any) -> str:
+def agent_run_execute(*, run_id: UUID | str) -> str:
     """Claim, run the SDK, settle, on a loop of the caller's own (a django-q2 task, a test; the
     run worker does the same for many runs at once, ``agentdeck.agents.worker``). Returns the
-    final status, or ``"skipped"`` when the run was already claimed (a run is executed once)."""
+    final status, or ``"skipped"`` when the run was already claimed (a run is executed once).
+    ``run_id``: a str when it comes from the django-q2 task (``tasks.execute_run``)."""
     from agentdeck.agents.runtime.executor import execute
     from agentdeck.agents.services.run_sink import run_sink
     from agentdeck.core.reconnect import Outage, call_until_reachable
@@ -78,7 +80,7 @@ def agent_run_execute(*, run_id: Any) -> str:
 # change nothing a second time.
 
 
-def agent_run_begin(*, run_id: Any, again: bool = False) -> AgentRun:
+def agent_run_begin(*, run_id: UUID | str, again: bool = False) -> AgentRun:
     """A claimed run, ready to execute: its pinned version read and its first event
     (``run.started`` / ``run.resumed``) written. ``again``: an earlier attempt may have written
     it (``agent_runs_begin`` failed with its connection)."""
@@ -116,7 +118,7 @@ def agent_run_settle(*, run: AgentRun, outcome: RunOutcome) -> None:
         logger.warning("could not store trace spans of run %s", run.id, exc_info=True)
 
 
-def agent_runs_begin(*, run_ids: list[Any]) -> list[AgentRun]:
+def agent_runs_begin(*, run_ids: list[UUID]) -> list[AgentRun]:
     """``agent_run_begin`` for the runs a worker claimed together: one read of the runs with
     their versions and one statement for all their first events (``run_events_append_many``),
     instead of two reads and a transaction each. Not retried: on failure the caller begins each
@@ -143,7 +145,7 @@ def _first_event(run: AgentRun) -> tuple[str, dict[str, Any]]:
     }
 
 
-def _start(run_id: Any, *, again: bool = False) -> AgentRun:
+def _start(run_id: UUID | str, *, again: bool = False) -> AgentRun:
     """The claimed run with its pinned version, and its first event (run.started/resumed).
     ``again``: an earlier call failed with its connection, perhaps after its commit; the event
     is written only if this attempt of the run has none yet."""
@@ -167,7 +169,7 @@ def _start(run_id: Any, *, again: bool = False) -> AgentRun:
 
 def agent_run_finish(
     *,
-    run_id: Any,
+    run_id: UUID | str,  # str: benchmarks/ws_fanout.py settles runs it was given by id
     outcome: RunOutcome,
     from_statuses: Iterable[str] = ACTIVE_STATUSES,
     run: AgentRun | None = None,
@@ -220,6 +222,6 @@ def agent_run_finish(
     return True
 
 
-def _claimed_here(run_id: Any) -> bool:
+def _claimed_here(run_id: UUID | str) -> bool:
     """Whether this process holds the run: a claim whose commit was not confirmed took effect."""
     return AgentRun.objects.filter(pk=run_id, status=Status.RUNNING, worker=worker_name()).exists()
