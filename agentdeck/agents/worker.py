@@ -36,8 +36,10 @@ import contextlib
 import logging
 import signal
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
+from uuid import UUID
 
 from django.conf import settings
 
@@ -82,7 +84,7 @@ class RunWorker:
 
         self.config = config
         self.name = name or worker_name()
-        self.in_flight: dict[Any, RunControl] = {}
+        self.in_flight: dict[UUID, RunControl] = {}
         self.peak_in_flight = 0
         self.executed = 0
         self._tasks: set[asyncio.Task[None]] = set()
@@ -113,7 +115,7 @@ class RunWorker:
 
     # --- the loop ---------------------------------------------------------------------------------
 
-    async def serve(self, *, ready: Any = None) -> None:
+    async def serve(self, *, ready: Callable[[], object] | None = None) -> None:
         from agentdeck.agents.runtime.clients import client_pool_scope
         from agentdeck.agents.services.run_sink import BatchingRunSink
 
@@ -149,7 +151,7 @@ class RunWorker:
             # Cleared before the claim: a run queued while it is in flight wakes the next one.
             self._wake.clear()
             free = self.config.concurrency - len(self.in_flight)
-            claimed: list[Any] = []
+            claimed: list[UUID] = []
             if free > 0:
                 try:
                     if claim_lost:
@@ -179,7 +181,7 @@ class RunWorker:
                 continue  # there may be more queued than one claim saw; look again at once
             await self._sleep(self.config.poll_seconds)
 
-    async def _held_but_not_running(self) -> list[Any]:
+    async def _held_but_not_running(self) -> list[UUID]:
         """Runs claimed by this worker that it does not execute: a claim whose commit went
         through but whose answer was lost with the connection. Taken up again rather than left
         to the reaper (they would fail ``worker_lost`` a minute later)."""
@@ -188,7 +190,7 @@ class RunWorker:
         held = await run_db(agent_runs_held, worker=self.name)
         return [run_id for run_id in held if run_id not in self.in_flight]
 
-    async def _begin(self, run_ids: list[Any]) -> dict[Any, AgentRun | None]:
+    async def _begin(self, run_ids: list[UUID]) -> dict[UUID, AgentRun | None]:
         """The claimed runs, begun together (``agent_runs_begin``); None for each when that
         failed: each run then begins on its own, checking what the failed call did."""
         from agentdeck.agents.services.runs import agent_runs_begin
@@ -205,7 +207,7 @@ class RunWorker:
                 exc_info=True,
             )
             return dict.fromkeys(run_ids)
-        begun: dict[Any, AgentRun | None] = {run.id: run for run in runs}
+        begun: dict[UUID, AgentRun | None] = {run.id: run for run in runs}
         return {run_id: begun.get(run_id) for run_id in run_ids}
 
     async def _sleep(self, seconds: float) -> None:
@@ -213,7 +215,7 @@ class RunWorker:
             async with asyncio.timeout(seconds):
                 await self._wake.wait()
 
-    def _start(self, run_id: Any, run: AgentRun | None) -> None:
+    def _start(self, run_id: UUID, run: AgentRun | None) -> None:
         control = RunControl(beats=True)
         self.in_flight[run_id] = control
         self.peak_in_flight = max(self.peak_in_flight, len(self.in_flight))
@@ -221,7 +223,7 @@ class RunWorker:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _run(self, run_id: Any, control: RunControl, run: AgentRun | None) -> None:
+    async def _run(self, run_id: UUID, control: RunControl, run: AgentRun | None) -> None:
         from agentdeck.agents.runtime.executor import execute_async
         from agentdeck.agents.services.runs import agent_run_begin, agent_run_settle
 

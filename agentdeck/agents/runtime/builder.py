@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from agents import ModelSettings
 from agents.agent_output import AgentOutputSchemaBase
@@ -20,6 +20,12 @@ from agentdeck.core.crypto import decrypt_secret
 from agentdeck.core.exceptions import ApplicationError
 from agentdeck.core.httpheaders import HeaderError, check_api_key, check_headers
 from agentdeck.core.redaction import add_secrets
+
+if TYPE_CHECKING:
+    # Imported lazily at run time (convention 9); graph imports this module.
+    from openai import AsyncOpenAI
+
+    from agentdeck.agents.runtime.graph import RunGraph
 
 
 class ProviderUnavailable(ApplicationError):
@@ -78,7 +84,7 @@ def openai_client(
     timeout: float | None = None,
     max_retries: int | None = None,
     shared: bool = True,
-):
+) -> AsyncOpenAI:
     """An ``AsyncOpenAI`` for a provider. The client's own retry loop (exponential backoff with
     jitter, honouring Retry-After) retries 408/409/429/5xx, timeouts and connection errors
     ``PROVIDER_MAX_RETRIES`` times before the run fails.
@@ -109,13 +115,14 @@ def openai_client(
     pool = current_client_pool() if shared else None
     if pool is None:
         return build()
-    return pool.get(
+    client: AsyncOpenAI = pool.get(
         str(provider.pk),
         timeout=timeout,
         max_retries=max_retries,
         fingerprint=_client_fingerprint(provider, key, headers),
         build=build,
     )
+    return client
 
 
 def _client_fingerprint(provider: Provider, key: str | None, headers: dict[str, str]) -> str:
@@ -207,7 +214,7 @@ class JsonSchemaOutput(AgentOutputSchemaBase):
         return value
 
 
-def build_graph(snapshot: dict[str, Any], *, owner_id: str):
+def build_graph(snapshot: dict[str, Any], *, owner_id: str) -> RunGraph:
     """The SDK agent graph for a version snapshot (see ``agentdeck.agents.runtime.graph``)."""
     from agentdeck.agents.runtime.graph import GraphBuilder
 

@@ -6,11 +6,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
+from uuid import UUID
 
 from django.conf import settings
 
-from agentdeck.agents.runtime.sink import QueuedEvent, RunSink
+from agentdeck.agents.runtime.sink import AppendResult, QueuedEvent, RunSink
 from agentdeck.core.db_threads import run_db
 from agentdeck.core.reconnect import Backoff, Outage, is_connection_error
 
@@ -30,7 +32,9 @@ class EventWriter:
     did before. ``drain`` waits for everything queued; a write that failed raises there or at
     the next ``append``, and nothing after it is written."""
 
-    def __init__(self, run_id: Any, sink: RunSink, on_written: Any) -> None:
+    def __init__(
+        self, run_id: UUID, sink: RunSink, on_written: Callable[[AppendResult], None]
+    ) -> None:
         self._run_id = run_id
         self._sink = sink
         self._on_written = on_written
@@ -41,7 +45,11 @@ class EventWriter:
         self.outage = Outage(f"run {run_id}: database (event log writes)", logger)
 
     async def append(
-        self, event_type: str, data: dict[str, Any], first_token: bool = False, then: Any = None
+        self,
+        event_type: str,
+        data: dict[str, Any],
+        first_token: bool = False,
+        then: Callable[[], None] | None = None,
     ) -> None:
         if self._error is not None:
             raise self._error
@@ -63,7 +71,7 @@ class EventWriter:
             self._last_seq = outcome.seq
             self._on_written(outcome)
 
-    async def _write_batch(self, batch: list[QueuedEvent]) -> Any:
+    async def _write_batch(self, batch: list[QueuedEvent]) -> AppendResult:
         """One batch, surviving a database restart: on a connection error, wait with backoff
         and write it again unless it turns out to have committed (``RunSink.append_again``);
         give up after ``RUN_STALE_AFTER_SECONDS``."""
@@ -87,12 +95,13 @@ class EventWriter:
             self.outage.recovered()
             return outcome
 
-    async def _append(self, batch: list[QueuedEvent]) -> Any:
+    async def _append(self, batch: list[QueuedEvent]) -> AppendResult:
         # A sink that batches the writes of concurrent runs (the run worker's) says so by
         # offering append_async; otherwise the write runs where the ORM belongs.
         append_async = getattr(self._sink, "append_async", None)
         if append_async is not None:
-            return await append_async(self._run_id, batch)
+            written: AppendResult = await append_async(self._run_id, batch)
+            return written
         return await run_db(self._sink.append, self._run_id, batch)
 
     async def drain(self) -> None:

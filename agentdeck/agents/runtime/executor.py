@@ -35,7 +35,7 @@ import json
 import logging
 import time
 from contextlib import AsyncExitStack
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from agents import RunConfig, Runner
 from asgiref.sync import async_to_sync
@@ -47,11 +47,14 @@ from agentdeck.agents.runtime.builder import build_graph
 from agentdeck.agents.runtime.clients import client_pool_scope
 from agentdeck.agents.runtime.errors import RunTimedOut, classify_exception
 from agentdeck.agents.runtime.event_writer import EventWriter
-from agentdeck.agents.runtime.sink import RunControl, RunOutcome, RunSink
+from agentdeck.agents.runtime.sink import AppendResult, RunControl, RunOutcome, RunSink
 from agentdeck.core.db_threads import run_db
 from agentdeck.core.reconnect import is_connection_error
 from agentdeck.core.redaction import scoped_secrets
 from agentdeck.files.tool import take_citations
+
+if TYPE_CHECKING:
+    from openai.types.responses import ResponseCompletedEvent, ResponseTextDeltaEvent
 
 logger = logging.getLogger(__name__)
 
@@ -122,7 +125,7 @@ async def _execute(run: AgentRun, sink: RunSink, control: RunControl) -> RunOutc
         # List inputs are appended to the stored history as they are.
         run_config_kwargs["session_input_callback"] = lambda history, new: [*history, *new]
 
-    def written(outcome: Any) -> None:
+    def written(outcome: AppendResult) -> None:
         if outcome.cancel_requested:
             state.cancel.set()
         if outcome.status != AgentRun.Status.RUNNING:
@@ -213,14 +216,16 @@ async def _execute(run: AgentRun, sink: RunSink, control: RunControl) -> RunOutc
                     if kind == "response.output_text.delta" and not redact_output:
                         if not state.delta_buffer:
                             state.delta_started = time.monotonic()
-                        state.delta_buffer.append(data.delta)
+                        state.delta_buffer.append(cast("ResponseTextDeltaEvent", data).delta)
                         if (
                             sum(map(len, state.delta_buffer)) >= ev.DELTA_FLUSH_CHARS
                             or time.monotonic() - state.delta_started >= ev.DELTA_FLUSH_SECONDS
                         ):
                             await flush_deltas()
                     elif kind == "response.completed":
-                        usage = ev.usage_from_response(data.response)
+                        usage = ev.usage_from_response(
+                            cast("ResponseCompletedEvent", data).response
+                        )
                         if usage:
                             model = model_names.get(state.agent_name, "")
                             ev.add_usage(state.usage, model, usage)

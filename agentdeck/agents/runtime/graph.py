@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from agents import Agent as SDKAgent
-from agents import ItemHelpers, handoff
+from agents import FunctionTool, Handoff, ItemHelpers, RunResult, RunResultStreaming, handoff
 from agents.extensions import handoff_filters
 
 from agentdeck.agents.exceptions import ToolError
@@ -67,8 +67,9 @@ class GraphBuilder:
 
     def build(self, snapshot: dict[str, Any]) -> RunGraph:
         graph = RunGraph(
-            agent=None,
-            guardrails=snapshot.get("guardrails") or {},  # type: ignore[arg-type]
+            # Set just below: ``_agent`` reads ``self.graph``, so the graph exists first.
+            agent=None,  # type: ignore[arg-type]
+            guardrails=snapshot.get("guardrails") or {},
             provider_kind=snapshot.get("provider_kind", ""),
         )
         self.graph = graph
@@ -93,7 +94,10 @@ class GraphBuilder:
             raise GraphError(f"Agent {agent.name} is private to its owner.")
         if agent.status != Agent.Status.ACTIVE:
             raise GraphError(f"Agent {agent.name} is suspended.")
-        return AgentVersion.objects.get(agent=agent, number=agent.current_version).snapshot
+        snapshot: dict[str, Any] = AgentVersion.objects.get(
+            agent=agent, number=agent.current_version
+        ).snapshot
+        return snapshot
 
     def _agent(self, snapshot: dict[str, Any], *, key: str) -> SDKAgent:
         if key in self._agents:
@@ -135,7 +139,7 @@ class GraphBuilder:
         agent.mcp_servers = built.mcp_servers
         graph.tool_ids.update(built.tool_ids)
 
-        handoffs = []
+        handoffs: list[SDKAgent[Any] | Handoff[Any, Any]] = []
         for spec in snapshot.get("handoffs") or []:
             target_id = str(spec["to_agent_id"])
             target = self._agent(self._target_snapshot(target_id), key=target_id)
@@ -150,7 +154,7 @@ class GraphBuilder:
         agent.handoffs = handoffs
         return agent
 
-    def _file_search(self, snapshot: dict[str, Any], tools: list[Any]):
+    def _file_search(self, snapshot: dict[str, Any], tools: list[Any]) -> FunctionTool:
         """The built-in ``file_search`` tool over the version's vector indices.
 
         An attached tool with the same name fails the run (``tool_error``) rather than dropping
@@ -166,7 +170,7 @@ class GraphBuilder:
             )
         return file_search_tool(list(snapshot["vector_index_ids"]))
 
-    def agent_tool(self, spec: dict[str, Any]):
+    def agent_tool(self, spec: dict[str, Any]) -> FunctionTool:
         """An agent used as a tool: a nested run whose usage is added to this run's."""
         graph = self.graph
         assert graph is not None
@@ -179,7 +183,7 @@ class GraphBuilder:
         graph.clients.extend(nested.clients)
         nested_model = snapshot["model"]
 
-        async def extract(result) -> str:
+        async def extract(result: RunResult | RunResultStreaming) -> str:
             # The nested run's own model responses: its context wrapper may be shared with the
             # parent run, so its usage total would count the parent's requests too.
             for response in result.raw_responses:

@@ -134,7 +134,8 @@ class DjangoSession:
             ConversationItem.objects.filter(pk=last.pk).delete()
             # The popped position is handed out again by the next add: positions stay gapless.
             self._set_next_position(last.position)
-            return last.data
+            item: TResponseInputItem = last.data
+            return item
 
     def _clear_session_sync(self) -> None:
         with transaction.atomic():

@@ -17,7 +17,11 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
+from uuid import UUID
+
+if TYPE_CHECKING:
+    from agentdeck.agents.models import AgentRun
 
 
 @dataclass(frozen=True)
@@ -51,17 +55,18 @@ QueuedEvent = tuple[str, dict[str, Any], bool, Callable[[], None] | None]
 class Budget(Protocol):
     """A run's spending cap (its credit hold): ``amount`` in credits and what usage costs."""
 
-    amount: int
+    @property
+    def amount(self) -> int: ...  # read-only: the service's budget is a frozen dataclass
 
     def cost(self, usage: dict[str, dict[str, int]]) -> int: ...
 
 
 class RunSink(Protocol):
-    def append(self, run_id: Any, batch: Sequence[QueuedEvent]) -> AppendResult:
+    def append(self, run_id: UUID, batch: Sequence[QueuedEvent]) -> AppendResult:
         """Write ``batch`` at the run's next seqs, in order, with the companion writes."""
 
     def append_again(
-        self, run_id: Any, batch: Sequence[QueuedEvent], last_seq: int | None
+        self, run_id: UUID, batch: Sequence[QueuedEvent], last_seq: int | None
     ) -> AppendResult:
         """After ``append`` failed with its connection (perhaps after its commit): write the
         batch unless the log has it already. ``last_seq``: the seq of this worker's last write
@@ -70,7 +75,7 @@ class RunSink(Protocol):
     def tool_call_started(
         self,
         *,
-        run_id: Any,
+        run_id: UUID,
         call_id: str,
         tool_name: str,
         agent_name: str,
@@ -79,13 +84,13 @@ class RunSink(Protocol):
     ) -> None: ...
 
     def tool_call_finished(
-        self, *, run_id: Any, call_id: str, output: Any, duration_ms: float | None
+        self, *, run_id: UUID, call_id: str, output: Any, duration_ms: float | None
     ) -> None: ...
 
-    def budget(self, run: Any) -> Budget | None:
+    def budget(self, run: AgentRun) -> Budget | None:
         """The run's spending cap, None without one."""
 
-    def beat(self, run_id: Any) -> bool | None:
+    def beat(self, run_id: UUID) -> bool | None:
         """Refresh the run's heartbeat. None: the run is no longer running (reaped or settled
         elsewhere); otherwise whether a cancel is pending."""
 

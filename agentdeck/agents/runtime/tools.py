@@ -12,6 +12,7 @@ import ast
 import dataclasses
 import json
 import operator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from string import Formatter
@@ -22,7 +23,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from agents import FunctionTool, RunContextWrapper, function_tool
 from django.conf import settings
 
-_BINARY = {
+_BINARY: dict[type[ast.operator], Callable[[float, float], float]] = {
     ast.Add: operator.add,
     ast.Sub: operator.sub,
     ast.Mult: operator.mul,
@@ -31,7 +32,10 @@ _BINARY = {
     ast.Mod: operator.mod,
     ast.Pow: operator.pow,
 }
-_UNARY = {ast.UAdd: operator.pos, ast.USub: operator.neg}
+_UNARY: dict[type[ast.unaryop], Callable[[float], float]] = {
+    ast.UAdd: operator.pos,
+    ast.USub: operator.neg,
+}
 MAX_EXPRESSION_CHARS = 500
 MAX_EXPONENT = 1000
 
@@ -43,7 +47,7 @@ def evaluate_arithmetic(expression: str) -> float | int:
         raise ValueError("expression too long")
     tree = ast.parse(expression, mode="eval")
 
-    def walk(node: ast.AST) -> Any:
+    def walk(node: ast.AST) -> float | int:
         if isinstance(node, ast.Expression):
             return walk(node.body)
         if (
@@ -297,4 +301,5 @@ def _secret_headers(tool_id: str) -> dict[str, str]:
     tool = Tool.objects.filter(pk=tool_id).only("secret_headers_encrypted").first()
     if tool is None or not tool.secret_headers_encrypted:
         return {}
-    return json.loads(decrypt_secret(tool.secret_headers_encrypted))
+    headers: dict[str, str] = json.loads(decrypt_secret(tool.secret_headers_encrypted))
+    return headers

@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from uuid import UUID
 
 from django.core.exceptions import ObjectDoesNotExist
 from django.db import connection, transaction
@@ -41,7 +41,7 @@ class ServiceRunSink:
     tool_call_started = staticmethod(tool_call_started)
     tool_call_finished = staticmethod(tool_call_finished)
 
-    def append(self, run_id: Any, batch: Sequence[QueuedEvent]) -> AppendResult:
+    def append(self, run_id: UUID, batch: Sequence[QueuedEvent]) -> AppendResult:
         """The queued events in one statement; with their companion writes (a tool call's row,
         after its event), all in one transaction."""
         events = [(event_type, data, first_token) for event_type, data, first_token, _ in batch]
@@ -55,7 +55,7 @@ class ServiceRunSink:
         return outcome
 
     def append_again(
-        self, run_id: Any, batch: Sequence[QueuedEvent], last_seq: int | None
+        self, run_id: UUID, batch: Sequence[QueuedEvent], last_seq: int | None
     ) -> AppendResult:
         """While a run is ``running`` its worker is the only writer of its events (the reaper
         writes only once the run has stopped heartbeating), so the run's last seq tells:
@@ -99,7 +99,7 @@ class ServiceRunSink:
             hold = credit_hold_get(run.id)
         return None if hold is None else _HoldBudget(amount=hold.amount, prices=hold.prices)
 
-    def beat(self, run_id: Any) -> bool | None:
+    def beat(self, run_id: UUID) -> bool | None:
         drop_broken_connection()
         with connection.cursor() as cursor:
             cursor.execute(
@@ -127,14 +127,14 @@ class BatchingRunSink(ServiceRunSink):
     run, so one run's bad batch fails only that run."""
 
     def __init__(self, *, max_in_flight: int = 2) -> None:
-        self._pending: list[tuple[Any, Sequence[QueuedEvent], asyncio.Future]] = []
-        self._writers: set[asyncio.Task] = set()
+        self._pending: list[tuple[UUID, Sequence[QueuedEvent], asyncio.Future[AppendResult]]] = []
+        self._writers: set[asyncio.Task[None]] = set()
         self._max_in_flight = max_in_flight
 
-    async def append_async(self, run_id: Any, batch: Sequence[QueuedEvent]) -> AppendResult:
+    async def append_async(self, run_id: UUID, batch: Sequence[QueuedEvent]) -> AppendResult:
         if any(then is not None for *_, then in batch):
             return await run_db(self.append, run_id, batch)
-        future = asyncio.get_running_loop().create_future()
+        future: asyncio.Future[AppendResult] = asyncio.get_running_loop().create_future()
         self._pending.append((run_id, batch, future))
         if len(self._writers) < self._max_in_flight:
             task = asyncio.create_task(self._write_pending())
@@ -169,8 +169,8 @@ class BatchingRunSink(ServiceRunSink):
             for run_id, _, future in items:
                 if future.done():
                     continue
-                result = results.get(str(run_id))
-                if result is None:
+                written = results.get(str(run_id))
+                if written is None:
                     future.set_exception(AgentRun.DoesNotExist(run_id))
                 else:
-                    future.set_result(result)
+                    future.set_result(written)

@@ -134,7 +134,7 @@ class _CachedToolsMixin:
                     self._agentdeck_primed = session
                     return cached
         try:
-            tools = await super().list_tools(run_context, agent)  # type: ignore[misc]
+            tools: list[Any] = await super().list_tools(run_context, agent)  # type: ignore[misc]
         except Exception as e:
             raise MCPServerUnavailable(
                 _describe(e, self.name, "list the tools of", self.agentdeck_secrets)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 from typing import Any
+from uuid import UUID
 
 from django.conf import settings
 from django.db import transaction
@@ -21,7 +22,7 @@ from agentdeck.core.jsonsafe import pg_json_safe
 Status = AgentRun.Status
 
 
-def agent_run_pause(*, run_id: Any, outcome: RunOutcome) -> bool:
+def agent_run_pause(*, run_id: UUID, outcome: RunOutcome) -> bool:
     """running -> requires_action: keep the SDK state, list the calls waiting for a person,
     start the approval clock, and tell listeners (``approval.required``)."""
     pending = outcome.pending_approvals or []

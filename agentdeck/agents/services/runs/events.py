@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from datetime import datetime
 from typing import Any
+from uuid import UUID
 
 from django.conf import settings
 from django.db import connection
@@ -23,7 +24,7 @@ from agentdeck.core.realtime import (
 
 
 def run_event_append(
-    *, run_id: Any, type: str, data: dict[str, Any], first_token: bool = False
+    *, run_id: UUID | str, type: str, data: dict[str, Any], first_token: bool = False
 ) -> AppendResult:
     """Persist one event at the next gapless ``seq`` and publish it after commit (see
     ``run_events_append``)."""
@@ -56,7 +57,7 @@ _APPEND_SQL = """
 
 
 def run_events_append(
-    *, run_id: Any, events: list[tuple[str, dict[str, Any], bool]]
+    *, run_id: UUID | str, events: list[tuple[str, dict[str, Any], bool]]
 ) -> AppendResult:
     """Persist ``events`` (type, data, first_token) at the next gapless ``seq``s, in order, in
     one statement, and publish each after commit. Returns the last one's seq.
@@ -66,7 +67,8 @@ def run_events_append(
     never a gap or a duplicate. The same statement refreshes the heartbeat and reports a
     pending cancel, which is how the worker notices cancellation between events at no extra
     cost. Times use clock_timestamp(), not now(): now() is frozen at the transaction's start.
-    One statement, so one round trip and, outside a transaction, one commit."""
+    One statement, so one round trip and, outside a transaction, one commit. ``run_id``: a str
+    from ``benchmarks/ws_fanout.py``, which appends to runs it was given by id."""
     prepared, document = _prepare_events(events)
     with connection.cursor() as cursor:
         cursor.execute(
@@ -125,7 +127,7 @@ _APPEND_MANY_SQL = """
 
 
 def run_events_append_many(
-    *, items: list[tuple[Any, list[tuple[str, dict[str, Any], bool]]]]
+    *, items: list[tuple[UUID, list[tuple[str, dict[str, Any], bool]]]]
 ) -> dict[str, AppendResult]:
     """``run_events_append`` for several runs at once (each run at most once in ``items``), in
     one statement: the run worker's event writes of concurrent runs that arrive together.
@@ -170,7 +172,7 @@ def _prepare_events(
 
 
 def _publish_events(
-    run_id: Any,
+    run_id: UUID | str,
     prepared: list[tuple[str, dict[str, Any], str]],
     last_seq: int,
     created: list[datetime],
@@ -193,7 +195,7 @@ def _publish_events(
         publish_on_commit(run_group(run_id), message)
 
 
-def run_status_publish(run: AgentRun | Any, status: str, error_code: str = "") -> None:
+def run_status_publish(run: AgentRun, status: str, error_code: str = "") -> None:
     """Tell the run's owner its new status (``run.status`` to the user's group, after commit)."""
     notify_user_on_commit(
         run.owner_id,

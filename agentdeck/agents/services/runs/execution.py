@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import json
 import logging
-from typing import Any
+from collections.abc import Iterable
+from typing import Any, cast
+from uuid import UUID
 
 from django.conf import settings
 from django.db import connection, transaction
@@ -47,10 +49,11 @@ _run_get = PkLookup(AgentRun)
 _version_get = PkLookup(AgentVersion)
 
 
-def agent_run_execute(*, run_id: Any) -> str:
+def agent_run_execute(*, run_id: UUID | str) -> str:
     """Claim, run the SDK, settle, on a loop of the caller's own (a django-q2 task, a test; the
     run worker does the same for many runs at once, ``agentdeck.agents.worker``). Returns the
-    final status, or ``"skipped"`` when the run was already claimed (a run is executed once)."""
+    final status, or ``"skipped"`` when the run was already claimed (a run is executed once).
+    ``run_id``: a str when it comes from the django-q2 task (``tasks.execute_run``)."""
     from agentdeck.agents.runtime.executor import execute
     from agentdeck.agents.services.run_sink import run_sink
     from agentdeck.core.reconnect import Outage, call_until_reachable
@@ -77,7 +80,7 @@ def agent_run_execute(*, run_id: Any) -> str:
 # change nothing a second time.
 
 
-def agent_run_begin(*, run_id: Any, again: bool = False) -> AgentRun:
+def agent_run_begin(*, run_id: UUID | str, again: bool = False) -> AgentRun:
     """A claimed run, ready to execute: its pinned version read and its first event
     (``run.started`` / ``run.resumed``) written. ``again``: an earlier attempt may have written
     it (``agent_runs_begin`` failed with its connection)."""
@@ -115,7 +118,7 @@ def agent_run_settle(*, run: AgentRun, outcome: RunOutcome) -> None:
         logger.warning("could not store trace spans of run %s", run.id, exc_info=True)
 
 
-def agent_runs_begin(*, run_ids: list[Any]) -> list[AgentRun]:
+def agent_runs_begin(*, run_ids: list[UUID]) -> list[AgentRun]:
     """``agent_run_begin`` for the runs a worker claimed together: one read of the runs with
     their versions and one statement for all their first events (``run_events_append_many``),
     instead of two reads and a transaction each. Not retried: on failure the caller begins each
@@ -142,7 +145,7 @@ def _first_event(run: AgentRun) -> tuple[str, dict[str, Any]]:
     }
 
 
-def _start(run_id: Any, *, again: bool = False) -> AgentRun:
+def _start(run_id: UUID | str, *, again: bool = False) -> AgentRun:
     """The claimed run with its pinned version, and its first event (run.started/resumed).
     ``again``: an earlier call failed with its connection, perhaps after its commit; the event
     is written only if this attempt of the run has none yet."""
@@ -150,7 +153,8 @@ def _start(run_id: Any, *, again: bool = False) -> AgentRun:
     if run is None:
         raise AgentRun.DoesNotExist(run_id)
     # The version pinned at the run's start: all the executor reads besides the run itself.
-    run.agent_version = _version_get(run.agent_version_id)
+    # Never None: the foreign key is PROTECT, so the version outlives its runs.
+    run.agent_version = cast(AgentVersion, _version_get(run.agent_version_id))
     first, data = _first_event(run)
     if (
         again
@@ -164,7 +168,11 @@ def _start(run_id: Any, *, again: bool = False) -> AgentRun:
 
 
 def agent_run_finish(
-    *, run_id: Any, outcome: RunOutcome, from_statuses=ACTIVE_STATUSES, run: AgentRun | None = None
+    *,
+    run_id: UUID | str,  # str: benchmarks/ws_fanout.py settles runs it was given by id
+    outcome: RunOutcome,
+    from_statuses: Iterable[str] = ACTIVE_STATUSES,
+    run: AgentRun | None = None,
 ) -> bool:
     """Settle a run in one transaction: final status, output, usage, capturing its cost and
     releasing the rest of its hold, the terminal event. A run that is already terminal
@@ -214,6 +222,6 @@ def agent_run_finish(
     return True
 
 
-def _claimed_here(run_id: Any) -> bool:
+def _claimed_here(run_id: UUID | str) -> bool:
     """Whether this process holds the run: a claim whose commit was not confirmed took effect."""
     return AgentRun.objects.filter(pk=run_id, status=Status.RUNNING, worker=worker_name()).exists()

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import os
 import socket
-from typing import Any
+from uuid import UUID
 
 from django.db import connection, transaction
 from django.utils import timezone
@@ -43,8 +43,9 @@ def worker_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
-def agent_run_claim(*, run_id: Any) -> bool:
-    """queued -> running, for exactly one worker: a task delivered twice runs once."""
+def agent_run_claim(*, run_id: UUID | str) -> bool:
+    """queued -> running, for exactly one worker: a task delivered twice runs once. ``run_id``:
+    a str from the django-q2 task (``tasks.execute_run``) or ``benchmarks/ws_fanout.py``."""
     with connection.cursor() as cursor:
         cursor.execute(
             _CLAIM_SQL,
@@ -99,7 +100,7 @@ _CLAIM_BATCH_SQL = """
 RUN_CLAIM_LOCK = 0x61676E74_636C6D
 
 
-def agent_runs_claim(*, limit: int, worker: str, per_user_cap: int) -> list[Any]:
+def agent_runs_claim(*, limit: int, worker: str, per_user_cap: int) -> list[UUID]:
     """queued -> running for up to ``limit`` runs, for this worker only (the conditional UPDATE
     of ``agent_run_claim``, many at once); ``per_user_cap`` <= 0: no cap. Returns their ids,
     oldest first."""
@@ -119,7 +120,7 @@ def agent_runs_claim(*, limit: int, worker: str, per_user_cap: int) -> list[Any]
         return [row[0] for row in cursor.fetchall()]
 
 
-def agent_runs_held(*, worker: str) -> list[Any]:
+def agent_runs_held(*, worker: str) -> list[UUID]:
     """The runs ``worker`` holds (``running``, claimed by it), oldest first."""
     return list(
         AgentRun.objects.filter(status=Status.RUNNING, worker=worker)
@@ -128,7 +129,7 @@ def agent_runs_held(*, worker: str) -> list[Any]:
     )
 
 
-def agent_runs_heartbeat(*, run_ids: list[Any]) -> dict[Any, bool]:
+def agent_runs_heartbeat(*, run_ids: list[UUID]) -> dict[UUID, bool]:
     """Refresh the heartbeat of a worker's running runs in one statement. Returns, for each run
     still ``running``, whether a cancel is pending; a run missing from it left ``running``
     under its worker (reaped, or settled elsewhere)."""

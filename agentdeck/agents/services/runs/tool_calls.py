@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from typing import Any
+from uuid import UUID
 
 from django.db import connection
 from django.utils import timezone
@@ -18,7 +19,7 @@ _FAILURE_PREFIXES = ("error:", "An error occurred while running the tool")
 
 def tool_call_started(
     *,
-    run_id: Any,
+    run_id: UUID,
     call_id: str,
     tool_name: str,
     agent_name: str,
@@ -76,7 +77,7 @@ _TOOL_CALL_FINISHED_SQL = """
 
 
 def tool_call_finished(
-    *, run_id: Any, call_id: str, output: Any, duration_ms: float | None
+    *, run_id: UUID, call_id: str, output: Any, duration_ms: float | None
 ) -> None:
     text = output if isinstance(output, str) else json.dumps(output, default=str)
     failed = text.startswith(_FAILURE_PREFIXES)
