@@ -5,7 +5,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import time
 from datetime import UTC, datetime
@@ -15,12 +14,12 @@ from _support import parse_ts
 
 from .protocol import (
     Follower,
+    Pacer,
     count_layer_drops,
-    due_time,
+    cpu_seconds_since,
     emit,
-    event_payload,
+    follow_until_stopped,
     followers_result,
-    read_line,
     wait_go,
     write_result,
 )
@@ -76,17 +75,7 @@ async def _baseline_receiver(spec: dict[str, Any]) -> None:
             latency_seqs.append(message["seq"])
             f.saw(message["seq"], now)
 
-    usage_before = os.times()
-    tasks = [asyncio.create_task(follow(i)) for i in range(len(followers))]
-    stopper = asyncio.create_task(read_line())
-    everything = asyncio.gather(*tasks)
-    await asyncio.wait({everything, stopper}, return_when=asyncio.FIRST_COMPLETED)
-    for task in tasks:
-        task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await everything
-    usage = os.times()
-    cpu = usage.user + usage.system - usage_before.user - usage_before.system
+    cpu = await follow_until_stopped(follow(i) for i in range(len(followers)))
     extra = {"cpu_s": cpu, "receive_timeouts": timeouts, "latency_seq": latency_seqs}
     write_result(spec, followers_result(followers, latencies, n, extra))
     os._exit(0)
@@ -100,52 +89,26 @@ async def _baseline_sender(spec: dict[str, Any]) -> None:
     layer = _raw_layer(spec["redis_url"], spec.get("layer", "pubsub"))
     await layer.group_send("bench.warmup", {"type": "bench.noop"})
     drops = count_layer_drops()
-    n, rate, total_runs, chars = spec["events"], spec["rate"], spec["total_runs"], spec["chars"]
-    lateness: list[float] = []
-    send_ms: list[float] = []
-    starts: list[float] = []
-    ends: list[float] = []
+    pacer = Pacer(spec)
+    group_format = spec.get("group_format", "bench.{index}")
     emit("ready")
     t0 = await wait_go()
     usage_before = os.times()
 
-    async def one(index: int, run_id: str) -> None:
-        for seq in range(1, n + 1):
-            due = due_time(t0, index, total_runs, seq, rate)
-            delay = due - time.time()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            started = time.time()
-            event_type, data = event_payload(seq, n, chars)
-            created_at = datetime.now(UTC).isoformat()
-            await layer.group_send(
-                spec.get("group_format", "bench.{index}").format(index=index, run_id=run_id),
-                {
-                    "type": "run.event",
-                    "run_id": run_id,
-                    "seq": seq,
-                    "event_type": event_type,
-                    "created_at": created_at,
-                    "data": data,
-                },
-            )
-            ended = time.time()
-            lateness.append(max(started - due, 0.0))
-            send_ms.append((ended - started) * 1000)
-            starts.append(started)
-            ends.append(ended)
+    async def send(index: int, run_id: str, seq: int, event_type: str, data: dict) -> None:
+        created_at = datetime.now(UTC).isoformat()
+        await layer.group_send(
+            group_format.format(index=index, run_id=run_id),
+            {
+                "type": "run.event",
+                "run_id": run_id,
+                "seq": seq,
+                "event_type": event_type,
+                "created_at": created_at,
+                "data": data,
+            },
+        )
 
-    await asyncio.gather(*(one(index, run_id) for index, run_id in spec["runs"]))
-    usage = os.times()
-    write_result(
-        spec,
-        {
-            "layer_drops": drops.drops,
-            "cpu_s": usage.user + usage.system - usage_before.user - usage_before.system,
-            "events": len(send_ms),
-            "first_start": min(starts),
-            "last_end": max(ends),
-            "lateness_ms": [x * 1000 for x in lateness],
-            "append_ms": send_ms,
-        },
-    )
+    await pacer.run(t0, spec["runs"], send)
+    cpu = cpu_seconds_since(usage_before)
+    write_result(spec, {"layer_drops": drops.drops, "cpu_s": cpu, **pacer.figures()})

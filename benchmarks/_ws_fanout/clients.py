@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import os
 import time
@@ -11,7 +10,13 @@ from typing import Any
 
 from _support import parse_ts
 
-from .protocol import Follower, emit, followers_result, read_line, write_result
+from .protocol import (
+    Follower,
+    emit,
+    follow_until_stopped,
+    followers_result,
+    write_result,
+)
 
 
 def role_clients(spec: dict[str, Any]) -> None:
@@ -76,17 +81,7 @@ async def _clients(spec: dict[str, Any]) -> None:
                         return
                     await asyncio.sleep(0.5)
 
-    usage_before = os.times()
-    tasks = [asyncio.create_task(follow(i, ws)) for i, ws in enumerate(sockets)]
-    stopper = asyncio.create_task(read_line())
-    everything = asyncio.gather(*tasks)
-    await asyncio.wait({everything, stopper}, return_when=asyncio.FIRST_COMPLETED)
-    for task in tasks:
-        task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await everything
-    usage = os.times()
-    cpu = usage.user + usage.system - usage_before.user - usage_before.system
+    cpu = await follow_until_stopped(follow(i, ws) for i, ws in enumerate(sockets))
     extra = {"cpu_s": cpu, "latency_seq": latency_seqs}
     write_result(spec, followers_result(followers, latencies, n, extra))
     os._exit(0)  # the stdin reader thread may still be blocked; nothing is left to clean up

@@ -7,7 +7,14 @@ import os
 import time
 from typing import Any
 
-from .protocol import count_layer_drops, due_time, emit, event_payload, wait_go, write_result
+from .protocol import (
+    Pacer,
+    count_layer_drops,
+    cpu_seconds_since,
+    emit,
+    wait_go,
+    write_result,
+)
 
 
 def role_producer(spec: dict[str, Any]) -> None:
@@ -79,47 +86,26 @@ async def _producer(spec: dict[str, Any]) -> dict[str, Any]:
     realtime.publish = timed_publish
     drops = count_layer_drops()
 
-    n, rate, total_runs, chars = spec["events"], spec["rate"], spec["total_runs"], spec["chars"]
-    lateness: list[float] = []
-    append_ms: list[float] = []
-    starts: list[float] = []
-    ends: list[float] = []
+    pacer = Pacer(spec)
     emit("ready")
     t0 = await wait_go()
     usage_before = os.times()
 
-    async def one(index: int, run_id: str) -> None:
-        for seq in range(1, n + 1):
-            due = due_time(t0, index, total_runs, seq, rate)
-            delay = due - time.time()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            started = time.time()
-            event_type, data = event_payload(seq, n, chars)
-            if seq == n:
-                outcome = RunOutcome(status="succeeded", output="done", last_agent="bench")
-                if not await in_pool(agent_run_finish)(run_id=run_id, outcome=outcome):
-                    raise SystemExit(f"run {run_id} could not be finished")
-            else:
-                result = await in_pool(run_event_append)(run_id=run_id, type=event_type, data=data)
-                if result.seq != seq:
-                    raise SystemExit(f"run {run_id}: appended seq {result.seq}, expected {seq}")
-            ended = time.time()
-            lateness.append(max(started - due, 0.0))
-            append_ms.append((ended - started) * 1000)
-            starts.append(started)
-            ends.append(ended)
+    async def send(index: int, run_id: str, seq: int, event_type: str, data: dict) -> None:
+        if seq == pacer.n:
+            outcome = RunOutcome(status="succeeded", output="done", last_agent="bench")
+            if not await in_pool(agent_run_finish)(run_id=run_id, outcome=outcome):
+                raise SystemExit(f"run {run_id} could not be finished")
+        else:
+            result = await in_pool(run_event_append)(run_id=run_id, type=event_type, data=data)
+            if result.seq != seq:
+                raise SystemExit(f"run {run_id}: appended seq {result.seq}, expected {seq}")
 
-    await asyncio.gather(*(one(index, run_id) for index, run_id in runs))
+    await pacer.run(t0, runs, send)
     pool.shutdown(wait=False)
-    usage = os.times()
     return {
         "layer_drops": drops.drops,
         "publish_ms": publish_ms,
-        "cpu_s": usage.user + usage.system - usage_before.user - usage_before.system,
-        "events": len(append_ms),
-        "first_start": min(starts),
-        "last_end": max(ends),
-        "lateness_ms": [x * 1000 for x in lateness],
-        "append_ms": append_ms,
+        "cpu_s": cpu_seconds_since(usage_before),
+        **pacer.figures(),
     }

@@ -9,9 +9,13 @@ prints ``done``. ``stop`` on stdin makes a receiving role report what it has and
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
+import os
 import sys
+import time
+from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,6 +42,59 @@ def event_payload(seq: int, n: int, chars: int) -> tuple[str, dict[str, Any]]:
         return "run.succeeded", {"output": "done", "last_agent": "bench", "usage": {}}
     text = (DELTA_TEXT * (chars // len(DELTA_TEXT) + 1))[:chars]
     return "message.delta", {"agent": "bench", "delta": text}
+
+
+class Pacer:
+    """Sends every event of some runs on the schedule (:func:`due_time`) and records, per event,
+    how far behind its due time it went out and how long the send took (a sender's figures)."""
+
+    def __init__(self, spec: dict[str, Any]) -> None:
+        self.n, self.rate = spec["events"], spec["rate"]
+        self.total_runs, self.chars = spec["total_runs"], spec["chars"]
+        self.lateness: list[float] = []
+        self.send_ms: list[float] = []
+        self.starts: list[float] = []
+        self.ends: list[float] = []
+
+    async def run(
+        self,
+        t0: float,
+        runs: Iterable[tuple[int, str]],
+        send: Callable[[int, str, int, str, dict[str, Any]], Awaitable[None]],
+    ) -> None:
+        """``send(index, run_id, seq, event_type, data)`` each event when it is due."""
+
+        async def one(index: int, run_id: str) -> None:
+            for seq in range(1, self.n + 1):
+                due = due_time(t0, index, self.total_runs, seq, self.rate)
+                delay = due - time.time()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                started = time.time()
+                event_type, data = event_payload(seq, self.n, self.chars)
+                await send(index, run_id, seq, event_type, data)
+                ended = time.time()
+                self.lateness.append(max(started - due, 0.0))
+                self.send_ms.append((ended - started) * 1000)
+                self.starts.append(started)
+                self.ends.append(ended)
+
+        await asyncio.gather(*(one(index, run_id) for index, run_id in runs))
+
+    def figures(self) -> dict[str, Any]:
+        return {
+            "events": len(self.send_ms),
+            "first_start": min(self.starts),
+            "last_end": max(self.ends),
+            "lateness_ms": [x * 1000 for x in self.lateness],
+            "append_ms": self.send_ms,
+        }
+
+
+def cpu_seconds_since(before: os.times_result) -> float:
+    """CPU time (user + system) this process spent since ``before`` (``os.times()``)."""
+    usage = os.times()
+    return usage.user + usage.system - before.user - before.system
 
 
 class _DropCounter(logging.Handler):
@@ -130,3 +187,18 @@ def followers_result(
         "latency_ms": latencies,
         **extra,
     }
+
+
+async def follow_until_stopped(followers: Iterable[Coroutine[Any, Any, None]]) -> float:
+    """Run the followers until all have finished or ``stop`` arrives on stdin; returns the CPU
+    seconds this process spent meanwhile."""
+    usage_before = os.times()
+    tasks = [asyncio.create_task(follower) for follower in followers]
+    stopper = asyncio.create_task(read_line())
+    everything = asyncio.gather(*tasks)
+    await asyncio.wait({everything, stopper}, return_when=asyncio.FIRST_COMPLETED)
+    for task in tasks:
+        task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await everything
+    return cpu_seconds_since(usage_before)
