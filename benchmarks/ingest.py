@@ -82,7 +82,7 @@ from _support import (  # noqa: E402 (the scripts' own directory)
     BenchError,
     log,
     log_as,
-    md_rule,
+    md_table,
     redis_answers,
     run_sync,
     setup_django,
@@ -479,44 +479,69 @@ def measure_config(
 
 
 def table(results: list[ConfigResult]) -> str:
-    header = (
-        "| chunking | chunks | windows (per chunk) | pipeline chunks/s | fair baseline chunks/s "
-        "| ratio | >= 80% | naive baseline chunks/s | pipeline / naive |"
-    )
-    lines = [header, md_rule(9)]
+    header = [
+        "chunking",
+        "chunks",
+        "windows (per chunk)",
+        "pipeline chunks/s",
+        "fair baseline chunks/s",
+        "ratio",
+        ">= 80%",
+        "naive baseline chunks/s",
+        "pipeline / naive",
+    ]
+    rows = []
     for r in results:
         m = r.medians
         naive = (
-            f"{m['naive_chunks_per_s']:.2f} | {m['ratio_naive']:.3f}"
+            (f"{m['naive_chunks_per_s']:.2f}", f"{m['ratio_naive']:.3f}")
             if "naive_chunks_per_s" in m
-            else "- | -"
+            else ("-", "-")
         )
-        lines.append(
-            f"| {r.size}/{r.overlap} | {r.chunks} | {r.windows} ({r.windows / r.chunks:.2f}) "
-            f"| {m['pipeline_chunks_per_s']:.2f} | {m['fair_chunks_per_s']:.2f} "
-            f"| {m['ratio_fair']:.3f} | {'PASS' if m['ok'] else 'FAIL'} | {naive} |"
+        rows.append(
+            (
+                f"{r.size}/{r.overlap}",
+                r.chunks,
+                f"{r.windows} ({r.windows / r.chunks:.2f})",
+                f"{m['pipeline_chunks_per_s']:.2f}",
+                f"{m['fair_chunks_per_s']:.2f}",
+                f"{m['ratio_fair']:.3f}",
+                "PASS" if m["ok"] else "FAIL",
+                *naive,
+            )
         )
-    return "\n".join(lines)
+    return md_table(header, rows)
 
 
 def breakdown_table(results: list[ConfigResult]) -> str:
-    lines = [
-        "| chunking | pipeline s | encode s | embedder's own work s | bulk_create s "
-        "| rest (parse, tokenize, chunk, claims, notify) s | fair baseline encode s "
-        "| CPU s pipeline / baseline | ratio by CPU time |",
-        md_rule(9),
+    header = [
+        "chunking",
+        "pipeline s",
+        "encode s",
+        "embedder's own work s",
+        "bulk_create s",
+        "rest (parse, tokenize, chunk, claims, notify) s",
+        "fair baseline encode s",
+        "CPU s pipeline / baseline",
+        "ratio by CPU time",
     ]
-    for r in results:
-        m = r.medians
-        if "pipeline_encode_s" not in m:
-            continue
-        lines.append(
-            f"| {r.size}/{r.overlap} | {m['pipeline_seconds']:.1f} | {m['pipeline_encode_s']:.1f} "
-            f"| {m['pipeline_embedder_other_s']:.1f} | {m['pipeline_bulk_create_s']:.1f} "
-            f"| {m['pipeline_rest_s']:.1f} | {m['fair_s']:.1f} "
-            f"| {m['pipeline_cpu_s']:.0f} / {m['fair_cpu_s']:.0f} | {m['ratio_fair_cpu']:.3f} |"
+    rows = (
+        (
+            f"{r.size}/{r.overlap}",
+            f"{m['pipeline_seconds']:.1f}",
+            f"{m['pipeline_encode_s']:.1f}",
+            f"{m['pipeline_embedder_other_s']:.1f}",
+            f"{m['pipeline_bulk_create_s']:.1f}",
+            f"{m['pipeline_rest_s']:.1f}",
+            f"{m['fair_s']:.1f}",
+            f"{m['pipeline_cpu_s']:.0f} / {m['fair_cpu_s']:.0f}",
+            f"{m['ratio_fair_cpu']:.3f}",
         )
-    return "\n".join(lines)
+        for r in results
+        for m in [r.medians]
+        if "pipeline_encode_s" in m
+    )
+    return md_table(header, rows)
 
 
 def config_pair(text: str) -> tuple[int, int]:

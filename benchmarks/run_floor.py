@@ -239,13 +239,13 @@ async def measure_http(
     n: int,
     concurrency: int,
     roots: dict[str, int],
-    ro: Any,
     *,
     path: str = "/healthz",
     expect: int = 200,
     token: str | None = None,
 ):
     import httpx
+    from _support import BenchError, cpu_by_group
 
     async with httpx.AsyncClient(
         base_url=url,
@@ -260,26 +260,27 @@ async def measure_http(
             for _ in pending:
                 response = await client.get(path)
                 if response.status_code != expect:
-                    raise ro.BenchError(f"{path} -> {response.status_code}")
+                    raise BenchError(f"{path} -> {response.status_code}")
 
         for _ in range(50):
             await client.get(path)
-        before = ro.cpu_by_group({"web": roots["web"]})
+        before = cpu_by_group({"web": roots["web"]})
         started = time.perf_counter()
         await asyncio.gather(*(one() for _ in range(concurrency)))
         elapsed = time.perf_counter() - started
-        after = ro.cpu_by_group({"web": roots["web"]})
+        after = cpu_by_group({"web": roots["web"]})
     return n / elapsed, (after["web"] - before["web"]) / n * 1000
 
 
-def measure_queue(deployment: Any, n: int, redis_url: str, ro: Any, deadline: float):
+def measure_queue(deployment: Any, n: int, redis_url: str, deadline: float):
     import redis
+    from _support import BenchTimeout, cpu_by_group
 
     client = redis.Redis.from_url(redis_url)
     key = f"run-floor:{time.time_ns()}"
     roots = deployment.cpu_roots()
     groups = {k: v for k, v in roots.items() if k in ("worker", "postgres")}
-    before = ro.cpu_by_group(groups)
+    before = cpu_by_group(groups)
     started = time.perf_counter()
     produced = _manage_json(
         deployment,
@@ -287,10 +288,10 @@ def measure_queue(deployment: Any, n: int, redis_url: str, ro: Any, deadline: fl
     )
     while int(client.get(key) or 0) < n:
         if time.monotonic() > deadline:
-            raise ro.BenchTimeout(f"queue floor: {client.get(key)} of {n} tasks ran")
+            raise BenchTimeout(f"queue floor: {client.get(key)} of {n} tasks ran")
         time.sleep(0.005)
     elapsed = time.perf_counter() - started
-    after = ro.cpu_by_group(groups)
+    after = cpu_by_group(groups)
     client.delete(key)
     client.close()
     # The wall time includes the enqueuer's start-up (Django setup), so tasks/s is a lower bound;
@@ -301,14 +302,16 @@ def measure_queue(deployment: Any, n: int, redis_url: str, ro: Any, deadline: fl
     return n / elapsed, enqueue, worker, postgres
 
 
-def measure_sql(deployment: Any, n: int, threads: int, template: str, ro: Any):
+def measure_sql(deployment: Any, n: int, threads: int, template: str):
+    from _support import cpu_by_group
+
     roots = deployment.cpu_roots()
-    before = ro.cpu_by_group({"postgres": roots["postgres"]})
+    before = cpu_by_group({"postgres": roots["postgres"]})
     result = _manage_json(
         deployment,
         f"import benchmarks.run_floor as f; f.sql_main({n}, {threads}, {template!r})",
     )
-    after = ro.cpu_by_group({"postgres": roots["postgres"]})
+    after = cpu_by_group({"postgres": roots["postgres"]})
     client = result["cpu_s"] / n * 1000
     # PostgreSQL's CPU delta also holds the shell's start-up queries and the 5 warm-up runs
     # (an overestimate by a few runs' worth, against the floor's favour).
@@ -317,17 +320,20 @@ def measure_sql(deployment: Any, n: int, threads: int, template: str, ro: Any):
 
 
 async def bench_broker(args: argparse.Namespace, broker: str, ro: Any) -> list[Repetition]:
+    """``ro``: ``run_overhead``, whose raw SDK baseline and runs this floor is measured against."""
+    from _support import Api, BenchError, Deployment, log, wait_for_quiet
+
     redis_url = f"redis://127.0.0.1:{args.redis_port}/{args.redis_db}"
-    deployment = ro.Deployment(broker=broker, workers=args.workers, redis_url=redis_url)
+    deployment = Deployment(broker=broker, workers=args.workers, redis_url=redis_url)
     raw_agent = ro.make_raw_agent()
     api = None
     reps = []
     try:
         deployment.start()
         token = deployment.manage("dev_token", "--sub", "bench-user", "--ttl", "86400").strip()
-        api = ro.Api(deployment.url, token, connections=args.concurrency + 4)
+        api = Api(deployment.url, token, connections=args.concurrency + 4)
         agent_id, _ = await ro.create_agent(api, deployment)
-        ro.log(f"[{broker}] warm-up: {args.warmup} real runs (their rows are the SQL template)")
+        log(f"[{broker}] warm-up: {args.warmup} real runs (their rows are the SQL template)")
         await ro.measure_burst(
             api, agent_id, args.warmup, args.concurrency, args.deadline, args.poll
         )
@@ -336,18 +342,18 @@ async def bench_broker(args: argparse.Namespace, broker: str, ro: Any) -> list[R
         events = await api("GET", f"/api/v1/runs/{template}/events/")
         event_count = len(events.get("results", events) if isinstance(events, dict) else events)
         if event_count != 9:
-            raise ro.BenchError(f"the template run has {event_count} events, not 9")
+            raise BenchError(f"the template run has {event_count} events, not 9")
         cores = os.cpu_count() or 1
         for index in range(args.repeat):
             if args.quiet_wait:
-                ro.wait_for_quiet(args.quiet_wait)
+                wait_for_quiet(args.quiet_wait)
             load = os.getloadavg()[0]
             raw, raw_cpu = await ro.measure_raw(raw_agent, args.runs, args.concurrency)
             streamed, streamed_cpu = await ro.measure_raw(
                 raw_agent, args.runs, args.concurrency, streamed=True
             )
             http, http_cpu = await measure_http(
-                deployment.url, args.requests, args.concurrency, deployment.cpu_roots(), ro
+                deployment.url, args.requests, args.concurrency, deployment.cpu_roots()
             )
             # The same through DRF with a JWT: authentication (one user query), the throttle,
             # one indexed lookup answered 404 problem+json. Every API call pays at least this.
@@ -356,16 +362,15 @@ async def bench_broker(args: argparse.Namespace, broker: str, ro: Any) -> list[R
                 args.requests,
                 args.concurrency,
                 deployment.cpu_roots(),
-                ro,
                 path=f"/api/v1/runs/{uuid.uuid4()}/",
                 expect=404,
                 token=token,
             )
             queue, enqueue_cpu, worker_cpu, queue_pg_cpu = measure_queue(
-                deployment, args.tasks, redis_url, ro, args.deadline
+                deployment, args.tasks, redis_url, args.deadline
             )
             sql, sql_client, sql_pg = measure_sql(
-                deployment, args.sql_runs, args.sql_threads, template, ro
+                deployment, args.sql_runs, args.sql_threads, template
             )
             queue_cpu = enqueue_cpu + worker_cpu + queue_pg_cpu
             floor = streamed_cpu + http_cpu + queue_cpu + sql_client + sql_pg
@@ -398,7 +403,7 @@ async def bench_broker(args: argparse.Namespace, broker: str, ro: Any) -> list[R
                 load_1min=load,
             )
             reps.append(rep)
-            ro.log(
+            log(
                 f"[{broker}] repetition {index + 1}/{args.repeat}: raw {raw:.0f} runs/s "
                 f"({raw_cpu:.2f} ms CPU/run; streamed {streamed_cpu:.2f}), HTTP floor "
                 f"{http:.0f}/s ({http_cpu:.2f} ms; authenticated {api_cpu:.2f} ms), queue floor {queue:.0f}/s ({queue_cpu:.2f} ms "
@@ -419,16 +424,22 @@ RATIO_TARGET = {"redis": 0.50, "orm": 0.25}
 
 
 def report(results: dict[str, list[Repetition]]) -> str:
-    from _support import md_rule, medians_of
+    from _support import md_table, medians_of
 
     cores = os.cpu_count() or 1
-    header = (
-        "| broker | raw runs/s | CPU ms per run: SDK streamed (run) | HTTP floor: /healthz "
-        "(authenticated DRF 404) | queue floor | SQL floor | floor total (with the "
-        "authenticated request) | budget at the target | max ratio (with the authenticated "
-        "request) | target |"
-    )
-    lines = [header, md_rule(10)]
+    header = [
+        "broker",
+        "raw runs/s",
+        "CPU ms per run: SDK streamed (run)",
+        "HTTP floor: /healthz (authenticated DRF 404)",
+        "queue floor",
+        "SQL floor",
+        "floor total (with the authenticated request)",
+        "budget at the target",
+        "max ratio (with the authenticated request)",
+        "target",
+    ]
+    rows = []
     for broker, reps in results.items():
         m = medians_of(reps)
         target = RATIO_TARGET[broker]
@@ -438,17 +449,23 @@ def report(results: dict[str, list[Repetition]]) -> str:
             reach = "only without authenticating the API"
         else:
             reach = "OUT OF REACH"
-        lines.append(
-            f"| {broker} | {m['raw_runs_per_s']:.0f} "
-            f"| {m['raw_streamed_cpu_ms']:.2f} ({m['raw_cpu_ms']:.2f}) "
-            f"| {m['http_cpu_ms']:.2f} ({m['api_cpu_ms']:.2f}) "
-            f"| {m['queue_cpu_ms']:.2f} ({m['queue_enqueue_cpu_ms']:.2f} + "
-            f"{m['queue_worker_cpu_ms']:.2f} + {m['queue_postgres_cpu_ms']:.2f}) "
-            f"| {m['sql_cpu_ms']:.2f} ({m['sql_client_cpu_ms']:.2f} + "
-            f"{m['sql_postgres_cpu_ms']:.2f}) "
-            f"| {m['floor_cpu_ms']:.1f} ({m['api_floor_cpu_ms']:.1f}) | {m['budget_cpu_ms']:.1f} "
-            f"| {m['max_ratio']:.2f} ({m['api_max_ratio']:.2f}) | {target:.2f}: {reach} |"
+        rows.append(
+            (
+                broker,
+                f"{m['raw_runs_per_s']:.0f}",
+                f"{m['raw_streamed_cpu_ms']:.2f} ({m['raw_cpu_ms']:.2f})",
+                f"{m['http_cpu_ms']:.2f} ({m['api_cpu_ms']:.2f})",
+                f"{m['queue_cpu_ms']:.2f} ({m['queue_enqueue_cpu_ms']:.2f} + "
+                f"{m['queue_worker_cpu_ms']:.2f} + {m['queue_postgres_cpu_ms']:.2f})",
+                f"{m['sql_cpu_ms']:.2f} ({m['sql_client_cpu_ms']:.2f} + "
+                f"{m['sql_postgres_cpu_ms']:.2f})",
+                f"{m['floor_cpu_ms']:.1f} ({m['api_floor_cpu_ms']:.1f})",
+                f"{m['budget_cpu_ms']:.1f}",
+                f"{m['max_ratio']:.2f} ({m['api_max_ratio']:.2f})",
+                f"{target:.2f}: {reach}",
+            )
         )
+    lines = [md_table(header, rows)]
     lines.append("")
     lines.append(
         f"budget = {cores} cores x 1000 / (target x raw runs/s); max ratio = {cores} x 1000 / "
