@@ -6,7 +6,7 @@ import json
 import re
 import uuid
 from string import Formatter
-from typing import Any
+from typing import Any, TypeGuard
 from urllib.parse import urlsplit
 
 from django.db import IntegrityError, transaction
@@ -199,7 +199,7 @@ def tool_validate(
     raise InvalidTool(f"Unknown tool kind {kind!r}.")
 
 
-def _is_uuid(value: Any) -> bool:
+def _is_uuid(value: object) -> TypeGuard[str]:
     if not isinstance(value, str):
         return False
     try:
