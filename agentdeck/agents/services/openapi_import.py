@@ -56,7 +56,13 @@ def _fail(path: tuple[Any, ...], message: str) -> InvalidOpenAPI:
     return InvalidOpenAPI(f"{_where(path)}: {message}")
 
 
-def _get(node: dict[str, Any], key: str, kind: type | tuple[type, ...], path, default=None):
+def _get(
+    node: dict[str, Any],
+    key: str,
+    kind: type | tuple[type, ...],
+    path: tuple[Any, ...],
+    default: Any = None,
+) -> Any:
     """``node[key]`` if it is of ``kind``; ``default`` when absent; else refused."""
     if key not in node or node[key] is None:
         return default
