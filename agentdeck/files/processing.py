@@ -19,7 +19,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import F, Q, Sum
+from django.db.models import F, Q, QuerySet, Sum
 from django.utils import timezone
 
 from agentdeck.core.redaction import log_exception
@@ -51,7 +51,7 @@ class _Claim:
     last_notice: float = 0.0
     last_percent: int = -100
 
-    def filter(self):
+    def filter(self) -> QuerySet[FileMetadata]:
         return FileMetadata.objects.filter(pk=self.file_id, claimed_by=self.token)
 
     def beat(self, **fields: Any) -> None:

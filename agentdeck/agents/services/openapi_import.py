@@ -56,7 +56,13 @@ def _fail(path: tuple[Any, ...], message: str) -> InvalidOpenAPI:
     return InvalidOpenAPI(f"{_where(path)}: {message}")
 
 
-def _get(node: dict[str, Any], key: str, kind: type | tuple[type, ...], path, default=None):
+def _get(
+    node: dict[str, Any],
+    key: str,
+    kind: type | tuple[type, ...],
+    path: tuple[Any, ...],
+    default: Any = None,
+) -> Any:
     """``node[key]`` if it is of ``kind``; ``default`` when absent; else refused."""
     if key not in node or node[key] is None:
         return default
@@ -207,11 +213,11 @@ class _Reader:
                 if not all(isinstance(n, str) for n in names):
                     raise _fail((*body_path, "required"), "must be a list of names.")
                 required.update(names)
-        schema: dict[str, Any] = {"type": "object", "properties": properties}
+        arguments: dict[str, Any] = {"type": "object", "properties": properties}
         if required:
-            schema["required"] = sorted(required)
+            arguments["required"] = sorted(required)
         if defs:
-            schema["$defs"] = defs
+            arguments["$defs"] = defs
         operation_id = _get(operation, "operationId", str, path) or ""
         description = (
             _get(operation, "summary", str, path)
@@ -219,7 +225,7 @@ class _Reader:
             or f"{method.upper()} {route}"
         )
         try:
-            check_shape(schema, JSON_SCHEMA_SHAPE)
+            check_shape(arguments, JSON_SCHEMA_SHAPE)
         except ShapeError as exc:
             raise _fail(path, f"its arguments' schema is too large: {exc.message}") from None
         return ImportedOperation(
@@ -227,7 +233,7 @@ class _Reader:
             path=route,
             operation_id=operation_id,
             description=description[:TOOL_DESCRIPTION_MAX_LENGTH],
-            parameters_schema=schema,
+            parameters_schema=arguments,
         )
 
     def _json_body(self, operation: dict[str, Any], path: tuple[Any, ...]) -> Any:
@@ -274,7 +280,7 @@ def openapi_read(document: Any, *, base_url: str = "") -> tuple[str, list[Import
     if "{" in base:
         raise InvalidOpenAPI("The server URL has variables; pass base_url.")
     paths = _get(document, "paths", dict, ()) or {}
-    operations = []
+    operations: list[ImportedOperation] = []
     for route, raw_item in paths.items():
         if not route.startswith("/"):
             raise _fail(("paths", route), "paths must start with '/'.")

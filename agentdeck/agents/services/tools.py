@@ -6,7 +6,7 @@ import json
 import re
 import uuid
 from string import Formatter
-from typing import Any
+from typing import Any, TypeGuard, cast
 from urllib.parse import urlsplit
 
 from django.db import IntegrityError, transaction
@@ -88,7 +88,7 @@ def _checked_headers(headers: Any, field: str) -> dict[str, str]:
         check_headers(headers)
     except HeaderError as e:
         raise InvalidTool(f"{field}: {e}") from None
-    return headers
+    return cast(dict[str, str], headers)  # check_headers has just made sure
 
 
 def tool_validate(
@@ -199,7 +199,7 @@ def tool_validate(
     raise InvalidTool(f"Unknown tool kind {kind!r}.")
 
 
-def _is_uuid(value: Any) -> bool:
+def _is_uuid(value: object) -> TypeGuard[str]:
     if not isinstance(value, str):
         return False
     try:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from rest_framework import serializers
 
 from agentdeck.core.jsonshape import JSONShapeField
@@ -22,7 +24,7 @@ MAX_FILE_IDS = 100
 DESCRIPTION_MAX_LENGTH = 2000
 
 
-def _attributes_field(**kwargs) -> JSONShapeField:
+def _attributes_field(**kwargs: Any) -> JSONShapeField:
     return JSONShapeField(
         shape=ATTRIBUTES_SHAPE,
         check=check_attributes,
@@ -34,7 +36,7 @@ def _attributes_field(**kwargs) -> JSONShapeField:
     )
 
 
-class FileSerializer(serializers.ModelSerializer):
+class FileSerializer(serializers.ModelSerializer[FileMetadata]):
     class Meta:
         model = FileMetadata
         fields = [
@@ -59,7 +61,7 @@ class FileSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
-class FileUploadSerializer(serializers.Serializer):
+class FileUploadSerializer(serializers.Serializer[Any]):
     # Empty files reach the service, which answers with the stable code empty_file.
     file = serializers.FileField(
         allow_empty_file=True, help_text="The document (multipart/form-data)."
@@ -74,7 +76,7 @@ class FileUploadSerializer(serializers.Serializer):
     # Multipart sends an object as JSON text (binary: the field reads it with jsoninput).
     attributes = _attributes_field(binary=True)
 
-    def to_internal_value(self, data):
+    def to_internal_value(self, data: Any) -> Any:
         # Multipart sends lists as repeated fields.
         if hasattr(data, "getlist"):
             flat = {k: data.get(k) for k in data}
@@ -85,7 +87,7 @@ class FileUploadSerializer(serializers.Serializer):
         return super().to_internal_value(data)
 
 
-class VectorIndexSerializer(serializers.ModelSerializer):
+class VectorIndexSerializer(serializers.ModelSerializer[VectorIndex]):
     provider_id = serializers.UUIDField(read_only=True, allow_null=True)
 
     class Meta:
@@ -113,7 +115,7 @@ class VectorIndexSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
-class VectorIndexCreateSerializer(serializers.Serializer):
+class VectorIndexCreateSerializer(serializers.Serializer[Any]):
     name = serializers.CharField(max_length=200)
     description = serializers.CharField(
         required=False, allow_blank=True, default="", max_length=DESCRIPTION_MAX_LENGTH
@@ -131,7 +133,7 @@ class VectorIndexCreateSerializer(serializers.Serializer):
     expires_after_days = serializers.IntegerField(required=False, allow_null=True, default=None)
 
 
-class VectorIndexUpdateSerializer(serializers.Serializer):
+class VectorIndexUpdateSerializer(serializers.Serializer[Any]):
     name = serializers.CharField(max_length=200, required=False)
     description = serializers.CharField(
         required=False, allow_blank=True, max_length=DESCRIPTION_MAX_LENGTH
@@ -139,7 +141,7 @@ class VectorIndexUpdateSerializer(serializers.Serializer):
     expires_after_days = serializers.IntegerField(required=False, allow_null=True)
 
 
-class AttachmentSerializer(serializers.ModelSerializer):
+class AttachmentSerializer(serializers.ModelSerializer[VectorIndexFile]):
     file_id = serializers.UUIDField(read_only=True)
     file_name = serializers.CharField(source="file.name", read_only=True)
     file_status = serializers.CharField(source="file.status", read_only=True)
@@ -165,7 +167,7 @@ class AttachmentSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
-class AttachSerializer(serializers.Serializer):
+class AttachSerializer(serializers.Serializer[Any]):
     file_id = serializers.UUIDField()
     attributes = _attributes_field()
     copy_from_index_id = serializers.UUIDField(
@@ -175,7 +177,7 @@ class AttachSerializer(serializers.Serializer):
     )
 
 
-class SearchSerializer(serializers.Serializer):
+class SearchSerializer(serializers.Serializer[Any]):
     query = serializers.CharField(max_length=4000, trim_whitespace=True)
     top_k = serializers.IntegerField(min_value=1, max_value=MAX_TOP_K, default=10)
     mode = serializers.ChoiceField(choices=MODES, default="vector")
@@ -193,7 +195,7 @@ class SearchSerializer(serializers.Serializer):
     score_threshold = serializers.FloatField(required=False, allow_null=True, default=None)
 
 
-class SearchHitSerializer(serializers.Serializer):
+class SearchHitSerializer(serializers.Serializer[Any]):
     chunk_id = serializers.IntegerField()
     score = serializers.FloatField()
     text = serializers.CharField()

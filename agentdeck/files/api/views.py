@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from typing import cast
+import uuid
+from typing import Any, cast
 
 from django.conf import settings
+from django.db.models import QuerySet
 from django.http import FileResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import (
@@ -43,12 +45,12 @@ from agentdeck.files.search import MODES
 
 
 @extend_schema(tags=["files"])
-class FileViewSet(viewsets.GenericViewSet):
+class FileViewSet(viewsets.GenericViewSet[FileMetadata]):
     serializer_class = FileSerializer
     lookup_value_regex = "[0-9a-f-]{36}"
     parser_classes = [MultiPartParser, FormParser, StrictJSONParser]
 
-    def get_queryset(self):
+    def get_queryset(self) -> QuerySet[FileMetadata]:
         return selectors.files_visible_to(cast(User, self.request.user))
 
     @extend_schema(summary="Your files, newest first")
@@ -143,7 +145,7 @@ class FileViewSet(viewsets.GenericViewSet):
         return Response(FileSerializer(file).data, status=http.HTTP_202_ACCEPTED)
 
 
-def _indices(request: Request, ids) -> list[VectorIndex]:
+def _indices(request: Request, ids: list[uuid.UUID]) -> list[VectorIndex]:
     indices, missing = selectors.vector_indices_by_id(user=cast(User, request.user), ids=ids)
     if missing:
         raise NotFound(f"Vector index {missing[0]} not found.")
@@ -154,11 +156,11 @@ def _indices(request: Request, ids) -> list[VectorIndex]:
 
 
 @extend_schema(tags=["vector-indices"])
-class VectorIndexViewSet(viewsets.GenericViewSet):
+class VectorIndexViewSet(viewsets.GenericViewSet[VectorIndex]):
     serializer_class = VectorIndexSerializer
     lookup_value_regex = "[0-9a-f-]{36}"
 
-    def get_queryset(self):
+    def get_queryset(self) -> QuerySet[VectorIndex]:
         return selectors.vector_indices_visible_to(cast(User, self.request.user))
 
     @extend_schema(summary="Your vector indices")
@@ -230,7 +232,8 @@ class VectorIndexViewSet(viewsets.GenericViewSet):
     def files(self, request: Request, pk: str | None = None) -> Response:
         if request.method == "GET":
             qs = selectors.vector_index_attachment_list(index=self.get_object())
-            page = self.paginate_queryset(qs)
+            # A page of attachments, not of this viewset's model (which the stubs expect).
+            page = self.paginate_queryset(cast("QuerySet[Any]", qs))
             return self.get_paginated_response(AttachmentSerializer(page, many=True).data)
         data = AttachSerializer(data=request.data)
         data.is_valid(raise_exception=True)
@@ -255,7 +258,9 @@ class VectorIndexViewSet(viewsets.GenericViewSet):
         summary="Detach a file: its chunks leave the index", request=None, responses={204: None}
     )
     @action(detail=True, methods=["delete"], url_path=r"files/(?P<file_id>[0-9a-f-]{36})")
-    def detach(self, request: Request, pk: str | None = None, file_id: str | None = None):
+    def detach(
+        self, request: Request, pk: str | None = None, file_id: str | None = None
+    ) -> Response:
         index = self.get_object()
         services.vector_index_detach(index=index, file=_own_file(request, file_id))
         return Response(status=http.HTTP_204_NO_CONTENT)
@@ -314,7 +319,7 @@ class VectorIndexViewSet(viewsets.GenericViewSet):
         )
 
 
-def _own_file(request: Request, file_id) -> FileMetadata:
+def _own_file(request: Request, file_id: uuid.UUID | str | None) -> FileMetadata:
     # DRF's get_object_or_404: a file_id of the wrong shape (the route takes any 36 hex digits
     # and dashes) is 404 like an unknown one, not a validation error.
     return get_object_or_404(selectors.files_visible_to(cast(User, request.user)), pk=file_id)

@@ -72,13 +72,14 @@ def _docx_runs() -> Callable[[object], list[object]]:
     boxes; not deleted or moved-away text, nor the VML fallback copy of a text box."""
     from lxml import etree
 
-    return etree.XPath(
+    runs: Callable[[object], list[object]] = etree.XPath(
         ".//w:r[not(ancestor::w:del) and not(ancestor::w:moveFrom) and not(ancestor::mc:Fallback)]",
         namespaces={
             "w": _W[1:-1],
             "mc": "http://schemas.openxmlformats.org/markup-compatibility/2006",
         },
     )
+    return runs
 
 
 def _docx_lines(container: object, lines: list[str]) -> None:
