@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from _support import (
-    env_pair,
+    add_server_env,
 )
 
 from .config import (
@@ -50,13 +50,8 @@ def parse_args(description: str, argv: list[str] | None = None) -> argparse.Name
     parser.add_argument("--warmup", type=int, default=10, help="uncounted agentdeck runs first")
     parser.add_argument("--raw-warmup", type=int, default=5, help="uncounted raw runs first")
     parser.add_argument("--poll", type=float, default=0.5, help="completion poll interval, s")
-    parser.add_argument(
-        "--server-env",
-        action="append",
-        default=[],
-        type=env_pair,
-        metavar="KEY=VALUE",
-        help="another setting for every server process (repeatable), e.g. RUN_CONCURRENCY=500",
+    add_server_env(
+        parser, "another setting for every server process (repeatable), e.g. RUN_CONCURRENCY=500"
     )
     parser.add_argument(
         "--quiet-wait",

@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from _support import (
-    env_pair,
+    add_server_env,
 )
 
 
@@ -40,13 +40,8 @@ def parse_args(description: str, argv: list[str] | None = None) -> argparse.Name
         help="DATABASE_CONN_MAX_AGE of the web process (daphne); default 0, as Django advises "
         "under ASGI (a positive value leaks a connection per request thread)",
     )
-    parser.add_argument(
-        "--server-env",
-        action="append",
-        default=[],
-        type=env_pair,
-        metavar="KEY=VALUE",
-        help="another setting for both server processes (repeatable), e.g. Q_SAVE_LIMIT=-1",
+    add_server_env(
+        parser, "another setting for both server processes (repeatable), e.g. Q_SAVE_LIMIT=-1"
     )
     parser.add_argument("--json", type=Path, help="also write all figures to this file")
     parser.add_argument("--keep-var", action="store_true", help="keep the temporary var dirs")
