@@ -133,6 +133,18 @@ def env_pair(text: str) -> tuple[str, str]:
     return key, value
 
 
+def add_server_env(parser: argparse.ArgumentParser, help_text: str) -> None:
+    """``--server-env KEY=VALUE`` (repeatable): another setting for the server processes."""
+    parser.add_argument(
+        "--server-env",
+        action="append",
+        default=[],
+        type=env_pair,
+        metavar="KEY=VALUE",
+        help=help_text,
+    )
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind((HOST, 0))

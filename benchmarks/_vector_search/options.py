@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from _support import BASE_DIR, env_pair
+from _support import BASE_DIR, add_server_env
 
 from .config import PATHS
 
@@ -56,13 +56,8 @@ def parse_args(description: str, argv: list[str] | None = None) -> argparse.Name
     parser.add_argument("--fresh", action="store_true", help="rebuild the data set")
     parser.add_argument("--drop", action="store_true", help="remove --var-dir at the end")
     parser.add_argument("--no-redis", action="store_true", help="no REDIS_URL for the server")
-    parser.add_argument(
-        "--server-env",
-        action="append",
-        default=[],
-        type=env_pair,
-        metavar="KEY=VALUE",
-        help="another setting for the server (repeatable), e.g. DATABASE_CONN_MAX_AGE=60",
+    add_server_env(
+        parser, "another setting for the server (repeatable), e.g. DATABASE_CONN_MAX_AGE=60"
     )
     parser.add_argument("--json", type=Path, help="also write all figures to this file")
     args = parser.parse_args(argv)
