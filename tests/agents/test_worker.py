@@ -435,3 +435,32 @@ def test_runs_whose_claim_answer_was_lost_are_taken_up_not_left_to_the_reaper(us
     for run in runs:
         types = list(RunEvent.objects.filter(run=run).values_list("type", flat=True))
         assert types.count(ev.RUN_STARTED) == 1, types
+
+
+def test_a_batch_queued_as_the_last_writer_finishes_is_still_written(monkeypatch):
+    """The run whose future a writer resolves runs before that writer's task is done: the next
+    batch it queues at once must get a writer (one waited for ever, holding its run, when the
+    writers were counted by their tasks' done-callbacks)."""
+    from uuid import uuid4
+
+    from agentdeck.agents.runtime.sink import AppendResult
+    from agentdeck.agents.services import run_sink
+
+    async def direct(func, /, *args, **kwargs):  # the database call, without the database
+        await asyncio.sleep(0)
+        return func(*args, **kwargs)
+
+    def append_many(*, items):
+        return {str(run_id): AppendResult(len(batch), "running", False) for run_id, batch in items}
+
+    monkeypatch.setattr(run_sink, "run_db", direct)
+    monkeypatch.setattr(run_sink, "run_events_append_many", append_many)
+    sink = run_sink.BatchingRunSink(max_in_flight=1)
+    run_id = uuid4()
+    event = ("run.step", {}, False, None)
+
+    async def one_run() -> list[AppendResult]:
+        return [await sink.append_async(run_id, [event]) for _ in range(3)]
+
+    results = asyncio.run(asyncio.wait_for(one_run(), 5))
+    assert [r.seq for r in results] == [1, 1, 1]

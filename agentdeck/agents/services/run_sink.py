@@ -128,7 +128,11 @@ class BatchingRunSink(ServiceRunSink):
 
     def __init__(self, *, max_in_flight: int = 2) -> None:
         self._pending: list[tuple[UUID, Sequence[QueuedEvent], asyncio.Future[AppendResult]]] = []
-        self._writers: set[asyncio.Task[None]] = set()
+        self._writers: set[asyncio.Task[None]] = set()  # held, so none is garbage-collected
+        # Writers still taking batches: decremented by a writer in the same step in which it
+        # finds nothing pending, so a batch queued after that step always gets a writer (the
+        # task's done-callback comes later: counting by it left a batch nobody would write).
+        self._active = 0
         self._max_in_flight = max_in_flight
 
     async def append_async(self, run_id: UUID, batch: Sequence[QueuedEvent]) -> AppendResult:
@@ -136,41 +140,56 @@ class BatchingRunSink(ServiceRunSink):
             return await run_db(self.append, run_id, batch)
         future: asyncio.Future[AppendResult] = asyncio.get_running_loop().create_future()
         self._pending.append((run_id, batch, future))
-        if len(self._writers) < self._max_in_flight:
+        if self._active < self._max_in_flight:
+            self._active += 1
             task = asyncio.create_task(self._write_pending())
             self._writers.add(task)
             task.add_done_callback(self._writers.discard)
         return await future
 
     async def _write_pending(self) -> None:
-        while self._pending:
-            items, self._pending = self._pending, []
-            try:
-                results = await run_db(
-                    run_events_append_many,
-                    items=[(run_id, [e[:3] for e in batch]) for run_id, batch, _ in items],
-                )
-            except Exception as exc:
-                if is_connection_error(exc):
+        try:
+            while self._pending:
+                items, self._pending = self._pending, []
+                try:
+                    await self._write(items)
+                except BaseException:  # cancelled (the loop is closing): no run waits for ever
                     for *_, future in items:
-                        if not future.done():
-                            future.set_exception(exc)
-                    continue
-                for run_id, batch, future in items:  # find the batch that failed
-                    try:
-                        result = await run_db(self.append, run_id, batch)
-                    except Exception as one:
-                        if not future.done():
-                            future.set_exception(one)
-                    else:
-                        if not future.done():
-                            future.set_result(result)
-                continue
-            for run_id, _, future in items:
-                if future.done():
-                    continue
-                written = results.get(str(run_id))
-                if written is None:
-                    future.set_exception(AgentRun.DoesNotExist(run_id))
+                        future.cancel()
+                    raise
+        finally:
+            self._active -= 1
+
+    async def _write(
+        self, items: list[tuple[UUID, Sequence[QueuedEvent], asyncio.Future[AppendResult]]]
+    ) -> None:
+        """Write ``items`` in one statement and resolve each one's future."""
+        try:
+            results = await run_db(
+                run_events_append_many,
+                items=[(run_id, [e[:3] for e in batch]) for run_id, batch, _ in items],
+            )
+        except Exception as exc:
+            if is_connection_error(exc):
+                for *_, future in items:
+                    if not future.done():
+                        future.set_exception(exc)
+                return
+            for run_id, batch, future in items:  # find the batch that failed
+                try:
+                    result = await run_db(self.append, run_id, batch)
+                except Exception as one:
+                    if not future.done():
+                        future.set_exception(one)
                 else:
-                    future.set_result(written)
+                    if not future.done():
+                        future.set_result(result)
+            return
+        for run_id, _, future in items:
+            if future.done():
+                continue
+            written = results.get(str(run_id))
+            if written is None:
+                future.set_exception(AgentRun.DoesNotExist(run_id))
+            else:
+                future.set_result(written)
