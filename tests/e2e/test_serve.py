@@ -211,3 +211,20 @@ def test_a_process_that_dies_during_start_up_is_named_and_serve_exits_non_zero(s
     assert "web (daphne) exited during start-up with status" in log
     assert UP_LINE not in log
     assert running_postmaster(server.var_dir) is None
+
+
+def test_daphne_listens_with_a_backlog_for_bursts(server_factory):
+    """The kernel queues up to 1,024 connections for daphne while its loop is busy (Twisted's
+    default of 50 reset connections of a 500-run burst: benchmarks/HISTORY.md, 2026-12-08)."""
+    import shutil
+    import subprocess
+
+    if shutil.which("ss") is None:
+        pytest.skip("needs ss (iproute2) to read the listen queue")
+    server = server_factory().start("--no-worker")
+    listing = subprocess.run(
+        ["ss", "-ltnH", f"sport = :{server.port}"], capture_output=True, text=True, check=True
+    ).stdout.split()
+    # State, Recv-Q, Send-Q (a listening socket's backlog), local address, peer address.
+    assert listing[0] == "LISTEN", listing
+    assert int(listing[2]) >= 1024, listing

@@ -104,6 +104,19 @@ def _healthy(url: str) -> bool:
         return False
 
 
+# Connections the kernel queues for daphne before it accepts them. daphne's -b/-p use Twisted's
+# default of 50: a burst of a few hundred clients connecting at once (a fan-out of runs, a load
+# balancer's warm-up) had connections reset before any answer.
+LISTEN_BACKLOG = 1024
+
+
+def daphne_endpoint(host: str, port: int) -> str:
+    """daphne's ``-e`` endpoint for ``host``:``port`` with :data:`LISTEN_BACKLOG` (colons of an
+    IPv6 address escaped, as Twisted's endpoint syntax asks)."""
+    interface = host.replace(":", "\\:")
+    return f"tcp:port={port}:interface={interface}:backlog={LISTEN_BACKLOG}"
+
+
 class Command(BaseCommand):
     help = (
         "Migrate, ensure a staff user, then run daphne (HTTP + WebSocket), a run worker and a "
@@ -195,10 +208,8 @@ class Command(BaseCommand):
                 sys.executable,
                 "-m",
                 "daphne",
-                "-b",
-                host,
-                "-p",
-                str(port),
+                "-e",
+                daphne_endpoint(host, port),
                 "--proxy-headers",
                 "config.asgi:application",
             ],
